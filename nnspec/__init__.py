@@ -1,0 +1,92 @@
+"""nnspec: model architectures and initializations as reviewed, validated config.
+
+Public API: `load`, `loads`, `check`, `build`, `emit`, `transfer`, `SpecError`,
+`Diagnostic`. Importing nnspec never imports a framework; `build`, `emit` and
+`transfer` import the one they target when called.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+from nnspec.compiler.diagnostics import Diagnostic, SpecError
+from nnspec.compiler.pipeline import Spec, analyse_file, analyse_text
+
+__version__ = "0.1.0"
+__all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "load", "loads", "transfer", "__version__"]
+
+TARGETS = ("torch", "keras")
+
+
+def _finish(spec: Optional[Spec], diagnostics: list) -> Spec:
+    if spec is None or any(d.is_error for d in diagnostics):
+        raise SpecError(diagnostics)
+    return spec
+
+
+def load(path: Union[str, os.PathLike]) -> Spec:
+    """Load, validate and lower a spec file; raise SpecError if it has errors (warnings do not raise)."""
+    return _finish(*analyse_file(os.fspath(path)))
+
+
+def loads(text: str, filename: str = "<string>") -> Spec:
+    """Like `load`, from text."""
+    return _finish(*analyse_text(text, filename))
+
+
+def check(path: Union[str, os.PathLike]) -> list[Diagnostic]:
+    """Every diagnostic of a spec file. Never raises, whatever the file holds."""
+    try:
+        return analyse_file(os.fspath(path))[1]
+    except Exception as exc:  # a bug in nnspec must still come out as a located diagnostic
+        from nnspec.compiler.diagnostics import Span
+
+        return [Diagnostic.at(Span(os.fspath(path), 1, 1, 1, 1), "NS001",
+                              f"internal error while checking this file: {type(exc).__name__}: {exc}",
+                              "please report this file to the nnspec maintainers")]
+
+
+def _as_spec(spec: Union[Spec, str, os.PathLike]) -> Spec:
+    return spec if isinstance(spec, Spec) else load(spec)
+
+
+def _target(target: str) -> str:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    return target
+
+
+def build(spec: Union[Spec, str, os.PathLike], target: str = "torch", seed: Optional[int] = None,
+          device: str = "cpu", max_params: Optional[int] = None):
+    """Build the model in memory: a torch `nn.Module` or a functional `keras.Model`."""
+    spec = _as_spec(spec)
+    from nnspec.compiler.budget import check_budget
+
+    check_budget(spec, max_params, device)
+    if _target(target) == "torch":
+        from nnspec.compiler.backends.torch_backend import build_torch
+
+        return build_torch(spec, seed=seed, device=device)
+    from nnspec.compiler.backends.keras_backend import build_keras
+
+    return build_keras(spec, seed=seed)
+
+
+def emit(spec: Union[Spec, str, os.PathLike], target: str = "torch") -> str:
+    """The standalone source that `nnspec compile` writes."""
+    spec = _as_spec(spec)
+    if _target(target) == "torch":
+        from nnspec.compiler.backends.torch_backend import emit_torch
+
+        return emit_torch(spec)
+    from nnspec.compiler.backends.keras_backend import emit_keras
+
+    return emit_keras(spec)
+
+
+def transfer(torch_model, keras_model, spec: Union[Spec, str, os.PathLike]) -> None:
+    """Copy every weight and buffer of a PyTorch model built from `spec` into its Keras model."""
+    from nnspec.compiler.backends.keras_backend import transfer_weights
+
+    transfer_weights(torch_model, keras_model, _as_spec(spec))

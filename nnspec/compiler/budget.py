@@ -1,0 +1,29 @@
+"""The parameter budget: refuse to allocate models larger than asked for."""
+
+from __future__ import annotations
+
+from nnspec.compiler.diagnostics import Diagnostic, SpecError
+
+DEFAULT_MAX_PARAMS = 2_000_000_000
+BYTES_PER_PARAM = 4
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def check_budget(spec, max_params, device: str) -> None:
+    if device == "meta":
+        return
+    limit = DEFAULT_MAX_PARAMS if max_params is None else max_params
+    params = spec.params
+    if params > limit:
+        span = spec.graph.root.span
+        raise SpecError([Diagnostic.at(span, "NS005",
+                                       f"the model has {params:,} parameters ({human_bytes(params * BYTES_PER_PARAM)} "
+                                       f"in float32), above the budget of {limit:,}",
+                                       "raise it with --max-params (max_params=) or build on device `meta`")])

@@ -1,0 +1,154 @@
+"""The IR: a tree of named nodes with inferred shapes and resolved initializers.
+
+The tree mirrors the module structure of the built model: a `Sequence` is a
+container (the model, a block call, a `repeat` container, a residual's branch
+or shortcut), a `Residual` adds its branch and shortcut, a `Layer` is one
+framework layer. Every node carries the span of the YAML item it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Union
+
+from nnspec.compiler.diagnostics import Span
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    name: str
+    args: dict
+    span: Optional[Span] = None  # where the initializer is written
+
+    def describe(self) -> str:
+        if not self.args:
+            return self.name
+        inner = ", ".join(f"{k}={_short(v)}" for k, v in self.args.items())
+        return f"{self.name}({inner})"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass
+class Tensor:
+    path: str
+    role: str
+    shape: tuple
+    fan_in: int
+    fan_out: int
+    init: InitSpec
+    origin: str  # "layer", "block call X", "residual X", "init.<kind>.<role>", "init.<role>", "default"
+    origin_span: Optional[Span]
+    layer: "Layer" = field(repr=False, default=None)
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def source(self) -> str:
+        return self.origin_span.at() if self.origin_span else "default"
+
+
+@dataclass
+class Layer:
+    path: str
+    name: str
+    kind: str
+    args: dict  # validated arguments, item keys removed
+    geometry: dict  # normalised conv/pool geometry, empty otherwise
+    in_shape: tuple
+    out_shape: tuple
+    in_dtype: str
+    out_dtype: str
+    span: Span
+    doc_path: tuple
+    tensors: dict = field(default_factory=dict)  # role -> Tensor
+    allow: dict = field(default_factory=dict)  # code -> (reason, span)
+    calls: tuple = ()  # enclosing block calls, outermost first: (path, span)
+
+    @property
+    def params(self) -> int:
+        return sum(t.numel for t in self.tensors.values())
+
+
+@dataclass
+class Sequence:
+    path: str
+    name: str
+    kind: str  # "model", "block", "repeat", "branch", "shortcut"
+    items: list
+    in_shape: tuple
+    out_shape: tuple
+    span: Span
+    block: Optional[str] = None
+
+
+@dataclass
+class Residual:
+    path: str
+    name: str
+    branch: Sequence
+    shortcut: Optional[Sequence]  # None: identity
+    in_shape: tuple
+    out_shape: tuple
+    span: Span
+
+
+Node = Union[Layer, Sequence, Residual]
+
+
+@dataclass
+class Graph:
+    name: str
+    class_name: str
+    input_shape: tuple
+    input_dtype: str
+    seed: Optional[int]
+    root: Sequence
+    file: str
+    blocks: dict = field(default_factory=dict)  # block name -> span of its definition
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.root.out_shape
+
+    def layers(self) -> Iterator[Layer]:
+        yield from iter_layers(self.root)
+
+    def tensors(self) -> Iterator[Tensor]:
+        for layer in self.layers():
+            yield from layer.tensors.values()
+
+    @property
+    def params(self) -> int:
+        return sum(t.numel for t in self.tensors())
+
+
+def iter_layers(node: Node) -> Iterator[Layer]:
+    if isinstance(node, Layer):
+        yield node
+    elif isinstance(node, Sequence):
+        for item in node.items:
+            yield from iter_layers(item)
+    else:
+        yield from iter_layers(node.branch)
+        if node.shortcut is not None:
+            yield from iter_layers(node.shortcut)
+
+
+def iter_nodes(node: Node) -> Iterator[Node]:
+    yield node
+    if isinstance(node, Sequence):
+        for item in node.items:
+            yield from iter_nodes(item)
+    elif isinstance(node, Residual):
+        yield from iter_nodes(node.branch)
+        if node.shortcut is not None:
+            yield from iter_nodes(node.shortcut)

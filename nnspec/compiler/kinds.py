@@ -1,0 +1,238 @@
+"""The layer-kind registry: arguments, roles, tensors and shape inference.
+
+Shapes are logical: channels first, batch excluded. Each kind is one entry
+here plus one entry in each backend's table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from nnspec.schema import models as m
+
+Shape = tuple
+
+
+class ShapeError(Exception):
+    def __init__(self, code: str, message: str, arg: str | None = None, hint: str = ""):
+        super().__init__(message)
+        self.code, self.message, self.arg, self.hint = code, message, arg, hint
+
+
+@dataclass(frozen=True)
+class TensorShape:
+    role: str
+    shape: Shape
+    fan_in: int
+    fan_out: int
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    args: type
+    category: str
+    ndim: int = 0
+    infer: Callable = None  # (args, shape, dtype) -> shape
+    tensors: Callable = None  # (args, in_shape) -> list[TensorShape]
+    activation: bool = False
+    summary: str = ""
+
+    @property
+    def parametrised(self) -> bool:
+        return self.tensors is not None
+
+    def roles(self, args: dict) -> tuple:
+        if self.category in ("linear", "conv"):
+            return ("weight", "bias") if args.get("bias", True) else ("weight",)
+        if self.category == "embedding":
+            return ("weight",)
+        if self.category == "norm":
+            return ("gamma", "beta")
+        return ()
+
+
+def _need_rank(shape: Shape, ranks: tuple, what: str) -> None:
+    if len(shape) not in ranks:
+        want = " or ".join(f"{r}-D" for r in ranks)
+        raise ShapeError("NS104", f"{what} needs a {want} input, got shape {list(shape)}")
+
+
+def tuple_arg(value, n: int, name: str) -> tuple:
+    if isinstance(value, int):
+        return (value,) * n
+    if len(value) != n:
+        raise ShapeError("NS004", f"{name} needs {n} value(s) here, got {len(value)}", name)
+    return tuple(value)
+
+
+def conv_geometry(args: dict, n: int) -> dict:
+    """Normalised conv arguments: tuples, and (before, after) padding per axis."""
+    kernel = tuple_arg(args["kernel"], n, "kernel")
+    stride = tuple_arg(args["stride"], n, "stride")
+    dilation = tuple_arg(args["dilation"], n, "dilation")
+    padding = args["padding"]
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise ShapeError("NS102", "padding `same` needs stride 1 (PyTorch refuses it otherwise)", "padding",
+                             "give the padding as an integer, e.g. (kernel - 1) // 2")
+        pads = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            pads.append((total // 2, total - total // 2))
+    elif padding == "valid":
+        pads = [(0, 0)] * n
+    else:
+        pads = [(p, p) for p in tuple_arg(padding, n, "padding")]
+    return {"kernel": kernel, "stride": stride, "dilation": dilation, "pads": tuple(pads)}
+
+
+def _conv_infer(n: int):
+    def infer(args: dict, shape: Shape, dtype: str) -> Shape:
+        _need_rank(shape, (n + 1,), f"conv{n}d")
+        g = conv_geometry(args, n)
+        c_in, groups = shape[0], args["groups"]
+        if c_in % groups:
+            raise ShapeError("NS103", f"input channels {c_in} are not divisible by groups={groups}", "groups")
+        if args["out"] % groups:
+            raise ShapeError("NS103", f"out={args['out']} is not divisible by groups={groups}", "groups")
+        sizes = []
+        for size, k, s, d, (pb, pa) in zip(shape[1:], g["kernel"], g["stride"], g["dilation"], g["pads"]):
+            span = d * (k - 1) + 1
+            if size + pb + pa < span:
+                raise ShapeError("NS102", f"kernel {k} (dilation {d}) spans {span}, larger than the padded input "
+                                          f"{size + pb + pa}", "kernel")
+            sizes.append((size + pb + pa - span) // s + 1)
+        return (args["out"], *sizes)
+
+    return infer
+
+
+def _conv_tensors(n: int):
+    def tensors(args: dict, shape: Shape) -> list:
+        kernel = tuple_arg(args["kernel"], n, "kernel")
+        rf = math.prod(kernel)
+        c_in = shape[0] // args["groups"]
+        out = [TensorShape("weight", (args["out"], c_in, *kernel), c_in * rf, args["out"] * rf)]
+        if args["bias"]:
+            out.append(TensorShape("bias", (args["out"],), c_in * rf, args["out"] * rf))
+        return out
+
+    return tensors
+
+
+def _linear_infer(args, shape, dtype):
+    return (*shape[:-1], args["out"])
+
+
+def _linear_tensors(args, shape):
+    c_in = shape[-1]
+    out = [TensorShape("weight", (args["out"], c_in), c_in, args["out"])]
+    if args["bias"]:
+        out.append(TensorShape("bias", (args["out"],), c_in, args["out"]))
+    return out
+
+
+def _bn_infer(args, shape, dtype):
+    _need_rank(shape, (1, 2, 3, 4), "batchnorm")
+    return shape
+
+
+def _norm_tensors(axis: int):
+    def tensors(args, shape):
+        c = shape[axis]
+        return [TensorShape("gamma", (c,), c, c), TensorShape("beta", (c,), c, c)]
+
+    return tensors
+
+
+def _same(args, shape, dtype):
+    return shape
+
+
+def _embedding_infer(args, shape, dtype):
+    return (*shape, args["dim"])
+
+
+def _embedding_tensors(args, shape):
+    return [TensorShape("weight", (args["num"], args["dim"]), args["dim"], args["num"])]
+
+
+def _flatten_infer(args, shape, dtype):
+    return (math.prod(shape),)
+
+
+def _softmax_infer(args, shape, dtype):
+    if not -len(shape) <= args["axis"] < len(shape):
+        raise ShapeError("NS004", f"axis {args['axis']} is out of range for a {len(shape)}-D input {list(shape)}",
+                         "axis")
+    return shape
+
+
+def pool_geometry(args: dict, n: int) -> dict:
+    kernel = tuple_arg(args["kernel"], n, "kernel")
+    stride = tuple_arg(args["stride"], n, "stride") if args.get("stride") is not None else kernel
+    padding = tuple_arg(args["padding"], n, "padding")
+    return {"kernel": kernel, "stride": stride, "padding": padding}
+
+
+def _pool_infer(n: int, name: str):
+    def infer(args, shape, dtype):
+        _need_rank(shape, (n + 1,), name)
+        g = pool_geometry(args, n)
+        sizes = []
+        for size, k, s, p in zip(shape[1:], g["kernel"], g["stride"], g["padding"]):
+            if p > k // 2:
+                raise ShapeError("NS102", f"padding {p} is more than half the kernel {k}", "padding",
+                                 "PyTorch allows pool padding of at most kernel // 2")
+            if size + 2 * p < k:
+                raise ShapeError("NS102", f"kernel {k} is larger than the padded input {size + 2 * p}", "kernel")
+            sizes.append((size + 2 * p - k) // s + 1)
+        return (shape[0], *sizes)
+
+    return infer
+
+
+def _gap_infer(args, shape, dtype):
+    _need_rank(shape, (2, 3, 4), "global_avg_pool")
+    return (shape[0],)
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def _add(kind: Kind) -> None:
+    KINDS[kind.name] = kind
+
+
+_add(Kind("linear", m.LinearArgs, "linear", infer=_linear_infer, tensors=_linear_tensors,
+          summary="y = x W^T + b on the last axis"))
+for _n in (1, 2, 3):
+    _add(Kind(f"conv{_n}d", m.ConvArgs, "conv", _n, _conv_infer(_n), _conv_tensors(_n),
+              summary=f"{_n}-D convolution, channels first"))
+_add(Kind("batchnorm", m.BatchNormArgs, "norm", infer=_bn_infer, tensors=_norm_tensors(0),
+          summary="batch normalisation over the channel axis (axis 0); 1-D to 4-D inputs"))
+_add(Kind("layernorm", m.LayerNormArgs, "norm", infer=_same, tensors=_norm_tensors(-1),
+          summary="layer normalisation over the last axis"))
+_add(Kind("embedding", m.EmbeddingArgs, "embedding", infer=_embedding_infer, tensors=_embedding_tensors,
+          summary="integer ids [T] -> vectors [T, dim]"))
+for _name, _args in (("relu", m.NoLayerArgs), ("relu6", m.NoLayerArgs), ("leaky_relu", m.LeakyReluArgs),
+                     ("gelu", m.GeluArgs), ("tanh", m.NoLayerArgs), ("sigmoid", m.NoLayerArgs),
+                     ("silu", m.NoLayerArgs), ("elu", m.EluArgs)):
+    _add(Kind(_name, _args, "activation", infer=_same, activation=True, summary="elementwise activation"))
+_add(Kind("softmax", m.SoftmaxArgs, "activation", infer=_softmax_infer, activation=True,
+          summary="softmax over a logical axis"))
+_add(Kind("identity", m.NoLayerArgs, "reshape", infer=_same, summary="passes its input through"))
+_add(Kind("dropout", m.DropoutArgs, "dropout", infer=_same, summary="dropout (off in inference)"))
+_add(Kind("flatten", m.NoLayerArgs, "reshape", infer=_flatten_infer, summary="all axes to one, in logical order"))
+for _n in (1, 2, 3):
+    _add(Kind(f"maxpool{_n}d", m.PoolArgs, "pool", _n, _pool_infer(_n, f"maxpool{_n}d"),
+              summary="max pooling; padding with -inf"))
+    _add(Kind(f"avgpool{_n}d", m.PoolArgs, "pool", _n, _pool_infer(_n, f"avgpool{_n}d"),
+              summary="average pooling; padded zeros count"))
+_add(Kind("global_avg_pool", m.NoLayerArgs, "reshape", infer=_gap_infer, summary="mean over spatial axes -> [C]"))
+
+STRUCTURAL = ("residual",)
+ROLES = ("weight", "bias", "gamma", "beta")
