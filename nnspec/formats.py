@@ -1,0 +1,144 @@
+"""Rendering diagnostics for people and machines: full, concise, json, github, sarif, junit."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from xml.sax.saxutils import escape as xml_escape
+
+from nnspec.compiler.codes import CODES
+from nnspec.compiler.diagnostics import Diagnostic
+
+FORMATS = ("full", "concise", "json", "github", "sarif", "junit")
+
+
+def _source_line(path: str, line: int, cache: dict) -> str:
+    if path not in cache:
+        try:
+            with open(path, "rb") as fh:
+                cache[path] = fh.read(4 * 1024 * 1024).decode("utf-8", "replace").splitlines()
+        except OSError:
+            cache[path] = []
+    lines = cache[path]
+    return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+def render_full(diags: list[Diagnostic], sources: dict | None = None) -> str:
+    cache: dict = dict(sources or {})
+    out = []
+    for d in diags:
+        out.append(d.concise())
+        text = _source_line(d.file, d.line, cache).replace("\t", " ")
+        if text:
+            gutter = " " * len(str(d.line))
+            width = max(1, (d.end_column - d.column) if d.end_line == d.line else len(text) - d.column + 1)
+            width = min(width, max(1, len(text) - d.column + 1))
+            out.append(f"{gutter} |")
+            out.append(f"{d.line} | {text}")
+            out.append(f"{gutter} | {' ' * (d.column - 1)}{'^' * width}")
+        if d.hint:
+            out.append(f"  = hint: {d.hint}")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_concise(diags: list[Diagnostic]) -> str:
+    return "".join(d.concise() + "\n" for d in diags)
+
+
+def render_json(diags: list[Diagnostic]) -> str:
+    return json.dumps([d.as_dict() for d in diags], indent=2) + "\n"
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_prop(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(diags: list[Diagnostic]) -> str:
+    level = {"error": "error", "warning": "warning", "info": "notice"}
+    out = []
+    for d in diags:
+        props = (f"file={_gh_prop(d.file)},line={d.line},col={d.column},endLine={d.end_line},"
+                 f"endColumn={d.end_column},title={_gh_prop(d.code + ' ' + CODES[d.code].name)}")
+        message = d.message + (f" (hint: {d.hint})" if d.hint else "")
+        out.append(f"::{level[d.severity]} {props}::{_gh_data(message)}\n")
+    return "".join(out)
+
+
+def _relative_uri(path: str) -> str:
+    rel = os.path.relpath(path) if os.path.isabs(path) else path
+    rel = rel.replace(os.sep, "/")
+    while rel.startswith("./"):
+        rel = rel[2:]
+    from urllib.parse import quote
+
+    return quote(rel)
+
+
+def render_sarif(diags: list[Diagnostic], version: str) -> str:
+    level = {"error": "error", "warning": "warning", "info": "note"}
+    rules = [{
+        "id": c.code,
+        "name": c.name,
+        "shortDescription": {"text": c.summary},
+        "fullDescription": {"text": c.what},
+        "help": {"text": c.render(), "markdown": c.render()},
+        "defaultConfiguration": {"level": level[c.severity]},
+    } for c in CODES.values()]
+    index = {c: i for i, c in enumerate(CODES)}
+    results = [{
+        "ruleId": d.code,
+        "ruleIndex": index[d.code],
+        "level": level[d.severity],
+        "message": {"text": d.message + (f" (hint: {d.hint})" if d.hint else "")},
+        "locations": [{"physicalLocation": {
+            "artifactLocation": {"uri": _relative_uri(d.file)},
+            "region": {"startLine": d.line, "startColumn": d.column, "endLine": max(d.end_line, d.line),
+                       "endColumn": d.end_column if d.end_line > d.line else max(d.end_column, d.column)},
+        }}],
+    } for d in diags]
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "nnspec", "version": version,
+                                "rules": rules}},
+            "results": results,
+        }],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def render_junit(diags: list[Diagnostic], files: list[str]) -> str:
+    by_file: dict[str, list[Diagnostic]] = {f: [] for f in files}
+    for d in diags:
+        by_file.setdefault(d.file, []).append(d)
+    failed = sum(1 for ds in by_file.values() if any(d.severity == "error" for d in ds))
+    cases = []
+    for f, ds in by_file.items():
+        errs = [d for d in ds if d.severity == "error"]
+        body = ""
+        if errs:
+            text = "".join(d.concise() + "\n" for d in ds)
+            body = (f'<failure message="{xml_escape(str(len(errs)))} error(s)" type="nnspec">'
+                    f"{xml_escape(text)}</failure>")
+        elif ds:
+            body = f"<system-out>{xml_escape(''.join(d.concise() + chr(10) for d in ds))}</system-out>"
+        cases.append(f'    <testcase classname="nnspec" name="{xml_escape(f, {chr(34): "&quot;"})}">{body}</testcase>')
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuites name="nnspec" tests="{len(by_file)}" failures="{failed}">\n'
+            f'  <testsuite name="nnspec check" tests="{len(by_file)}" failures="{failed}" errors="0">\n'
+            + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n")
+
+
+def summary(diags: list[Diagnostic], nfiles: int) -> str:
+    counts = Counter(d.severity for d in diags)
+    if not diags:
+        return f"All checks passed ({nfiles} file{'s' if nfiles != 1 else ''})."
+    parts = [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in ("error", "warning", "info") if counts[s]]
+    return f"Found {', '.join(parts)} in {nfiles} file{'s' if nfiles != 1 else ''}."

@@ -1,0 +1,78 @@
+"""Plain-text tables for `nnspec inits`, `nnspec build` and `nnspec initializers`."""
+
+from __future__ import annotations
+
+from nnspec.compiler.budget import BYTES_PER_PARAM, human_bytes
+from nnspec.compiler.initializers import REGISTRY
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def inits_table(spec) -> str:
+    rows = []
+    waivers = []
+    for layer in spec.graph.layers():
+        for t in layer.tensors.values():
+            nd = len(t.shape) >= 2
+            rows.append([t.path, "x".join(map(str, t.shape)), str(t.fan_in) if nd else "-",
+                         str(t.fan_out) if nd else "-", t.init.describe(),
+                         f"{t.origin_span.at()} ({t.origin})" if t.origin_span else "default"])
+        for code, (reason, span) in layer.allow.items():
+            waivers.append(f"  {layer.path}: allow {code} ({span.at()}): {reason}")
+    text = table(["tensor", "shape", "fan_in", "fan_out", "initializer", "from"], rows)
+    params = spec.params
+    text += f"\n{len(rows)} tensors, {params:,} parameters ({human_bytes(params * BYTES_PER_PARAM)} in float32)\n"
+    if waivers:
+        text += "\nwaivers:\n" + "\n".join(waivers) + "\n"
+    return text
+
+
+def build_table(spec) -> str:
+    rows = []
+    for layer in spec.graph.layers():
+        inits = ", ".join(f"{r}={t.init.describe()}" for r, t in layer.tensors.items()) or "-"
+        rows.append([layer.path, layer.kind, "x".join(map(str, layer.out_shape)), f"{layer.params:,}", inits])
+    params = spec.params
+    text = table(["layer", "kind", "output", "params", "initializers"], rows)
+    text += (f"\ninput {list(spec.graph.input_shape)} ({spec.graph.input_dtype}) -> output "
+             f"{list(spec.graph.output_shape)}\n"
+             f"parameters: {params:,}\nmemory: {human_bytes(params * BYTES_PER_PARAM)} of float32 parameters "
+             f"(weights only; training with Adam needs about 4x)\n")
+    return text
+
+
+def initializers_table() -> str:
+    rows = [[i.name, i.summary, i.torch, i.keras] for i in REGISTRY.values()]
+    return table(["name", "what it is for", "PyTorch", "Keras 3"], rows)
+
+
+def initializer_doc(name: str) -> str:
+    from nnspec.compiler.backends.tables import init_source_examples
+
+    i = REGISTRY[name]
+    fields = i.args.model_fields
+    args = ", ".join(f"{k}" + ("" if f.is_required() else f"={f.default!r}") for k, f in fields.items()) or "none"
+    torch_code, keras_code = init_source_examples(name)
+    parts = [f"{i.name}: {i.summary}", "", f"arguments: {args}"]
+    if i.short:
+        parts.append(f"short form: {{{i.name}: <{i.short}>}}")
+    parts += ["", "formula:", f"  {i.formula}" if i.formula else "  -"]
+    if i.detail:
+        parts += ["", "what it does:", "  " + i.detail]
+    parts += ["", "PyTorch:", f"  {torch_code}", "", "Keras 3:", f"  {keras_code}"]
+    safety = []
+    if i.safe:
+        safety.append(f"  safe: {i.safe}")
+    if i.unsafe:
+        safety.append(f"  unsafe: {i.unsafe}")
+    if i.needs_fans:
+        safety.append("  needs a tensor with 2 or more dimensions (NS210 on biases, gamma, beta)")
+    if safety:
+        parts += ["", "where to use it:"] + safety
+    return "\n".join(parts) + "\n"
