@@ -1,0 +1,21 @@
+"""Per-tensor seeds: one generator per tensor, derived from the model seed and the tensor's path.
+
+Values therefore do not depend on construction order, and the emitted code
+(which carries this function's source) gives the same values as `build`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+
+def tensor_seed(seed: int, path: str) -> int:
+    """A 63-bit seed for the tensor at `path`, derived from the model seed."""
+    digest = hashlib.sha256(f"{seed}/{path}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def fresh_seed() -> int:
+    """A random model seed, for builds without one."""
+    return int.from_bytes(os.urandom(8), "little") >> 1

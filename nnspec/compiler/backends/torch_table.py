@@ -1,0 +1,221 @@
+"""The PyTorch lowering table: IR layer kind -> module constructor, initializer -> calls.
+
+Both the in-memory builder and the emitted source use these entries; a new
+layer kind or initializer is one entry here.
+"""
+
+from __future__ import annotations
+
+import math
+
+from nnspec.compiler import initializers as inits
+from nnspec.compiler.backends.expr import Call, Const, Ref, call, method
+from nnspec.compiler.ir import Layer, Tensor
+
+T, G = Ref("tensor"), Ref("generator")
+TORCH_ROLE = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
+
+
+def torch_path(tensor: Tensor) -> str:
+    """The state_dict key of a tensor: norm gamma/beta are PyTorch's weight/bias."""
+    return tensor.path[: -len(tensor.role)] + TORCH_ROLE[tensor.role]
+
+
+def _int_or_tuple(values: tuple):
+    return values[0] if len(set(values)) == 1 else tuple(values)
+
+
+def _linear(layer: Layer) -> Call:
+    extra = {} if layer.args["bias"] else {"bias": False}
+    return call("nn.Linear", layer.in_shape[-1], layer.args["out"], **extra)
+
+
+def _conv(n: int):
+    def lower(layer: Layer) -> Call:
+        g, a = layer.geometry, layer.args
+        kwargs: dict = {"kernel_size": _int_or_tuple(g["kernel"])}
+        if set(g["stride"]) != {1}:
+            kwargs["stride"] = _int_or_tuple(g["stride"])
+        if a["padding"] == "same":
+            kwargs["padding"] = "same"
+        elif any(p for p, _ in g["pads"]):
+            kwargs["padding"] = _int_or_tuple(tuple(p for p, _ in g["pads"]))
+        if set(g["dilation"]) != {1}:
+            kwargs["dilation"] = _int_or_tuple(g["dilation"])
+        if a["groups"] != 1:
+            kwargs["groups"] = a["groups"]
+        if not a["bias"]:
+            kwargs["bias"] = False
+        return call(f"nn.Conv{n}d", layer.in_shape[0], a["out"], **kwargs)
+
+    return lower
+
+
+def _batchnorm(layer: Layer) -> Call:
+    rank = len(layer.in_shape)
+    dims = {1: 1, 2: 1, 3: 2, 4: 3}[rank]
+    kwargs = {}
+    if layer.args["eps"] != 1e-5:
+        kwargs["eps"] = layer.args["eps"]
+    if layer.args["momentum"] != 0.1:
+        kwargs["momentum"] = layer.args["momentum"]
+    return call(f"nn.BatchNorm{dims}d", layer.in_shape[0], **kwargs)
+
+
+def _layernorm(layer: Layer) -> Call:
+    extra = {"eps": layer.args["eps"]} if layer.args["eps"] != 1e-5 else {}
+    return call("nn.LayerNorm", layer.in_shape[-1], **extra)
+
+
+def _pool(cls: str):
+    def lower(layer: Layer) -> Call:
+        g = layer.geometry
+        kwargs = {}
+        if g["stride"] != g["kernel"]:
+            kwargs["stride"] = _int_or_tuple(g["stride"])
+        if any(g["padding"]):
+            kwargs["padding"] = _int_or_tuple(g["padding"])
+        return call(cls, _int_or_tuple(g["kernel"]), **kwargs)
+
+    return lower
+
+
+def _softmax(layer: Layer) -> Call:
+    axis = layer.args["axis"]
+    return call("nn.Softmax", dim=axis + 1 if axis >= 0 else axis)
+
+
+def _gelu(layer: Layer) -> Call:
+    return call("nn.GELU", approximate="tanh") if layer.args["approximate"] == "tanh" else call("nn.GELU")
+
+
+def _simple(cls: str, **fixed):
+    return lambda layer: call(cls, **fixed)
+
+
+LAYERS = {
+    "linear": _linear,
+    "conv1d": _conv(1),
+    "conv2d": _conv(2),
+    "conv3d": _conv(3),
+    "batchnorm": _batchnorm,
+    "layernorm": _layernorm,
+    "embedding": lambda layer: call("nn.Embedding", layer.args["num"], layer.args["dim"]),
+    "relu": _simple("nn.ReLU"),
+    "relu6": _simple("nn.ReLU6"),
+    "leaky_relu": lambda layer: call("nn.LeakyReLU", layer.args["slope"]),
+    "gelu": _gelu,
+    "tanh": _simple("nn.Tanh"),
+    "sigmoid": _simple("nn.Sigmoid"),
+    "silu": _simple("nn.SiLU"),
+    "elu": lambda layer: call("nn.ELU", alpha=layer.args["alpha"]) if layer.args["alpha"] != 1.0 else call("nn.ELU"),
+    "softmax": _softmax,
+    "identity": _simple("nn.Identity"),
+    "dropout": lambda layer: call("nn.Dropout", layer.args["p"]),
+    "flatten": _simple("nn.Flatten"),
+    "maxpool1d": _pool("nn.MaxPool1d"),
+    "maxpool2d": _pool("nn.MaxPool2d"),
+    "maxpool3d": _pool("nn.MaxPool3d"),
+    "avgpool1d": _pool("nn.AvgPool1d"),
+    "avgpool2d": _pool("nn.AvgPool2d"),
+    "avgpool3d": _pool("nn.AvgPool3d"),
+    "global_avg_pool": _simple("GlobalAvgPool"),
+}
+
+HELPERS_BY_KIND = {"global_avg_pool": "GlobalAvgPool"}
+
+
+def _nonzero(**kwargs) -> dict:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _from_distribution(tensor: Tensor) -> list[Call]:
+    d = inits.distribution(tensor.init.name, tensor.init.args, tensor.fan_in, tensor.fan_out)
+    if d.kind == "uniform":
+        return [call("nn.init.uniform_", T, d.a, d.b, generator=G)]
+    if d.kind == "normal":
+        return [call("nn.init.normal_", T, std=d.b, generator=G)]
+    return [call("nn.init.trunc_normal_", T, std=d.b, a=d.low, b=d.high, generator=G)]
+
+
+def _kaiming(fn: str):
+    def lower(tensor: Tensor) -> list[Call]:
+        a = tensor.init.args
+        kwargs = _nonzero(a=a["a"] if a["a"] != 0 else None,
+                          mode=a["mode"] if a["mode"] != "fan_in" else None,
+                          nonlinearity=a["nonlinearity"] if a["nonlinearity"] != "leaky_relu" else None)
+        return [call(fn, T, **kwargs, generator=G)]
+
+    return lower
+
+
+def _gain(fn: str, random: bool = True):
+    def lower(tensor: Tensor) -> list[Call]:
+        gain = tensor.init.args["gain"]
+        extra = {"gain": gain} if gain != 1.0 else {}
+        if random:
+            extra["generator"] = G
+        return [call(fn, T, **extra)]
+
+    return lower
+
+
+def _eye(tensor: Tensor) -> list[Call]:
+    gain = tensor.init.args["gain"]
+    return [call("nn.init.eye_", T)] + ([method(T, "mul_", gain)] if gain != 1.0 else [])
+
+
+def _dirac(tensor: Tensor) -> list[Call]:
+    groups = tensor.layer.args.get("groups", 1)
+    return [call("nn.init.dirac_", T, groups)] if groups != 1 else [call("nn.init.dirac_", T)]
+
+
+def _copy(values) -> list[Call]:
+    return [method(T, "copy_", call("torch.tensor", values))]
+
+
+def torch_default(tensor: Tensor) -> list[Call]:
+    kind = tensor.layer.kind
+    if tensor.role == "gamma":
+        return [call("nn.init.ones_", T)]
+    if tensor.role == "beta":
+        return [call("nn.init.zeros_", T)]
+    if kind == "embedding":
+        return [call("nn.init.normal_", T, generator=G)]
+    if tensor.role == "bias":
+        bound = 1.0 / math.sqrt(tensor.fan_in) if tensor.fan_in > 0 else 0.0
+        return [call("nn.init.uniform_", T, -bound, bound, generator=G)]
+    return [call("nn.init.kaiming_uniform_", T, a=Const("math.sqrt(5)", math.sqrt(5)), generator=G)]
+
+
+INITS = {
+    "zeros": lambda t: [call("nn.init.zeros_", T)],
+    "ones": lambda t: [call("nn.init.ones_", T)],
+    "constant": lambda t: [call("nn.init.constant_", T, t.init.args["value"])],
+    "eye": _eye,
+    "dirac": _dirac,
+    "uniform": lambda t: [call("nn.init.uniform_", T, t.init.args["low"], t.init.args["high"], generator=G)],
+    "normal": lambda t: [call("nn.init.normal_", T, t.init.args["mean"], t.init.args["std"], generator=G)],
+    "trunc_normal": lambda t: [call("nn.init.trunc_normal_", T, t.init.args["mean"], t.init.args["std"],
+                                    t.init.args["low"], t.init.args["high"], generator=G)],
+    "xavier_uniform": _gain("nn.init.xavier_uniform_"),
+    "xavier_normal": _gain("nn.init.xavier_normal_"),
+    "kaiming_uniform": _kaiming("nn.init.kaiming_uniform_"),
+    "kaiming_normal": _kaiming("nn.init.kaiming_normal_"),
+    "orthogonal": _gain("nn.init.orthogonal_"),
+    "sparse": lambda t: [call("nn.init.sparse_", T, t.init.args["sparsity"], std=t.init.args["std"], generator=G)],
+    "variance_scaling": _from_distribution,
+    "glorot_uniform": _from_distribution,
+    "glorot_normal": _from_distribution,
+    "he_uniform": _from_distribution,
+    "he_normal": _from_distribution,
+    "lecun_uniform": _from_distribution,
+    "lecun_normal": _from_distribution,
+    "values": lambda t: _copy(t.init.args["values"]),
+    "log_prior": lambda t: _copy(inits.log_prior(t.init.args["counts"])),
+    "torch_default": torch_default,
+}
+
+
+def init_calls(tensor: Tensor) -> list[Call]:
+    return INITS[tensor.init.name](tensor)
