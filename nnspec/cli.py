@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--rtol", type=float, default=1e-4)
     q.add_argument("--seed", type=int)
     q.add_argument("--batch", type=int, default=2)
+    q.add_argument("--perturb", action="store_true",
+                   help="add noise to every weight first, so zero and identity initializers hide nothing")
 
     pr = sub.add_parser("probe", help="train a few SGD steps and report stuck and dead units")
     pr.add_argument("spec")
@@ -261,7 +263,8 @@ def cmd_parity(args) -> int:
     spec, code = _load_or_report(args.spec)
     if spec is None:
         return code
-    report = run_parity(spec, atol=args.atol, rtol=args.rtol, seed=args.seed, batch=args.batch)
+    report = run_parity(spec, atol=args.atol, rtol=args.rtol, seed=args.seed, batch=args.batch,
+                        perturb_weights=args.perturb)
     sys.stdout.write(report.text())
     return EXIT_OK if report.ok else EXIT_FOUND
 

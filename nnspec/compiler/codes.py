@@ -238,10 +238,11 @@ _TABLE = [
          "- linear: {out: 10}\n"),
     Code("NS301", "target-unsupported", "error",
          "A construct one target cannot express.",
-         "Reports a layer or argument that one of the backends cannot build with the same semantics.",
+         "Reports a layer or argument that one of the backends cannot build with the same semantics: today, a "
+         "convolution with both a stride above 1 and a dilation above 1, which Keras refuses.",
          "One spec must mean the same model on both targets.",
-         "# (no construct of format version 1 triggers this yet)\n",
-         "# -\n"),
+         "- conv2d: {out: 16, kernel: 3, stride: 2, dilation: 2, padding: 2}\n",
+         "- conv2d: {out: 16, kernel: 3, dilation: 2, padding: 2}\n- maxpool2d: {kernel: 2}\n"),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _TABLE}

@@ -124,6 +124,20 @@ def calculate_gain(nonlinearity: str, param: Optional[float] = None) -> float:
     raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
 
 
+def gain_squared(nonlinearity: str, param: Optional[float] = None) -> float:
+    """calculate_gain(...)**2, computed exactly where it is rational (relu: 2.0, not 2.0000000000000004)."""
+    if nonlinearity == "relu":
+        return 2.0
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else param
+        return 2.0 / (1 + slope**2)
+    if nonlinearity == "tanh":
+        return 25.0 / 9
+    if nonlinearity == "selu":
+        return 9.0 / 16
+    return calculate_gain(nonlinearity, param) ** 2
+
+
 _KERAS_FAMILY = {
     "glorot_uniform": (1.0, "fan_avg", "uniform"),
     "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
@@ -143,8 +157,8 @@ def variance_scaling_params(name: str, args: dict) -> tuple[float, str, str]:
     if name in ("xavier_uniform", "xavier_normal"):
         return args["gain"] ** 2, "fan_avg", "uniform" if name.endswith("uniform") else "untruncated_normal"
     if name in ("kaiming_uniform", "kaiming_normal"):
-        gain = calculate_gain(args["nonlinearity"], args["a"])
-        return gain**2, args["mode"], "uniform" if name.endswith("uniform") else "untruncated_normal"
+        return gain_squared(args["nonlinearity"], args["a"]), args["mode"], \
+            "uniform" if name.endswith("uniform") else "untruncated_normal"
     if name == "torch_default":
         return 1.0 / 3, "fan_in", "uniform"
     raise KeyError(name)

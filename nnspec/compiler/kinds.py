@@ -189,6 +189,9 @@ def _pool_infer(n: int, name: str):
                                  "PyTorch allows pool padding of at most kernel // 2")
             if size + 2 * p < k:
                 raise ShapeError("NS102", f"kernel {k} is larger than the padded input {size + 2 * p}", "kernel")
+            if name == "avgpool3d" and size < k:
+                raise ShapeError("NS102", f"kernel {k} is larger than the input {size}; PyTorch's avg_pool3d "
+                                          "needs the unpadded input to be at least the kernel", "kernel")
             sizes.append((size + 2 * p - k) // s + 1)
         return (shape[0], *sizes)
 

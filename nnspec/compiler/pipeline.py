@@ -95,13 +95,12 @@ def analyse_file(path: str) -> tuple[Optional[Spec], list[Diagnostic]]:
 
 def analyse_document(doc: Document) -> tuple[Optional[Spec], list[Diagnostic]]:
     data = doc.data
-    top = Span(doc.file, 1, 1, 1, 1)
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else "a scalar"
         return None, [Diagnostic.at(doc.span(()), "NS010", f"not an nnspec spec: the top level is {kind}, not a "
                                                            "mapping", "a spec is a mapping that starts with `nnspec: 1`")]
     if "nnspec" not in data:
-        return None, [Diagnostic.at(top, "NS010", "not an nnspec spec: there is no top-level `nnspec` key",
+        return None, [Diagnostic.at(doc.span(()), "NS010", "not an nnspec spec: there is no top-level `nnspec` key",
                                     "add `nnspec: 1` as the first line")]
     version = data["nnspec"]
     if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_VERSIONS:
@@ -118,7 +117,9 @@ def analyse_document(doc: Document) -> tuple[Optional[Spec], list[Diagnostic]]:
     diags = lowerer.merged_diagnostics()
     if graph is not None and not any(d.is_error for d in diags):
         from nnspec.compiler.safety import run_rules
+        from nnspec.compiler.targets import target_rules
 
+        diags.extend(target_rules(graph, doc))
         diags.extend(run_rules(graph, doc))
     diags = sorted(diags, key=Diagnostic.sort_key)
     if graph is None:

@@ -151,7 +151,7 @@ def _has_comments(expr) -> bool:
 
 def render(expr, indent: int, prefix: str = "", suffix: str = "", bindings: dict | None = None) -> list[str]:
     """Lines of `prefix + expr + suffix` at `indent` spaces, split as ruff format splits them."""
-    bindings = bindings or {}
+    bindings = {} if bindings is None else bindings
     pad = " " * indent
     one = pad + prefix + flat(expr, bindings) + suffix
     if len(one) <= LINE_LENGTH and not _has_comments(expr):

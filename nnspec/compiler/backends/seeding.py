@@ -19,3 +19,8 @@ def tensor_seed(seed: int, path: str) -> int:
 def fresh_seed() -> int:
     """A random model seed, for builds without one."""
     return int.from_bytes(os.urandom(8), "little") >> 1
+
+
+def keras_seed(seed: int, path: str) -> int:
+    """The 31-bit seed Keras initializers take, derived like tensor_seed."""
+    return tensor_seed(seed, path) % 2**31

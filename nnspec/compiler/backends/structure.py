@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
+from functools import lru_cache
 
 from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
 
@@ -11,6 +14,27 @@ from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
 def comment_for(node, spec_file: str) -> str:
     """`file:line` of the item a node came from, with the file as the user named it."""
     return json.dumps(f"{os.path.basename(spec_file)}:{node.span.line}", ensure_ascii=True)[1:-1]
+
+
+@lru_cache(maxsize=None)
+def _module_source(module_name: str) -> tuple[str, dict]:
+    """The text of a runtime module (found without importing it, so no framework is loaded)
+    and the source segment of each top-level definition, decorators included."""
+    spec = importlib.util.find_spec(module_name)
+    with open(spec.origin, encoding="utf-8") as fh:
+        text = fh.read()
+    lines = text.splitlines(keepends=True)
+    segments = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+            segments[node.name] = "".join(lines[start:node.end_lineno]).strip()
+    return text, segments
+
+
+def runtime_source(module_name: str, name: str) -> str:
+    """Source of the runtime helper `name` defined in `module_name`, for emitted files."""
+    return _module_source(module_name)[1][name]
 
 
 def block_signatures(graph: Graph) -> dict[str, list[str]]:

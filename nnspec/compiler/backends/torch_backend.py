@@ -8,13 +8,21 @@ once), emitting renders them.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 from nnspec.compiler.backends import seeding, torch_table
 from nnspec.compiler.backends.expr import Arg, Call, call, evaluate, render
-from nnspec.compiler.backends.structure import block_signatures, comment_for, kinds_used, uses_residual
+from nnspec.compiler.backends.structure import (
+    block_signatures,
+    comment_for,
+    kinds_used,
+    runtime_source,
+    uses_residual,
+)
 from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
+
+
+RUNTIME = "nnspec.compiler.backends.torch_runtime"
 
 
 def module_tree(node, graph: Graph, block_class) -> Call:
@@ -96,18 +104,17 @@ def initialize(model, graph: Graph, seed=None) -> None:
 
 def emit_torch(spec) -> str:
     from nnspec import __version__
-    from nnspec.templates import render_template
-    from nnspec.compiler.backends import torch_runtime
     from nnspec.schema.errors import class_name
+    from nnspec.templates import render_template
 
     graph = spec.graph
     classes = {name: class_name(name) for name in block_signatures(graph)}
     helpers = []
     if uses_residual(graph):
-        helpers.append(inspect.getsource(torch_runtime.Residual))
+        helpers.append(runtime_source(RUNTIME, "Residual"))
     if any(k in kinds_used(graph) for k in torch_table.HELPERS_BY_KIND):
-        helpers.append(inspect.getsource(torch_runtime.GlobalAvgPool))
-    helpers.append(inspect.getsource(torch_runtime.sequential))
+        helpers.append(runtime_source(RUNTIME, "GlobalAvgPool"))
+    helpers.append(runtime_source(RUNTIME, "sequential"))
     attributes = []
     for item in graph.root.items:
         tree = module_tree(item, graph, lambda b: classes[b])
@@ -137,7 +144,7 @@ def emit_torch(spec) -> str:
         "class_name": graph.class_name,
         "seed": spec.seed,
         "helpers": "\n\n\n".join(h.strip() for h in helpers),
-        "tensor_seed": inspect.getsource(seeding.tensor_seed).strip(),
+        "tensor_seed": runtime_source("nnspec.compiler.backends.seeding", "tensor_seed"),
         "blocks": blocks,
         "attributes": attributes,
         "children": [item.name for item in graph.root.items],

@@ -6,6 +6,7 @@ the same code.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -34,3 +35,24 @@ class GlobalAvgPool(nn.Module):
 def sequential(**layers: nn.Module) -> nn.Sequential:
     """An nn.Sequential whose children carry the spec's names."""
     return nn.Sequential(OrderedDict(layers))
+
+
+def sparse_(
+    tensor: torch.Tensor,
+    sparsity: float,
+    std: float = 0.01,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """nn.init.sparse_, with the zeroed rows also drawn from `generator`.
+
+    PyTorch's own sparse_ picks the zeroed rows from the global generator, so a
+    seeded build would not repeat; the distribution here is the same.
+    """
+    rows, cols = tensor.shape
+    num_zeros = math.ceil(sparsity * rows)
+    with torch.no_grad():
+        tensor.normal_(0, std, generator=generator)
+        for col in range(cols):
+            order = torch.randperm(rows, generator=generator, device=tensor.device)
+            tensor[order[:num_zeros], col] = 0
+    return tensor

@@ -123,6 +123,7 @@ LAYERS = {
 }
 
 HELPERS_BY_KIND = {"global_avg_pool": "GlobalAvgPool"}
+HELPERS_BY_INIT = {"sparse": "sparse_"}  # torch_runtime helpers that emitted code must carry
 
 
 def _nonzero(**kwargs) -> dict:
@@ -203,7 +204,8 @@ INITS = {
     "kaiming_uniform": _kaiming("nn.init.kaiming_uniform_"),
     "kaiming_normal": _kaiming("nn.init.kaiming_normal_"),
     "orthogonal": _gain("nn.init.orthogonal_"),
-    "sparse": lambda t: [call("nn.init.sparse_", T, t.init.args["sparsity"], std=t.init.args["std"], generator=G)],
+    # nnspec's own sparse_ (torch_runtime): PyTorch's draws the zeroed rows from the global generator
+    "sparse": lambda t: [call("sparse_", T, t.init.args["sparsity"], std=t.init.args["std"], generator=G)],
     "variance_scaling": _from_distribution,
     "glorot_uniform": _from_distribution,
     "glorot_normal": _from_distribution,

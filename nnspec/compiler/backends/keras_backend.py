@@ -1,0 +1,238 @@
+"""The Keras 3 backend: build a functional keras.Model, emit its source, copy PyTorch weights in.
+
+`program` walks the IR once and lowers it, through the table in `keras_table`,
+to a list of steps `target = layer(inputs)`; building evaluates the steps,
+emitting renders them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from nnspec.compiler.backends import keras_table as kt
+from nnspec.compiler.backends import seeding
+from nnspec.compiler.backends.expr import Call, evaluate, render
+from nnspec.compiler.backends.structure import comment_for, runtime_source
+from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
+
+
+RUNTIME = "nnspec.compiler.backends.keras_runtime"
+SEEDING = "nnspec.compiler.backends.seeding"
+
+
+@dataclass
+class Step:
+    target: str
+    layer: Call | None  # None: the target is a copy of the single input
+    inputs: tuple
+    comment: str | None = None
+
+
+@dataclass
+class Program:
+    input_shape: tuple  # Keras layout, batch excluded
+    input_dtype: str
+    steps: list = field(default_factory=list)
+    output: str = "x"
+    output_layout: str = kt.PLAIN
+    skips: int = 0
+
+
+def keras_input_shape(shape: tuple, dtype: str) -> tuple:
+    if dtype == "float32" and len(shape) >= 2:
+        return tuple(shape[1:]) + (shape[0],)
+    return tuple(shape)
+
+
+def input_layout(shape: tuple, dtype: str) -> str:
+    return kt.CL if dtype == "float32" and len(shape) >= 2 else kt.PLAIN
+
+
+def program(graph: Graph) -> Program:
+    prog = Program(keras_input_shape(graph.input_shape, graph.input_dtype), graph.input_dtype)
+    layout = _walk(graph.root, "x", input_layout(graph.input_shape, graph.input_dtype), prog, graph)
+    prog.output_layout = layout if len(graph.output_shape) >= 2 else kt.PLAIN
+    return prog
+
+
+def _walk(node, var: str, layout: str, prog: Program, graph: Graph) -> str:
+    if isinstance(node, Layer):
+        return _layer(node, var, layout, prog, graph)
+    if isinstance(node, Sequence):
+        for child in node.items:
+            layout = _walk(child, var, layout, prog, graph)
+        return layout
+    return _residual(node, var, layout, prog, graph)
+
+
+def _layer(layer: Layer, var: str, layout: str, prog: Program, graph: Graph) -> str:
+    calls, needs, gives = kt.LAYERS[layer.kind](layer, layout)
+    rank = len(layer.in_shape)
+    comment = comment_for(layer, graph.file)
+    if needs is not None and needs != layout and rank >= 2:
+        prog.steps.append(Step(var, kt.permute(rank, layout, needs, f"{layer.path}.permute"), (var,), comment))
+        comment = None
+        layout = needs
+    for c in calls:
+        prog.steps.append(Step(var, c, (var,), comment))
+        comment = None
+    out = gives if gives is not None else layout
+    return out if len(layer.out_shape) >= 2 else kt.PLAIN
+
+
+def _residual(node: Residual, var: str, layout: str, prog: Program, graph: Graph) -> str:
+    prog.skips += 1
+    skip = f"skip_{prog.skips}"
+    prog.steps.append(Step(skip, None, (var,), comment_for(node, graph.file)))
+    b_layout = _walk(node.branch, var, layout, prog, graph)
+    s_layout = _walk(node.shortcut, skip, layout, prog, graph) if node.shortcut is not None else layout
+    rank = len(node.out_shape)
+    if rank >= 2 and s_layout != b_layout:
+        prog.steps.append(Step(skip, kt.permute(rank, s_layout, b_layout, f"{node.path}.permute"), (skip,)))
+    prog.steps.append(Step(var, Call("keras.layers.Add", (_kw("name", node.path),)), (var, skip)))
+    return b_layout
+
+
+def _kw(name, value):
+    from nnspec.compiler.backends.expr import Arg
+
+    return Arg(value, name)
+
+
+class _Seeds(dict):
+    """Bindings of `seed:<path>` references: a per-tensor Keras seed (int or source text)."""
+
+    def __init__(self, seed, as_source: bool):
+        super().__init__()
+        self.seed, self.as_source = seed, as_source
+
+    def __missing__(self, key: str):
+        path = key.split(":", 1)[1]
+        if self.as_source:
+            return f'keras_seed(seed, "{path}")'
+        return seeding.keras_seed(self.seed, path)
+
+
+def _namespace():
+    import math
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    import keras
+
+    from nnspec.compiler.backends import keras_runtime
+
+    ns = {"keras": keras, "math": math}
+    for name in kt.CUSTOM_INITIALIZERS + kt.CUSTOM_LAYERS:
+        ns[name] = getattr(keras_runtime, name)
+    return ns
+
+
+def build_keras(spec, seed=None):
+    namespace = _namespace()
+    keras = namespace["keras"]
+
+    graph = spec.graph
+    seed = spec.seed if seed is None else seed
+    if seed is None:
+        seed = seeding.fresh_seed()
+    prog = program(graph)
+    bindings = _Seeds(seed, as_source=False)
+    inputs = keras.Input(shape=prog.input_shape, dtype=prog.input_dtype, name="inputs")
+    env = {"x": inputs}
+    for step in prog.steps:
+        args = [env[v] for v in step.inputs]
+        if step.layer is None:
+            env[step.target] = args[0]
+            continue
+        layer = evaluate(step.layer, namespace, bindings)
+        env[step.target] = layer(args if len(args) > 1 else args[0])
+    return keras.Model(inputs, env[prog.output], name=spec.name)
+
+
+def emit_keras(spec) -> str:
+    from nnspec import __version__
+    from nnspec.templates import render_template
+
+    graph = spec.graph
+    prog = program(graph)
+    bindings = _Seeds(None, as_source=True)
+    lines = []
+    used = set()
+    for step in prog.steps:
+        if step.comment:
+            lines.append("    # " + step.comment)
+        if step.layer is None:
+            lines.append(f"    {step.target} = {step.inputs[0]}")
+            continue
+        used |= _names_in(step.layer)
+        arg = f"[{', '.join(step.inputs)}]" if len(step.inputs) > 1 else step.inputs[0]
+        lines += render(step.layer, 4, f"{step.target} = ", f"({arg})", bindings)
+    classes = [runtime_source(RUNTIME, n) for n in kt.CUSTOM_INITIALIZERS + kt.CUSTOM_LAYERS if n in used]
+    source_text = "\n".join(lines) + "\n" + "\n".join(classes)
+    return render_template("keras.py.j2", {
+        "version": __version__,
+        "spec_file": spec.file,
+        "spec_name": spec.name,
+        "seed": spec.seed,
+        "tensor_seed": runtime_source(SEEDING, "tensor_seed"),
+        "keras_seed": runtime_source(SEEDING, "keras_seed"),
+        "classes": "\n\n\n".join(classes),
+        "uses_math": "math." in source_text,
+        "uses_numpy": "np." in source_text,
+        "input_shape": prog.input_shape,
+        "input_dtype": prog.input_dtype,
+        "body": lines,
+        "output": prog.output,
+        "logical_input": list(graph.input_shape),
+        "logical_output": list(graph.output_shape),
+        "params": graph.params,
+    })
+
+
+def _names_in(expr) -> set:
+    if isinstance(expr, Call):
+        names = {expr.func.split(".")[0] if "." not in expr.func else expr.func}
+        for a in expr.args:
+            names |= _names_in(a.value)
+        return names
+    if isinstance(expr, (list, tuple)):
+        out = set()
+        for v in expr:
+            out |= _names_in(v)
+        return out
+    return set()
+
+
+def output_to_logical(array, spec):
+    """A Keras model output (numpy) in the logical, channels-first layout."""
+    import numpy as np
+
+    prog = program(spec.graph)
+    if prog.output_layout == kt.CL and array.ndim >= 3:
+        return np.moveaxis(array, -1, 1)
+    return array
+
+
+def input_to_keras(array, spec):
+    """A logical (channels-first) numpy batch in the Keras model's input layout."""
+    import numpy as np
+
+    if input_layout(spec.graph.input_shape, spec.graph.input_dtype) == kt.CL:
+        return np.moveaxis(array, 1, -1)
+    return array
+
+
+def transfer_weights(torch_model, keras_model, spec) -> None:
+    """Copy every parameter and normalisation statistic of the PyTorch model into the Keras model."""
+    from nnspec.compiler.backends.torch_table import torch_path
+
+    state = {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
+    for layer in spec.graph.layers():
+        if not layer.tensors:
+            continue
+        values = [kt.to_keras_layout(state[torch_path(t)], t) for t in layer.tensors.values()]
+        if layer.kind == "batchnorm":
+            values += [state[f"{layer.path}.running_mean"], state[f"{layer.path}.running_var"]]
+        keras_model.get_layer(layer.path).set_weights(values)

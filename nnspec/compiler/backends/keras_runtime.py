@@ -1,0 +1,156 @@
+"""nnspec's Keras initializers and helper layers, for what Keras lacks.
+
+Each class is self-contained (it uses only `keras`, `numpy` and `math`): the
+emitted source carries the source of the classes it uses, so a model built
+in memory and one built from emitted code are the same code. Random classes
+take an integer seed and are deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class Dirac(keras.initializers.Initializer):
+    """Identity convolution kernel in Keras layout (*kernel, in/groups, out).
+
+    K[centre..., d, g*opg + d] = 1 for each group g and d < min(opg, in/groups),
+    opg = out/groups: the transpose of torch.nn.init.dirac_(w, groups).
+    """
+
+    def __init__(self, groups=1):
+        self.groups = int(groups)
+
+    def __call__(self, shape, dtype=None):
+        *kernel, in_per_group, out = shape
+        if not kernel or out % self.groups:
+            raise ValueError(f"Dirac needs a conv kernel with out divisible by groups, got {tuple(shape)}")
+        values = np.zeros(shape, dtype="float32")
+        per_group = out // self.groups
+        centre = tuple(k // 2 for k in kernel)
+        for g in range(self.groups):
+            for d in range(min(per_group, in_per_group)):
+                values[centre + (d, g * per_group + d)] = 1.0
+        return keras.ops.convert_to_tensor(values, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {"groups": self.groups}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class TruncNormal(keras.initializers.Initializer):
+    """N(mean, std^2) cut at the ABSOLUTE bounds [low, high], as torch.nn.init.trunc_normal_."""
+
+    def __init__(self, mean=0.0, std=1.0, low=-2.0, high=2.0, seed=None):
+        self.mean, self.std, self.low, self.high, self.seed = mean, std, low, high, seed
+
+    def __call__(self, shape, dtype=None):
+        def cdf(v):
+            return (1.0 + math.erf(v / math.sqrt(2.0))) / 2.0
+
+        lo = 2 * cdf((self.low - self.mean) / self.std) - 1
+        hi = 2 * cdf((self.high - self.mean) / self.std) - 1
+        u = keras.random.uniform(shape, minval=lo, maxval=hi, dtype="float32", seed=self.seed)
+        values = keras.ops.erfinv(u) * (self.std * math.sqrt(2.0)) + self.mean
+        return keras.ops.cast(keras.ops.clip(values, self.low, self.high), dtype or "float32")
+
+    def get_config(self):
+        return {"mean": self.mean, "std": self.std, "low": self.low, "high": self.high, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class Sparse(keras.initializers.Initializer):
+    """torch.nn.init.sparse_ in Keras layout: N(0, std^2), then for every index along
+    `column_axis` (PyTorch's columns), ceil(sparsity * n) of the n entries along the
+    other axis set to zero."""
+
+    def __init__(self, sparsity, std=0.01, column_axis=0, seed=None):
+        self.sparsity, self.std, self.column_axis, self.seed = sparsity, std, column_axis, seed
+
+    def __call__(self, shape, dtype=None):
+        rng = np.random.default_rng(self.seed)
+        values = rng.normal(0.0, self.std, size=tuple(shape)).astype("float32")
+        columns = np.moveaxis(values, self.column_axis, 0)
+        zeros = int(math.ceil(self.sparsity * columns.shape[1]))
+        for column in columns:
+            column[rng.permutation(column.shape[0])[:zeros]] = 0.0
+        return keras.ops.convert_to_tensor(values, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {"sparsity": self.sparsity, "std": self.std, "column_axis": self.column_axis, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class TorchDefault(keras.initializers.Initializer):
+    """PyTorch's module default: U(-b, b), b = 1/sqrt(fan_in); `fan_in` given for a bias,
+    else taken from the Keras kernel shape (its fan_in equals PyTorch's)."""
+
+    def __init__(self, fan_in=None, seed=None):
+        self.fan_in, self.seed = fan_in, seed
+
+    def __call__(self, shape, dtype=None):
+        fan_in = self.fan_in
+        if fan_in is None:
+            fan_in = shape[0] if len(shape) == 2 else shape[-2] * math.prod(shape[:-2])
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        return keras.random.uniform(shape, minval=-bound, maxval=bound, dtype=dtype or "float32", seed=self.seed)
+
+    def get_config(self):
+        return {"fan_in": self.fan_in, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class Values(keras.initializers.Initializer):
+    """Exactly these numbers (already in the Keras layout)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __call__(self, shape, dtype=None):
+        values = np.asarray(self.values, dtype="float32")
+        if values.shape != tuple(shape):
+            raise ValueError(f"Values has shape {values.shape}, the variable has shape {tuple(shape)}")
+        return keras.ops.convert_to_tensor(values, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {"values": self.values}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class ConstantPad(keras.layers.Layer):
+    """Pads the spatial axes of a channels-last tensor with a constant (-inf before max pooling)."""
+
+    def __init__(self, padding, value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = [tuple(p) for p in padding]
+        self.value = float(value)
+
+    def call(self, x):
+        widths = [(0, 0)] + list(self.padding) + [(0, 0)]
+        return keras.ops.pad(x, widths, constant_values=self.value)
+
+    def compute_output_shape(self, shape):
+        spatial = [None if s is None else s + a + b for s, (a, b) in zip(shape[1:-1], self.padding)]
+        return (shape[0], *spatial, shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class Gelu(keras.layers.Layer):
+    """GELU with PyTorch's `approximate` argument ("none" or "tanh")."""
+
+    def __init__(self, approximate="none", **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = approximate
+
+    def call(self, x):
+        return keras.activations.gelu(x, approximate=self.approximate == "tanh")
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}

@@ -1,0 +1,274 @@
+"""The Keras lowering table: IR layer kind -> Keras layers, initializer -> Keras initializer.
+
+Keras tensors are channels-last where the logical tensor has channels (rank >= 2
+after an image or sequence input), and in logical order otherwise (after an
+embedding, a linear layer on a sequence, a flatten). Each entry says which
+layout it needs; `Permute` helper layers are added where the layout must change,
+so that the same weights compute the same function as the PyTorch model.
+"""
+
+from __future__ import annotations
+
+import math
+
+from nnspec.compiler import initializers as inits
+from nnspec.compiler.backends.expr import Call, Const, Ref, call
+from nnspec.compiler.ir import Layer, Tensor
+
+CL, PLAIN = "channels_last", "logical"
+
+KERAS_INIT_ARG = {"weight": "kernel_initializer", "bias": "bias_initializer", "gamma": "gamma_initializer",
+                  "beta": "beta_initializer"}
+CUSTOM_INITIALIZERS = ("Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values")
+CUSTOM_LAYERS = ("ConstantPad", "Gelu")
+
+
+def seed_ref(tensor: Tensor) -> Ref:
+    return Ref("seed:" + tensor.path)
+
+
+def keras_axis(logical_axis: int, rank: int, layout: str) -> int:
+    """The Keras axis (batch included) of a logical axis (batch excluded)."""
+    axis = logical_axis % rank
+    if layout == CL and rank >= 2:
+        return -1 if axis == 0 else axis
+    return -1 if axis == rank - 1 else axis + 1
+
+
+def to_keras_layout(array, tensor: Tensor):
+    """A logical (PyTorch-layout) numpy array in the Keras variable's layout."""
+    import numpy as np
+
+    array = np.asarray(array)
+    if tensor.role != "weight" or tensor.layer.kind == "embedding":
+        return array
+    if array.ndim == 2:
+        return array.T
+    return np.transpose(array, list(range(2, array.ndim)) + [1, 0])
+
+
+def _vs(tensor: Tensor, scale: float, mode: str, dist: str) -> Call:
+    if tensor.layer.kind == "embedding":  # Keras's fans of (num, dim) are swapped against the logical ones
+        mode = {"fan_in": "fan_out", "fan_out": "fan_in"}.get(mode, mode)
+    return call("keras.initializers.VarianceScaling", scale=scale, mode=mode, distribution=dist,
+                seed=seed_ref(tensor))
+
+
+def _variance_scaling(tensor: Tensor) -> Call:
+    scale, mode, dist = inits.variance_scaling_params(tensor.init.name, tensor.init.args)
+    return _vs(tensor, scale, mode, dist)
+
+
+def _keras_family(class_name: str):
+    def lower(tensor: Tensor) -> Call:
+        if tensor.layer.kind == "embedding":
+            return _variance_scaling(tensor)
+        return call(f"keras.initializers.{class_name}", seed=seed_ref(tensor))
+
+    return lower
+
+
+def _values(tensor: Tensor, values) -> Call:
+    return call("Values", to_keras_layout(values, tensor).tolist())
+
+
+def _sparse(tensor: Tensor) -> Call:
+    a = tensor.init.args
+    # PyTorch zeroes rows within each column of the (rows, cols) weight; in Keras's Dense kernel
+    # (in, out) the PyTorch columns are axis 0, in an embedding table (num, dim) axis 1.
+    axis = 1 if tensor.layer.kind == "embedding" else 0
+    return call("Sparse", a["sparsity"], std=a["std"], column_axis=axis, seed=seed_ref(tensor))
+
+
+def torch_default(tensor: Tensor) -> Call:
+    if tensor.role == "gamma":
+        return call("keras.initializers.Ones")
+    if tensor.role == "beta":
+        return call("keras.initializers.Zeros")
+    if tensor.layer.kind == "embedding":
+        return call("keras.initializers.RandomNormal", mean=0.0, stddev=1.0, seed=seed_ref(tensor))
+    if tensor.role == "bias":
+        return call("TorchDefault", fan_in=tensor.fan_in, seed=seed_ref(tensor))
+    return call("TorchDefault", seed=seed_ref(tensor))
+
+
+INITS = {
+    "zeros": lambda t: call("keras.initializers.Zeros"),
+    "ones": lambda t: call("keras.initializers.Ones"),
+    "constant": lambda t: call("keras.initializers.Constant", t.init.args["value"]),
+    "eye": lambda t: call("keras.initializers.Identity", gain=t.init.args["gain"]),
+    "dirac": lambda t: call("Dirac", groups=t.layer.args.get("groups", 1)),
+    "uniform": lambda t: call("keras.initializers.RandomUniform", minval=t.init.args["low"],
+                              maxval=t.init.args["high"], seed=seed_ref(t)),
+    "normal": lambda t: call("keras.initializers.RandomNormal", mean=t.init.args["mean"],
+                             stddev=t.init.args["std"], seed=seed_ref(t)),
+    "trunc_normal": lambda t: call("TruncNormal", mean=t.init.args["mean"], std=t.init.args["std"],
+                                   low=t.init.args["low"], high=t.init.args["high"], seed=seed_ref(t)),
+    "xavier_uniform": _variance_scaling,
+    "xavier_normal": _variance_scaling,
+    "kaiming_uniform": _variance_scaling,
+    "kaiming_normal": _variance_scaling,
+    "variance_scaling": _variance_scaling,
+    "orthogonal": lambda t: call("keras.initializers.Orthogonal", gain=t.init.args["gain"], seed=seed_ref(t)),
+    "sparse": _sparse,
+    "glorot_uniform": _keras_family("GlorotUniform"),
+    "glorot_normal": _keras_family("GlorotNormal"),
+    "he_uniform": _keras_family("HeUniform"),
+    "he_normal": _keras_family("HeNormal"),
+    "lecun_uniform": _keras_family("LecunUniform"),
+    "lecun_normal": _keras_family("LecunNormal"),
+    "values": lambda t: _values(t, t.init.args["values"]),
+    "log_prior": lambda t: _values(t, inits.log_prior(t.init.args["counts"])),
+    "torch_default": torch_default,
+}
+
+
+def initializer(tensor: Tensor) -> Call:
+    return INITS[tensor.init.name](tensor)
+
+
+def _init_kwargs(layer: Layer, names: dict | None = None) -> dict:
+    names = names or KERAS_INIT_ARG
+    return {names[role]: initializer(t) for role, t in layer.tensors.items()}
+
+
+# -- layers: (calls applied in order to the flowing tensor, layout needed, layout produced) -------
+
+def _pads(layer: Layer, pads) -> list:
+    """Explicit padding calls for a channels-last tensor; `pads` is ((before, after), ...)."""
+    if not any(a or b for a, b in pads):
+        return []
+    n = len(pads)
+    padding = pads[0] if n == 1 else tuple(tuple(p) for p in pads)
+    return [call(f"keras.layers.ZeroPadding{n}D", padding=padding, name=f"{layer.path}.pad")]
+
+
+def _conv(n: int):
+    def lower(layer: Layer, layout: str):
+        g, a = layer.geometry, layer.args
+        kwargs = {}
+        if set(g["stride"]) != {1}:
+            kwargs["strides"] = g["stride"]
+        if set(g["dilation"]) != {1}:
+            kwargs["dilation_rate"] = g["dilation"]
+        if a["groups"] != 1:
+            kwargs["groups"] = a["groups"]
+        if not a["bias"]:
+            kwargs["use_bias"] = False
+        conv = call(f"keras.layers.Conv{n}D", a["out"], g["kernel"], **kwargs,
+                    **_init_kwargs(layer), name=layer.path)
+        return _pads(layer, g["pads"]) + [conv], CL, CL
+
+    return lower
+
+
+def _pool(n: int, max_pool: bool):
+    def lower(layer: Layer, layout: str):
+        g = layer.geometry
+        pads = tuple((p, p) for p in g["padding"])
+        calls = []
+        if any(g["padding"]):
+            if max_pool:
+                calls.append(call("ConstantPad", [list(p) for p in pads], value=Const("-math.inf", -math.inf),
+                                  name=f"{layer.path}.pad"))
+            else:
+                calls += _pads(layer, pads)
+        cls = f"keras.layers.MaxPooling{n}D" if max_pool else f"keras.layers.AveragePooling{n}D"
+        calls.append(call(cls, g["kernel"], strides=g["stride"], name=layer.path))
+        return calls, CL, CL
+
+    return lower
+
+
+def _dense(layer: Layer, layout: str):
+    kwargs = {} if layer.args["bias"] else {"use_bias": False}
+    return [call("keras.layers.Dense", layer.args["out"], **kwargs, **_init_kwargs(layer), name=layer.path)], \
+        PLAIN, PLAIN
+
+
+def _batchnorm(layer: Layer, layout: str):
+    rank = len(layer.in_shape)
+    return [call("keras.layers.BatchNormalization", axis=keras_axis(0, rank, layout),
+                 momentum=1.0 - layer.args["momentum"], epsilon=layer.args["eps"], **_init_kwargs(layer),
+                 name=layer.path)], None, None
+
+
+def _layernorm(layer: Layer, layout: str):
+    rank = len(layer.in_shape)
+    return [call("keras.layers.LayerNormalization", axis=keras_axis(rank - 1, rank, layout), epsilon=layer.args["eps"],
+                 **_init_kwargs(layer), name=layer.path)], None, None
+
+
+def _embedding(layer: Layer, layout: str):
+    t = layer.tensors["weight"]
+    return [call("keras.layers.Embedding", layer.args["num"], layer.args["dim"],
+                 embeddings_initializer=initializer(t), name=layer.path)], PLAIN, PLAIN
+
+
+def _softmax(layer: Layer, layout: str):
+    rank = len(layer.in_shape)
+    return [call("keras.layers.Softmax", axis=keras_axis(layer.args["axis"], rank, layout), name=layer.path)], \
+        None, None
+
+
+def _same(cls: str, **fixed):
+    def lower(layer: Layer, layout: str):
+        return [call(cls, **fixed, name=layer.path)], None, None
+
+    return lower
+
+
+def _activation(name: str):
+    return _same("keras.layers.Activation", activation=name)
+
+
+def _gelu(layer: Layer, layout: str):
+    if layer.args["approximate"] == "tanh":
+        return [call("Gelu", approximate="tanh", name=layer.path)], None, None
+    return [call("keras.layers.Activation", activation="gelu", name=layer.path)], None, None
+
+
+def _global_avg_pool(layer: Layer, layout: str):
+    n = len(layer.in_shape) - 1
+    return [call(f"keras.layers.GlobalAveragePooling{n}D", name=layer.path)], CL, PLAIN
+
+
+LAYERS = {
+    "linear": _dense,
+    "conv1d": _conv(1),
+    "conv2d": _conv(2),
+    "conv3d": _conv(3),
+    "batchnorm": _batchnorm,
+    "layernorm": _layernorm,
+    "embedding": _embedding,
+    "relu": _same("keras.layers.ReLU"),
+    "relu6": _same("keras.layers.ReLU", max_value=6.0),
+    "leaky_relu": lambda layer, layout: ([call("keras.layers.LeakyReLU", negative_slope=layer.args["slope"],
+                                               name=layer.path)], None, None),
+    "gelu": _gelu,
+    "tanh": _activation("tanh"),
+    "sigmoid": _activation("sigmoid"),
+    "silu": _activation("silu"),
+    "elu": lambda layer, layout: ([call("keras.layers.ELU", alpha=layer.args["alpha"], name=layer.path)], None,
+                                  None),
+    "softmax": _softmax,
+    "identity": _same("keras.layers.Identity"),
+    "dropout": lambda layer, layout: ([call("keras.layers.Dropout", layer.args["p"], name=layer.path)], None, None),
+    "flatten": lambda layer, layout: ([call("keras.layers.Flatten", name=layer.path)], PLAIN, PLAIN),
+    "maxpool1d": _pool(1, True),
+    "maxpool2d": _pool(2, True),
+    "maxpool3d": _pool(3, True),
+    "avgpool1d": _pool(1, False),
+    "avgpool2d": _pool(2, False),
+    "avgpool3d": _pool(3, False),
+    "global_avg_pool": _global_avg_pool,
+}
+
+
+def permute(rank: int, source: str, target: str, name: str) -> Call:
+    """A Permute layer between layouts of a logical rank-`rank` tensor (rank >= 2)."""
+    if source == CL and target == PLAIN:
+        dims = (rank,) + tuple(range(1, rank))
+    else:
+        dims = tuple(range(2, rank + 1)) + (1,)
+    return call("keras.layers.Permute", dims, name=name)
