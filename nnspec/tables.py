@@ -53,7 +53,7 @@ def initializers_table() -> str:
 
 
 def initializer_doc(name: str) -> str:
-    from nnspec.compiler.backends.tables import init_source_examples
+    from nnspec.compiler.backends.docs import init_source_examples
 
     i = REGISTRY[name]
     fields = i.args.model_fields

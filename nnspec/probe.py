@@ -1,0 +1,133 @@
+"""`nnspec probe`: train a few SGD steps and show, per layer, what the initialisation did.
+
+The safety rules are claims about training; this is their empirical check. The
+model is built with PyTorch, dropout is switched off (so that only the
+initialisation can break symmetry), and N steps of SGD are run on random
+inputs against random targets. Reported per parametrised layer: how many
+distinct units (weight rows, with their bias) it has at init and after
+training, which tensors never received a non-zero gradient, and the scale of
+its output at init.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LayerProbe:
+    path: str
+    kind: str
+    units: int
+    distinct_at_init: int
+    distinct_after: int
+    init_std: float
+    zero_grad: list = field(default_factory=list)  # tensor roles whose gradient was always exactly zero
+
+    @property
+    def stuck(self) -> bool:
+        return self.units > 1 and self.distinct_after < self.units
+
+    @property
+    def dead(self) -> bool:
+        return bool(self.zero_grad)
+
+
+@dataclass
+class ProbeReport:
+    name: str
+    steps: int
+    layers: list
+    loss_before: float
+    loss_after: float
+
+    @property
+    def failed(self) -> bool:
+        return any(layer.stuck or layer.dead for layer in self.layers)
+
+    def text(self) -> str:
+        lines = [f"probe {self.name}: {self.steps} SGD steps on random data, dropout off; "
+                 f"loss {self.loss_before:.4g} -> {self.loss_after:.4g}",
+                 f"{'layer':<48} {'kind':<10} {'units':>6} {'distinct@init':>13} {'distinct@end':>12} "
+                 f"{'std@init':>10}  verdict"]
+        for p in self.layers:
+            verdict = []
+            if p.stuck:
+                verdict.append(f"STUCK: {p.units - p.distinct_after + 1} units identical")
+            if p.dead:
+                verdict.append("DEAD: zero gradient for " + ", ".join(p.zero_grad))
+            lines.append(f"{p.path:<48} {p.kind:<10} {p.units:>6} {p.distinct_at_init:>13} {p.distinct_after:>12} "
+                         f"{p.init_std:>10.4g}  {'; '.join(verdict) or 'ok'}")
+        lines.append("FAILED: stuck or dead units" if self.failed else "ok: every unit moved apart and learns")
+        return "\n".join(lines) + "\n"
+
+
+def _distinct_units(layer, modules) -> tuple[int, int]:
+    """(number of units, number of distinct units) of a linear/conv/embedding layer."""
+    import torch
+
+    module = modules[layer.path]
+    weight = module.weight.detach().reshape(module.weight.shape[0], -1)
+    if getattr(module, "bias", None) is not None:
+        weight = torch.cat([weight, module.bias.detach().reshape(-1, 1)], dim=1)
+    return weight.shape[0], torch.unique(weight, dim=0).shape[0]
+
+
+def run_probe(spec, steps: int = 20, seed: int = 0, lr: float = 0.1, batch: int = 16) -> ProbeReport:
+    import torch
+
+    import nnspec
+    from nnspec.compiler.backends.torch_table import torch_path
+    from nnspec.parity import random_batch
+
+    torch.manual_seed(seed)
+    model = nnspec.build(spec, "torch", seed=seed)
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+    modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
+    x = torch.from_numpy(random_batch(spec, batch, seed))
+    unit_layers = [layer for layer in spec.graph.layers() if layer.kind in ("linear", "embedding")
+                   or layer.kind.startswith("conv")]
+    stds: dict[str, float] = {}
+
+    def record(path):
+        def hook(module, inputs, output):
+            stds.setdefault(path, float(output.detach().float().std()))
+
+        return hook
+
+    hooks = [modules[layer.path].register_forward_hook(record(layer.path))
+             for layer in spec.graph.layers() if layer.tensors]
+    at_init = {layer.path: _distinct_units(layer, modules) for layer in unit_layers}
+    with torch.no_grad():
+        out = model(x)
+    for hook in hooks:
+        hook.remove()
+    target = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    ever_nonzero = {name: False for name in params}
+    loss_before = loss_after = float("nan")
+    for step in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), target)
+        loss.backward()
+        for name, p in params.items():
+            if p.grad is not None and bool(p.grad.abs().sum() > 0):
+                ever_nonzero[name] = True
+        optimizer.step()
+        if step == 0:
+            loss_before = float(loss)
+        loss_after = float(loss)
+    layers = []
+    for layer in spec.graph.layers():
+        if not layer.tensors:
+            continue
+        units, distinct_init = at_init.get(layer.path, (0, 0))
+        distinct_after = _distinct_units(layer, modules)[1] if layer.path in at_init else 0
+        zero = [t.role for t in layer.tensors.values() if not ever_nonzero[torch_path(t)]]
+        layers.append(LayerProbe(layer.path, layer.kind, units, distinct_init, distinct_after,
+                                 stds.get(layer.path, float("nan")), zero))
+    return ProbeReport(spec.name, steps, layers, loss_before, loss_after)
