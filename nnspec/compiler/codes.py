@@ -139,26 +139,41 @@ _TABLE = [
          "- linear: {out: 8, name: fc1}\n- linear: {out: 8, name: fc2}\n"),
     Code("NS201", "hidden-constant-weight", "error",
          "zeros, ones or constant on the weight of a hidden linear, conv or embedding layer.",
-         "Flags a constant weight on a layer that is not the output head and not the last layer of a residual "
-         "branch. All its output units compute the same function of the input, so they start identical.",
-         "Identical units receive identical incoming weights; whether they ever differ depends only on the layers "
-         "after them. With a random next layer they are pulled apart after the first step (and with zeros before "
-         "ReLU nothing moves at all, NS202); with a constant next layer they stay identical forever (NS203). "
-         "Either way the layer starts with the capacity of a single unit.",
+         "Flags a constant weight on a layer that is neither the output head (the last layer with tensors before "
+         "the model output, through parameter-free layers) nor a residual tail (the last layer with tensors on a "
+         "residual's branch or shortcut, through parameter-free layers that are not activations). Its output units "
+         "get identical incoming weights, so they start identical, or differ only by their biases when those "
+         "differ.",
+         "Units with identical incoming weights compute the same function of the input (up to their biases); "
+         "whether they come apart depends on the layers after them. With a random next layer they are pulled apart "
+         "after the first step (with zeros before ReLU nothing moves at all, NS202); with a constant next layer and "
+         "uniform biases they stay identical forever (NS203). Either way the layer starts with the capacity of a "
+         "single unit.",
          "- linear: {out: 64, init: {weight: zeros}}\n- tanh\n- linear: {out: 10}\n",
          "- linear: {out: 64, init: {weight: xavier_uniform}}\n- tanh\n- linear: {out: 10}\n"),
     Code("NS202", "dead-relu", "error",
-         "A zero weight or zero norm scale whose constant, non-positive output feeds `relu` or `relu6`.",
-         "Follows the output of a layer whose weight (or gamma) is zero and whose bias (or beta) is zero, negative "
-         "or absent, through parameter-free layers, to a ReLU.",
+         "A zero weight or zero norm scale whose fixed output reaches `relu` or `relu6` at or below 0.",
+         "Follows the output of a layer whose weight (or gamma) is zero and whose bias (or beta) is a fixed value "
+         "(zeros, constant, values, log_prior) or absent, to a `relu`, `relu6` or `leaky_relu` with slope 0, and "
+         "fires when the value that arrives there is at or below 0. On the way it passes dropout, flatten, pooling, "
+         "identity and activations (each maps the fixed value to another fixed value: tanh, gelu, silu, elu and "
+         "leaky_relu keep a non-positive value non-positive), and a norm layer when the value is exactly 0 (the "
+         "norm then outputs its beta). It stops at a weight layer, at a residual (its shortcut carries the "
+         "gradient) and at a residual's add. It applies at exempt positions too; waive it on the layer it points "
+         "at.",
          "The pre-activation is the same non-positive constant for every input, and ReLU's slope there is 0, so "
          "every gradient into the layer, and into everything before it, is exactly zero: training never starts.",
          "- linear: {out: 64, init: {weight: zeros, bias: zeros}}\n- relu\n",
          "- linear: {out: 64, init: {weight: {kaiming_uniform: {nonlinearity: relu}}, bias: zeros}}\n- relu\n"),
     Code("NS203", "constant-chain", "error",
          "Two linear, conv or embedding layers in a row both have constant weights.",
-         "Reported at the first of two parametrised layers (through parameter-free and norm layers) that both use "
-         "zeros, ones or constant for their weight, naming the second.",
+         "Reported at the first of two linear, conv or embedding layers in a row that both use zeros, ones or "
+         "constant for their weight, naming the second, when the first one's bias is constant or absent (a random "
+         "bias tells its units apart). Between the two it passes parameter-free layers and norm layers whose gamma "
+         "and beta are both constant. When the flow enters a residual, every path (branch and shortcut) must meet "
+         "a constant weight; an identity shortcut tells units apart, and a residual's add ends the search (the "
+         "other path is added). It applies at exempt positions too. A dropout between the two is named: its random "
+         "masks are then the only thing that tells the units apart.",
          "Units of a layer stay interchangeable when their incoming weights are identical and their outgoing "
          "weights are identical: gradient descent gives them identical updates forever, so the first layer never "
          "has more than one distinct unit.",
@@ -166,21 +181,25 @@ _TABLE = [
          "- linear: {out: 16, init: {weight: xavier_uniform}}\n- tanh\n- linear: {out: 3, init: {weight: zeros}}\n"),
     Code("NS204", "exploding-constant", "warning",
          "A non-zero constant weight whose value times fan_in exceeds 1 in magnitude.",
-         "Computes |value| * fan_in for ones and constant weights.",
-         "Each output is the sum of fan_in inputs times the value: activations grow by that factor per layer, "
-         "e.g. 512x for `ones` on a 512-input layer.",
+         "Computes |value| * fan_in for ones and constant weights of linear and conv layers (an embedding looks "
+         "one row up and sums nothing, so it is not checked).",
+         "Each output is the value times the sum of fan_in inputs: inputs of one sign (after a ReLU, say) grow by "
+         "that factor per layer, e.g. 512x for `ones` on a 512-input layer.",
          "- linear: {out: 10, init: {weight: ones}, name: head}\n",
          "- linear: {out: 10, init: {weight: {constant: 0.001}}, name: head}\n"),
     Code("NS205", "zero-norm-scale", "error",
          "A zero norm scale (gamma) anywhere but an exempt position.",
-         "Flags `gamma: zeros` (or constant 0) on batchnorm or layernorm unless the layer is the last of a "
-         "residual branch (zero-init residual) or the output head.",
-         "With gamma = 0 the layer outputs beta for every input: everything before it is cut off at init.",
+         "Flags `gamma: zeros` (or constant 0) on batchnorm or layernorm unless the layer is a residual tail (the "
+         "last layer with tensors on a residual's branch or shortcut, through parameter-free layers that are not "
+         "activations: zero-init residual) or the output head.",
+         "With gamma = 0 the layer outputs beta for every input: everything before it is cut off at init, and no "
+         "gradient passes back through it until gamma moves away from 0.",
          "- batchnorm: {init: {gamma: zeros}}\n- relu\n",
          "- batchnorm\n- relu\n"),
     Code("NS206", "eye-not-2d", "error",
          "eye on a tensor that is not 2-D.",
-         "`eye` is the identity matrix; PyTorch's `eye_` and Keras's `Identity` accept only 2-D tensors.",
+         "`eye` is the identity matrix; PyTorch's `eye_` and Keras's `Identity` accept only 2-D tensors. It cannot "
+         "be waived: the model could not be built.",
          "A bias is 1-D and a conv weight is 3-D or more: neither has a diagonal. For a conv, `dirac` is the "
          "identity.",
          "- conv2d: {out: 16, kernel: 3, padding: 1, init: {weight: eye}}\n",
@@ -195,7 +214,7 @@ _TABLE = [
     Code("NS208", "dirac-not-conv", "error",
          "dirac on anything but a conv weight (3-D, 4-D or 5-D).",
          "`dirac` places a one at the kernel centre of output channel i for input channel i: it only means "
-         "something for a convolution kernel.",
+         "something for a convolution kernel. It cannot be waived: the model could not be built.",
          "PyTorch's `dirac_` refuses other ranks; on a linear layer `eye` is the identity.",
          "- linear: {out: 16, init: {weight: dirac}}\n",
          "- linear: {out: 16, init: {weight: eye}}\n"),
@@ -210,7 +229,8 @@ _TABLE = [
     Code("NS210", "needs-fans", "error",
          "An initializer that needs fans or a matrix on a 1-D tensor.",
          "xavier, kaiming, orthogonal, sparse, variance_scaling and the Keras glorot/he/lecun family need a weight "
-         "with at least 2 dimensions; biases, gamma and beta have one.",
+         "with at least 2 dimensions; biases, gamma and beta have one. It cannot be waived: the model could not be "
+         "built.",
          "PyTorch raises \"Fan in and fan out can not be computed for tensor with fewer than 2 dimensions\"; Keras "
          "silently uses (n, n), so the two targets would disagree.",
          "- linear: {out: 10, init: {bias: xavier_uniform}}\n",
@@ -219,7 +239,8 @@ _TABLE = [
          "Impossible initializer arguments.",
          "std or gain not positive, low >= high, trunc bounds that exclude the mean, sparsity outside [0, 1), an "
          "unknown nonlinearity or mode, `values` of the wrong shape, `log_prior` counts of the wrong length or not "
-         "positive.",
+         "positive, `log_prior` on anything but a bias, `sparse` on a tensor that is not 2-D. It cannot be waived: "
+         "the model could not be built.",
          "The framework would raise, or silently produce a degenerate tensor.",
          "- linear: {out: 10, init: {weight: {normal: {std: 0}}}}\n",
          "- linear: {out: 10, init: {weight: {normal: {std: 0.02}}}}\n"),
@@ -231,8 +252,11 @@ _TABLE = [
          "init:\n  conv2d: {weight: dirac}\nlayers:\n  - linear: {out: 10}\n",
          "init:\n  linear: {weight: xavier_uniform}\nlayers:\n  - linear: {out: 10}\n"),
     Code("NS213", "unused-waiver", "warning",
-         "An `allow` waiver that waives nothing, or that names an unknown code.",
-         "Reports each `allow` entry whose rule did not fire on that layer.",
+         "An `allow` waiver that waives nothing, or that names an unknown code or one that cannot be waived.",
+         "Reports each `allow` entry whose rule did not fire on any layer it covers (a waiver on a block call or a "
+         "residual covers every layer inside it). Only NS201-NS205, NS207 and NS209 can be waived: the other codes "
+         "describe a model that could not be built (NS206, NS208, NS210, NS211) or a problem of the spec itself, so "
+         "a waiver of them is reported too.",
          "Stale waivers hide the next real problem and mislead reviewers.",
          "- linear: {out: 10, allow: {NS201: \"zero head\"}}\n",
          "- linear: {out: 10}\n"),
@@ -251,3 +275,32 @@ FAMILIES = ("NS0", "NS1", "NS2", "NS3")
 
 def lookup(code: str) -> Code | None:
     return CODES.get(code.upper())
+
+
+def render_rules_markdown() -> str:
+    """docs/rules.md: the rule table and every rule's documentation, generated from this table."""
+    lines = [
+        "# Rules",
+        "",
+        ("<!-- Generated from nnspec/compiler/codes.py by nnspec.compiler.codes.render_rules_markdown(); "
+         "do not edit by hand. -->"),
+        "",
+        "Every diagnostic nnspec reports has a stable code. `nnspec rule CODE` prints the same text.",
+        "",
+        "| code | name | severity | summary |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| [{c.code}](#{c.code.lower()}) | {c.name} | {c.severity} | {_cell(c.summary)} |" for c in _TABLE]
+    for c in _TABLE:
+        lines += [
+            "", f"## {c.code}", "", f"`{c.name}` ({c.severity}): {c.summary}", "",
+            "### What it does", "", c.what, "",
+            "### Why is this bad", "", c.why, "",
+            "### Example", "", "```yaml", c.example.rstrip(), "```", "",
+            "### Use instead", "", "```yaml", c.use_instead.rstrip(), "```",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")

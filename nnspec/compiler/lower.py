@@ -44,6 +44,7 @@ class Lowerer:
         self.model_init_used: set = set()
         self.model_init: dict = {}
         self.called_blocks: set = set()
+        self.failed = False  # an item could not be lowered: later shapes are unknown, no graph
 
     # -- reporting ---------------------------------------------------------
     def report(self, diag: Diagnostic) -> None:
@@ -92,6 +93,8 @@ class Lowerer:
             root.items, out_shape, _ = self.lower_sequence(spec.layers, ("layers",), "", shape, shape_spec.dtype,
                                                            env=None, inherited=())
         except _Abort:
+            return None
+        if self.failed:
             return None
         root.out_shape = out_shape
         self.check_unused_model_init()
@@ -147,29 +150,38 @@ class Lowerer:
         names: dict[str, tuple] = {}
         for index, raw in enumerate(raw_items):
             ipath = doc_path + (index,)
-            if env is not None:
-                raw = self.substitute(raw, ipath, env)
-            parsed = self.split_item(raw, ipath)
-            if parsed is None:
-                raise _Abort
-            kind, body = parsed
-            counters[kind] = counters.get(kind, 0) + 1
-            name = body.get("name") if isinstance(body, dict) else None
-            if name is not None:
-                problem = identifier_problem(name)
-                if problem:
-                    self.error(ipath + (kind, "name"), "NS007", f"layer name: {problem}")
+            try:
+                if env is not None:
+                    raw = self.substitute(raw, ipath, env)
+                parsed = self.split_item(raw, ipath)
+                if parsed is None:
                     raise _Abort
-            else:
-                name = f"{kind}_{counters[kind]}"
-            if name in names:
-                self.error(ipath + ((kind, "name") if isinstance(body, dict) and "name" in body else ()), "NS106",
-                           f"duplicate name `{name}` in this scope; first used on line {names[name][0]}",
-                           "give each item a unique `name`")
-                raise _Abort
-            names[name] = (self.doc.span(ipath).line,)
-            path = f"{prefix}.{name}" if prefix else name
-            node = self.lower_item(kind, body, ipath, name, path, shape, dtype, env, inherited)
+                kind, body = parsed
+                counters[kind] = counters.get(kind, 0) + 1
+                name = body.get("name") if isinstance(body, dict) else None
+                if name is not None:
+                    problem = identifier_problem(name)
+                    if problem:
+                        self.error(ipath + (kind, "name"), "NS007", f"layer name: {problem}",
+                                   "use a name like `head` or `conv_in`")
+                        self.failed = True
+                        name = f"{kind}_{counters[kind]}"
+                else:
+                    name = f"{kind}_{counters[kind]}"
+                if name in names:
+                    self.error(ipath + ((kind, "name") if isinstance(body, dict) and "name" in body else ()),
+                               "NS106", f"duplicate name `{name}` in this scope; first used on line {names[name][0]}",
+                               "give each item a unique `name`")
+                    self.failed = True
+                names.setdefault(name, (self.doc.span(ipath).line,))
+                path = f"{prefix}.{name}" if prefix else name
+                node = self.lower_item(kind, body, ipath, name, path, shape, dtype, env, inherited)
+            except _Abort:
+                # Keep going so that every problem (and every block call a body problem applies to) is
+                # reported; what follows has an unknown input shape.
+                self.failed = True
+                shape = None
+                continue
             nodes.append(node)
             shape, dtype = node.out_shape, getattr(node, "out_dtype", "float32")
         return nodes, shape, dtype
@@ -251,7 +263,7 @@ class Lowerer:
             if part in body and not isinstance(body[part], list):
                 self.error(kpath + (part,), "NS004", f"`{part}` must be a list of items")
                 raise _Abort
-        if dtype != "float32":
+        if shape is not None and dtype != "float32":
             self.error(ipath, "NS104", "a residual needs a float input, got integer ids")
             raise _Abort
         b_items, b_shape, _ = self.lower_sequence(body["branch"], kpath + ("branch",), f"{path}.branch", shape,
@@ -265,6 +277,8 @@ class Lowerer:
                                                       shape, dtype, env, ctx)
             shortcut = Sequence(f"{path}.shortcut", "shortcut", "shortcut", s_items, shape, s_shape,
                                 self.doc.span(kpath + ("shortcut",)))
+        if b_shape is None or s_shape is None:
+            raise _Abort  # the failure is reported already
         if b_shape != s_shape:
             which = "shortcut" if shortcut is not None else "identity shortcut"
             self.error(ipath, "NS101", f"residual branch gives {list(b_shape)} but the {which} gives "
@@ -346,6 +360,12 @@ class Lowerer:
                 self.report(diag)
             raise _Abort
         args = model.model_dump(exclude=set(ITEM_KEYS))
+        if shape is None:  # an earlier item failed: check only what does not depend on the input
+            if body.get("init") is not None:
+                self.parse_layer_init(body["init"], kpath + ("init",), kind_name, kind.roles(args))
+            if body.get("allow") is not None:
+                self.parse_allow(body["allow"], kpath + ("allow",))
+            raise _Abort
         if dtype != "float32" and kind_name != "embedding":
             self.error(ipath, "NS104", f"`{kind_name}` needs a float input, got integer ids {list(shape)}",
                        "integer ids feed an `embedding` layer first")
@@ -366,7 +386,7 @@ class Lowerer:
         except ShapeError as exc:
             target = kpath + (exc.arg,) if exc.arg and exc.arg in body else ipath
             msg = exc.message if exc.code == "NS004" else f"`{kind_name}` on input {list(shape)}: {exc.message}"
-            self.error(target, exc.code, msg, exc.hint)
+            self.error(target, exc.code, msg, exc.hint or SHAPE_HINTS.get(exc.code, ""))
             raise _Abort
         layer = Layer(path, name, kind_name, args, geometry, shape, out_shape, dtype,
                       "float32", self.doc.span(ipath), ipath, calls=tuple(self.calls))
@@ -538,6 +558,12 @@ class Lowerer:
 
 
 GENERATED_ARG_OK: frozenset = frozenset()
+
+SHAPE_HINTS = {
+    "NS102": "use a smaller kernel or dilation, add padding, or downsample less before this layer",
+    "NS103": "make the input channels and `out` multiples of `groups`",
+    "NS104": "check `input` and the layers before this one (`flatten` turns [C, H, W] into [C*H*W])",
+}
 
 
 def _called_names(items) -> list:

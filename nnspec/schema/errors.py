@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import typing
+from typing import Optional
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nnspec.compiler.diagnostics import Diagnostic
 from nnspec.schema.loader import Document
@@ -16,9 +18,13 @@ def did_you_mean(word: str, choices) -> str:
     return f"did you mean `{match[0]}`?" if match else ""
 
 
-def _data_path(data, loc: tuple) -> tuple:
-    """Keep only the parts of a pydantic `loc` that index into the data (drop union tags)."""
-    path, node = [], data
+def _walk_loc(data, loc: tuple) -> tuple[tuple, Optional[tuple]]:
+    """Split a pydantic `loc` into the path that indexes into the data and the first union point.
+
+    Parts that do not index into the data are union tags (`list[...]`, a model's name); they are dropped.
+    The union point is (data path where the first tag was met, the tag), or None.
+    """
+    path, node, union = [], data, None
     for part in loc:
         if isinstance(node, dict) and part in node:
             path.append(part)
@@ -26,13 +32,91 @@ def _data_path(data, loc: tuple) -> tuple:
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and not path and part not in node:
-            # a missing or extra key directly below
-            path.append(part)
-            node = None
-        elif node is None:
-            break
-    return tuple(path)
+        elif union is None:
+            union = (tuple(path), part)
+    return tuple(path), union
+
+
+def _data_path(data, loc: tuple) -> tuple:
+    """Keep only the parts of a pydantic `loc` that index into the data (drop union tags)."""
+    return _walk_loc(data, loc)[0]
+
+
+def _models_in(annotation) -> list:
+    """Every pydantic model class that appears in a type annotation (through unions, lists, dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out = []
+    for arg in typing.get_args(annotation):
+        out.extend(m for m in _models_in(arg) if m not in out)
+    return out
+
+
+def _fields_at(fields, loc: tuple) -> dict:
+    """The fields of the model(s) that a pydantic `loc` (below the top model) points into."""
+    models: list = []
+    current = dict(fields)
+    for part in loc:
+        named = [m for m in models if m.__name__ == part]
+        if named:  # a union tag naming one member
+            models, current = named, dict(named[0].model_fields)
+        elif isinstance(part, str) and part in current and hasattr(current[part], "annotation"):
+            models = _models_in(current[part].annotation)
+            current = {k: v for m in models for k, v in m.model_fields.items()}
+        # list indexes, dict keys and other tags stay in the same model(s)
+    return current
+
+
+def _select_union_branches(errors: list, data) -> list:
+    """Of the errors from the members of one union, keep those of the member(s) that got furthest into the
+    value: a list value is reported against the list member, a mapping against the model member."""
+    depth: dict = {}
+    walked = []
+    for err in errors:
+        path, union = _walk_loc(data, err["loc"])
+        walked.append((err, path, union))
+        if union is not None:
+            key = union[0]
+            depth.setdefault(key, {})
+            depth[key][union[1]] = max(depth[key].get(union[1], 0), len(path))
+    # On a tie, a member that only says "wrong type here" loses to one that accepted the type.
+    type_only: dict = {}
+    for err, path, union in walked:
+        if union is not None:
+            mismatch = err["type"] in _TYPE_MISMATCH and path == union[0]
+            type_only[union] = type_only.get(union, True) and mismatch
+    kept = []
+    for err, path, union in walked:
+        if union is not None:
+            members = depth[union[0]]
+            best = max(members.values())
+            if members[union[1]] < best:
+                continue
+            rivals = [t for t, d in members.items() if d == best and not type_only[(union[0], t)]]
+            if type_only[union] and rivals:
+                continue
+        kept.append(err)
+    return kept
+
+
+_TYPE_MISMATCH = {"int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "model_type",
+                  "model_attributes_type", "literal_error", "none_required", "is_instance_of"}
+
+
+def _expected(err: dict) -> str:
+    """What a pydantic error says was expected, as a phrase that follows `should be`."""
+    ctx = err.get("ctx") or {}
+    etype = err["type"]
+    if etype == "too_long":
+        return f"a list of at most {ctx.get('max_length')} item(s)"
+    if etype == "too_short":
+        return f"a list of at least {ctx.get('min_length')} item(s)"
+    if etype in ("model_type", "model_attributes_type", "dict_type"):
+        return "a mapping"
+    msg = err["msg"]
+    if msg.startswith("Input should be "):
+        return msg[len("Input should be "):]
+    return msg[:1].lower() + msg[1:]
 
 
 def _describe(value) -> str:
@@ -43,8 +127,12 @@ def _describe(value) -> str:
     if value is None:
         return "null"
     if isinstance(value, (list, dict)):
-        return "a list" if isinstance(value, list) else "a mapping"
+        return f"a list of {len(value)} item(s)" if isinstance(value, list) else "a mapping"
     return repr(value)
+
+
+def _dotted(path: tuple) -> str:
+    return ".".join(str(p) for p in path)
 
 
 def pydantic_diagnostics(exc: ValidationError, data: dict, doc: Document, base: tuple, fields,
@@ -52,43 +140,55 @@ def pydantic_diagnostics(exc: ValidationError, data: dict, doc: Document, base: 
     """Diagnostics for `exc`, raised validating `data` found at `base` in `doc`."""
     out: list[Diagnostic] = []
     grouped: dict[tuple, list] = {}
-    for err in exc.errors():
+    for err in _select_union_branches(exc.errors(), data):
         loc = err["loc"]
         etype = err["type"]
         if etype == "extra_forbidden":
             key = loc[-1]
-            parent = loc[:-1]
+            parent = _data_path(data, loc[:-1])
             if not parent and key in skip_extra:
                 continue
-            hint = did_you_mean(key, fields if not parent else ())
-            where = f" in {what}" if what else ""
-            allowed = ", ".join(sorted(fields)) if not parent else ""
+            allowed_fields = fields if not parent else _fields_at(fields, loc[:-1])
+            hint = did_you_mean(key, allowed_fields)
+            if parent:
+                where = f" in `{_dotted(parent)}`"
+            else:
+                where = f" in {what}" if what else ""
+            allowed = ", ".join(sorted(allowed_fields))
             msg = f"unknown key `{key}`{where}"
-            out.append(Diagnostic.at(doc.key_span(base + _data_path(data, parent) + (key,)), "NS003", msg,
-                                     hint or (f"allowed keys: {allowed}" if allowed else "")))
+            if not hint:
+                hint = f"allowed keys: {allowed}" if allowed else (f"{what} takes no arguments" if what and
+                                                                   not parent else "")
+            out.append(Diagnostic.at(doc.key_span(base + parent + (key,)), "NS003", msg, hint))
             continue
         if etype == "missing":
             path = _data_path(data, loc[:-1])
-            where = f" of {what}" if what else ""
-            out.append(Diagnostic.at(doc.span(base + path), "NS009",
-                                     f"missing required argument `{loc[-1]}`{where}",
-                                     f"add `{loc[-1]}: ...`"))
+            if path:
+                msg = f"missing required key `{loc[-1]}` in `{_dotted(path)}`"
+            else:
+                msg = f"missing required argument `{loc[-1]}`" + (f" of {what}" if what else "")
+            out.append(Diagnostic.at(doc.key_span(base + path), "NS009", msg, f"add `{loc[-1]}: ...`"))
             continue
         path = _data_path(data, loc)
         grouped.setdefault(path, []).append(err)
     for path, errs in grouped.items():
-        field = ".".join(str(p) for p in path) or "value"
+        field = _dotted(path) or "value"
         value = errs[0].get("input")
         expected = []
         for e in errs:
-            msg = e["msg"]
-            if msg.startswith("Input should be "):
-                msg = msg[len("Input should be "):]
+            msg = _expected(e)
             if msg not in expected:
                 expected.append(msg)
-        out.append(Diagnostic.at(doc.span(base + path), "NS004",
-                                 f"`{field}` should be {' or '.join(expected)}; got {_describe(value)}",
-                                 "numbers are written without quotes; booleans are true/false"))
+        wanted = " or ".join(expected)
+        hint = ""
+        if isinstance(value, str) and ("number" in wanted or "integer" in wanted):
+            hint = "numbers are written without quotes"
+        elif isinstance(value, bool) and "boolean" not in wanted:
+            hint = "true and false are booleans, not numbers"
+        elif isinstance(value, str) and "boolean" in wanted:
+            hint = "booleans are written true or false"
+        out.append(Diagnostic.at(doc.span(base + path), "NS004", f"`{field}` should be {wanted}; got {_describe(value)}",
+                                 hint))
     return out
 
 

@@ -103,7 +103,8 @@ def decode(file: str, raw: bytes) -> str:
     if "\x00" in text:
         idx = text.index("\x00")
         line = text.count("\n", 0, idx) + 1
-        raise LoadError(Diagnostic.at(Span(file, line, 1, line, 2), "NS001",
+        col = idx - (text.rfind("\n", 0, idx) + 1) + 1
+        raise LoadError(Diagnostic.at(Span(file, line, col, line, col + 1), "NS001",
                                       "the file contains a NUL character; YAML text cannot",
                                       "save the file as UTF-8 text"))
     return text
@@ -219,11 +220,20 @@ class _Converter:
         result: dict = {}
         first_seen: dict = {}
         merged: list = []
+        explicit: list = []
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _CORE + "str" and key_node.value == "<<" \
-                    and key_node.style is None:
+                    and not key_node.style:  # plain `<<` (the C parser gives style '', the Python one None)
                 merged.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
-                continue
+            else:
+                explicit.append((key_node, value_node))
+        # Merged mappings first, the earliest last (it wins), then the mapping's own keys, which win over all:
+        # so both the values and the recorded positions are those of the winning entries.
+        for source in reversed(merged):
+            if not isinstance(source, yaml.MappingNode):
+                self.fail(source, "NS004", "a merge key `<<` needs a mapping or a list of mappings")
+            result.update(self.mapping(source, path))
+        for key_node, value_node in explicit:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.fail(key_node, "NS004", "a mapping key must be a plain scalar, not a list or mapping")
             key = self.convert(key_node, path + ("<key>",))
@@ -239,11 +249,6 @@ class _Converter:
             first_seen[key] = key_node
             self.doc.key_spans[path + (key,)] = self.span(key_node)
             result[key] = self.convert(value_node, path + (key,))
-        for source in merged:
-            if not isinstance(source, yaml.MappingNode):
-                self.fail(source, "NS004", "a merge key `<<` needs a mapping or a list of mappings")
-            for key, value in self.mapping(source, path).items():
-                result.setdefault(key, value)
         return result
 
 
@@ -265,11 +270,31 @@ def load_document(file: str, text: str) -> Document:
     try:
         _check_depth(file, text)
         root = yaml.compose(text, Loader=_Yaml12Loader)
+    except yaml.reader.ReaderError as exc:
+        pos = max(0, min(exc.position, len(text)))
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise LoadError(Diagnostic.at(Span(file, line, col, line, col + 1), "NS001",
+                                      f"the file contains the control character U+{ord(char):04X}, which YAML does "
+                                      "not allow", "remove it; a spec is plain text")) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        lines = text.splitlines() or [""]
+        if line > len(lines):  # the parser ran into the end of the file: point at its last character
+            line, col = len(lines), len(lines[-1]) + 1
         problem = exc.problem or exc.context or "invalid YAML"
-        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        if "maximum nesting depth" in problem:  # libyaml's own limit, met while scanning ahead
+            raise LoadError(Diagnostic.at(Span(file, line, col, line, col + 1), "NS005",
+                                          f"nesting is deeper than {MAX_DEPTH} levels",
+                                          "a spec needs only a few levels; flatten the structure")) from None
+        context = ""
+        if exc.context and exc.problem:
+            context = f" ({exc.context}"
+            if exc.context_mark is not None and exc.context_mark is not mark:
+                context += f" that starts at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+            context += ")"
         raise LoadError(Diagnostic.at(Span(file, line, col, line, col + 1), "NS001",
                                       f"invalid YAML: {problem}{context}",
                                       "check indentation, brackets and quotes around this position")) from None
@@ -277,7 +302,7 @@ def load_document(file: str, text: str) -> Document:
         raise LoadError(Diagnostic.at(_whole_file(file), "NS001", f"invalid YAML: {exc}")) from None
     except RecursionError:
         raise LoadError(Diagnostic.at(_whole_file(file), "NS005", "the document is nested too deeply")) from None
-    if root is None:
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _CORE + "null" and root.value == ""):
         raise LoadError(Diagnostic.at(_whole_file(file), "NS001", "the file holds no YAML document",
                                       "a spec starts with `nnspec: 1`"))
     _check_expansion(file, root)

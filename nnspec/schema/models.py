@@ -109,7 +109,7 @@ class SpecModel(Strict):
 
     nnspec: int
     name: str
-    input: Union[list[PosInt], InputSpec]
+    input: Union[Annotated[list[PosInt], Field(min_length=1, max_length=4)], InputSpec]
     description: Optional[str] = None
     seed: Optional[NonNegInt] = None
     init: dict = Field(default_factory=dict)

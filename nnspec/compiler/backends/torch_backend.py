@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 
 from nnspec.compiler.backends import seeding, torch_table
-from nnspec.compiler.backends.expr import Arg, Call, call, evaluate, render
+from nnspec.compiler.backends.expr import Arg, Call, Const, evaluate, render
 from nnspec.compiler.backends.structure import (
-    block_signatures,
     comment_for,
     kinds_used,
     runtime_source,
@@ -21,12 +20,11 @@ from nnspec.compiler.backends.structure import (
 )
 from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
 
-
 RUNTIME = "nnspec.compiler.backends.torch_runtime"
 
 
 def module_tree(node, graph: Graph, block_class) -> Call:
-    """The constructor call of `node`; `block_class(block_name)` names a block call's class."""
+    """The constructor call of `node`; `block_class(node)` names a block call's class."""
     if isinstance(node, Layer):
         return torch_table.LAYERS[node.kind](node)
     if isinstance(node, Residual):
@@ -37,7 +35,7 @@ def module_tree(node, graph: Graph, block_class) -> Call:
     if node.kind == "repeat":
         return Call("nn.Sequential", tuple(Arg(module_tree(c, graph, block_class)) for c in node.items))
     if node.kind == "block":
-        return _named(node, graph, block_class, block_class(node.block))
+        return _named(node, graph, block_class, block_class(node))
     return _named(node, graph, block_class)
 
 
@@ -55,7 +53,8 @@ def _namespace():
     from nnspec.compiler.backends import torch_runtime
 
     return {"torch": torch, "nn": nn, "math": math, "Residual": torch_runtime.Residual,
-            "GlobalAvgPool": torch_runtime.GlobalAvgPool, "sequential": torch_runtime.sequential}
+            "GlobalAvgPool": torch_runtime.GlobalAvgPool, "sequential": torch_runtime.sequential,
+            "sparse_": torch_runtime.sparse_}
 
 
 def build_torch(spec, seed=None, device="cpu"):
@@ -108,40 +107,41 @@ def emit_torch(spec) -> str:
     from nnspec.templates import render_template
 
     graph = spec.graph
-    classes = {name: class_name(name) for name in block_signatures(graph)}
+    model_class, classes, blocks = _classes(graph, class_name)
     helpers = []
     if uses_residual(graph):
         helpers.append(runtime_source(RUNTIME, "Residual"))
     if any(k in kinds_used(graph) for k in torch_table.HELPERS_BY_KIND):
         helpers.append(runtime_source(RUNTIME, "GlobalAvgPool"))
     helpers.append(runtime_source(RUNTIME, "sequential"))
+    init_names = {tensor.init.name for tensor in graph.tensors()}
+    helpers += [runtime_source(RUNTIME, helper) for name, helper in torch_table.HELPERS_BY_INIT.items()
+                if name in init_names]
     attributes = []
     for item in graph.root.items:
-        tree = module_tree(item, graph, lambda b: classes[b])
+        tree = module_tree(item, graph, lambda node: classes[_signature(node)])
         attributes.append({"comment": comment_for(item, graph.file),
                            "lines": render(tree, 8, f"self.{item.name} = ")})
     inits = []
     for tensor in graph.tensors():
         bindings = {"tensor": f'params["{torch_table.torch_path(tensor)}"]',
-                    "generator": f'rng("{tensor.path}")'}
+                    "generator": f'rng("{tensor.path}")'}  # the seed comes from the spec's path
         where = tensor.source if tensor.origin_span else "default"
         lines = []
         for c in torch_table.init_calls(tensor):
             lines += render(c, 12, bindings=bindings)
         inits.append({"comment": f"{tensor.path}: {tensor.init.describe()} ({_where(tensor, graph)})",
                       "lines": lines, "where": where})
-    uses_rng = any(
-        any(isinstance(a.value, type(torch_table.G)) and a.value == torch_table.G for a in c.args)
-        for tensor in graph.tensors() for c in torch_table.init_calls(tensor))
-    uses_math = any("math." in line for entry in inits for line in entry["lines"])
-    blocks = [{"name": name, "class_name": classes[name], "children": children,
-               "line": graph.blocks[name].line} for name, children in block_signatures(graph).items()]
+    calls = [c for tensor in graph.tensors() for c in torch_table.init_calls(tensor)]
+    uses_rng = any(_contains(c, lambda e: e == torch_table.G) for c in calls)
+    uses_math = (any(_contains(c, lambda e: isinstance(e, Const) and e.code.startswith("math.")) for c in calls)
+                 or any("math." in helper for helper in helpers))
     has_bn = any(layer.kind == "batchnorm" for layer in graph.layers())
     return render_template("torch.py.j2", {
         "version": __version__,
         "spec_file": spec.file,
         "spec_name": spec.name,
-        "class_name": graph.class_name,
+        "class_name": model_class,
         "seed": spec.seed,
         "helpers": "\n\n\n".join(h.strip() for h in helpers),
         "tensor_seed": runtime_source("nnspec.compiler.backends.seeding", "tensor_seed"),
@@ -156,6 +156,62 @@ def emit_torch(spec) -> str:
         "output_shape": list(graph.output_shape),
         "params": graph.params,
     })
+
+
+# Module-level names of the emitted file that a generated class must not shadow.
+RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "GlobalAvgPool", "SEED"})
+
+
+def _signature(node: Sequence) -> tuple:
+    """A block call's class key: calls whose children are named differently (`name: $arg`) need two classes."""
+    return (node.block, tuple(child.name for child in node.items))
+
+
+def _classes(graph: Graph, class_name) -> tuple[str, dict, list]:
+    """(model class name, block signature -> class name, template entries of the block classes).
+
+    Class names come from the spec's names; one that would shadow a name of the emitted file, or
+    another class (`a_b` and `aB` are both `AB`), gets a numeric suffix instead of breaking the file.
+    """
+    taken = set(RESERVED_CLASS_NAMES)
+
+    def claim(base: str) -> str:
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base}{n}", n + 1
+        taken.add(name)
+        return name
+
+    model_class = claim(graph.class_name if graph.class_name not in taken else graph.class_name + "Model")
+    classes, blocks = {}, []
+
+    def walk(node):
+        if isinstance(node, Sequence):
+            if node.kind == "block" and _signature(node) not in classes:
+                classes[_signature(node)] = claim(class_name(node.block))
+                blocks.append({"name": node.block, "class_name": classes[_signature(node)],
+                               "children": [child.name for child in node.items],
+                               "line": graph.blocks[node.block].line})
+            for child in node.items:
+                walk(child)
+        elif isinstance(node, Residual):
+            walk(node.branch)
+            if node.shortcut is not None:
+                walk(node.shortcut)
+
+    walk(graph.root)
+    return model_class, classes, blocks
+
+
+def _contains(expr, predicate) -> bool:
+    """Whether `predicate` holds for `expr` or anything inside it."""
+    if predicate(expr):
+        return True
+    if isinstance(expr, Call):
+        return any(_contains(a.value, predicate) for a in expr.args)
+    if isinstance(expr, (list, tuple)):
+        return any(_contains(v, predicate) for v in expr)
+    return False
 
 
 def _where(tensor, graph: Graph) -> str:
