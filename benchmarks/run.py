@@ -1,0 +1,180 @@
+"""nnspec's benchmarks: each figure beside the baseline a user would otherwise use.
+
+    python benchmarks/run.py            # everything, full size
+    python benchmarks/run.py --quick    # each benchmark once, tiny sizes (what the test suite runs)
+
+Baselines are measured in the same run, alternating with nnspec, and the
+median of several repetitions is reported with the ratio nnspec / baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+PY = sys.executable
+RESNET50 = os.path.join(ROOT, "examples", "resnet50.yaml")
+HUGE = os.path.join(HERE, "specs", "huge.yaml")
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(ours, baseline, repeats: int) -> tuple[float, float]:
+    """Median seconds of `ours` and `baseline`, run alternately so that both see the same machine."""
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(timed(ours))
+        b.append(timed(baseline))
+    return statistics.median(a), statistics.median(b)
+
+
+def row(what: str, ours: float, base: float | None, goal: str) -> dict:
+    ratio = ours / base if base else None
+    return {"what": what, "ours": ours, "base": base, "ratio": ratio, "goal": goal}
+
+
+def run_cmd(args: list[str]) -> None:
+    subprocess.run(args, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def bench_check_startup(repeats: int) -> dict:
+    ours, base = alternate(lambda: run_cmd([PY, "-m", "nnspec", "check", RESNET50]),
+                           lambda: run_cmd([PY, "-c", "import yaml, pydantic, jinja2"]), repeats)
+    return row("check resnet50.yaml, fresh process", ours, base, "ratio <= 1.3")
+
+
+def bench_check_many(n_files: int, repeats: int) -> dict:
+    tmp = tempfile.mkdtemp(prefix="nnspec-bench-")
+    try:
+        sources = [os.path.join(ROOT, "examples", f) for f in sorted(os.listdir(os.path.join(ROOT, "examples")))
+                   if f.endswith(".yaml") and not f.startswith("bad_")]
+        files = []
+        for i in range(n_files):
+            dst = os.path.join(tmp, f"spec_{i:04d}.yaml")
+            with open(sources[i % len(sources)]) as src, open(dst, "w") as out:
+                out.write(src.read().replace("../nnspec.schema.json", os.path.join(ROOT, "nnspec.schema.json")))
+            files.append(dst)
+        checker = shutil.which("check-jsonschema") or os.path.join(os.path.dirname(PY), "check-jsonschema")
+        ours_fn = lambda: run_cmd([PY, "-m", "nnspec", "check", "--format", "concise", tmp])  # noqa: E731
+        if not os.path.exists(checker):
+            return row(f"check {n_files} specs in one call (check-jsonschema not installed)",
+                       statistics.median(timed(ours_fn) for _ in range(repeats)), None,
+                       "faster than check-jsonschema")
+        schema = os.path.join(ROOT, "nnspec.schema.json")
+        base_fn = lambda: run_cmd([checker, "--schemafile", schema, *files])  # noqa: E731
+        ours, base = alternate(ours_fn, base_fn, repeats)
+        return row(f"check {n_files} specs in one call vs check-jsonschema", ours, base, "ratio < 1")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_torch_build(repeats: int, spec_path: str) -> dict:
+    import torch
+
+    import nnspec
+    from baselines import torch_resnet50_by_hand
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    spec = nnspec.load(spec_path)
+    nnspec.build(spec, "torch", seed=0)  # warm up imports and caches
+    torch_resnet50_by_hand()
+    ours, base = alternate(lambda: nnspec.build(spec, "torch", seed=0), torch_resnet50_by_hand, repeats)
+    return row("PyTorch build of ResNet-50 vs by hand (default init, then re-init)", ours, base, "ratio <= 0.75")
+
+
+def bench_keras_build(repeats: int, spec_path: str) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    import nnspec
+
+    spec = nnspec.load(spec_path)
+    nnspec.build(spec, "keras", seed=0)
+    keras.applications.ResNet50(weights=None)
+
+    def ours():
+        nnspec.build(spec, "keras", seed=0)
+        keras.backend.clear_session()
+
+    def base():
+        keras.applications.ResNet50(weights=None)
+        keras.backend.clear_session()
+
+    o, b = alternate(ours, base, repeats)
+    return row("Keras build of ResNet-50 vs keras.applications.ResNet50(weights=None)", o, b, "ratio <= 1.1")
+
+
+def bench_emit(repeats: int, spec_path: str) -> dict:
+    import nnspec
+
+    spec = nnspec.load(spec_path)
+    nnspec.emit(spec, "torch")
+    nnspec.emit(spec, "keras")
+    t = statistics.median(timed(lambda: (nnspec.emit(spec, "torch"), nnspec.emit(spec, "keras")))
+                          for _ in range(repeats))
+    return row("emit ResNet-50 source for both targets, in process", t, None, "under 0.100 s")
+
+
+def bench_huge(repeats: int) -> list[dict]:
+    rows = []
+    for command in (["check", HUGE], ["inits", HUGE]):
+        times, peaks = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            proc = subprocess.run(["/usr/bin/time", "-f", "%M", PY, "-m", "nnspec", *command],
+                                  capture_output=True, text=True)
+            times.append(time.perf_counter() - start)
+            peaks.append(int(proc.stderr.strip().splitlines()[-1]) / 1024)
+        rows.append(row(f"nnspec {command[0]} of a 10.7e9-parameter spec (peak {max(peaks):.0f} MB)",
+                        statistics.median(times), None, "under 1 s, under 200 MB"))
+    import nnspec
+
+    spec = nnspec.load(HUGE)
+    start = time.perf_counter()
+    model = nnspec.build(spec, "torch", device="meta")
+    elapsed = time.perf_counter() - start
+    params = sum(p.numel() for p in model.parameters())
+    assert all(p.is_meta for p in model.parameters())
+    rows.append(row(f"build --device meta of the same spec ({params:,} parameters, {params * 4 / 2**30:.1f} GiB "
+                    "as float32)", elapsed, None, "works, nothing allocated"))
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="each benchmark once at a tiny size")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    reps = 1 if quick else 9
+    spec = os.path.join(ROOT, "examples", "cifar_resnet.yaml") if quick else RESNET50
+    rows = [bench_check_startup(1 if quick else 15),
+            bench_check_many(10 if quick else 500, 1 if quick else 5),
+            bench_emit(reps, spec),
+            *bench_huge(1 if quick else 5)]
+    if not quick:
+        rows.append(bench_torch_build(reps, spec))
+        rows.append(bench_keras_build(3, spec))
+    print(f"{'benchmark':<86} {'nnspec':>9} {'baseline':>9} {'ratio':>6}  goal")
+    for r in rows:
+        base = f"{r['base']:.3f}s" if r["base"] else "-"
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+        print(f"{r['what']:<86} {r['ours']:>8.3f}s {base:>9} {ratio:>6}  {r['goal']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
