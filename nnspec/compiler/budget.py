@@ -27,3 +27,16 @@ def check_budget(spec, max_params, device: str) -> None:
                                        f"the model has {params:,} parameters ({human_bytes(params * BYTES_PER_PARAM)} "
                                        f"in float32), above the budget of {limit:,}",
                                        "raise it with --max-params (max_params=) or build on device `meta`")])
+
+
+def budget_diagnostics(graph, doc) -> list[Diagnostic]:
+    """At check time: report the count and memory of a model above the default build budget."""
+    params = graph.params
+    if params <= DEFAULT_MAX_PARAMS:
+        return []
+    return [Diagnostic.at(doc.key_span(("layers",)), "NS005",
+                          f"the model has {params:,} parameters ({human_bytes(params * BYTES_PER_PARAM)} in float32), "
+                          f"above the build budget of {DEFAULT_MAX_PARAMS:,}: `nnspec build` refuses it unless "
+                          "raised; nothing was allocated to check it",
+                          "build with --max-params N (max_params=N), or inspect it with --device meta",
+                          severity="warning")]

@@ -119,7 +119,10 @@ def analyse_document(doc: Document) -> tuple[Optional[Spec], list[Diagnostic]]:
         from nnspec.compiler.safety import run_rules
         from nnspec.compiler.targets import target_rules
 
+        from nnspec.compiler.budget import budget_diagnostics
+
         diags.extend(target_rules(graph, doc))
+        diags.extend(budget_diagnostics(graph, doc))
         diags.extend(run_rules(graph, doc))
     diags = sorted(diags, key=Diagnostic.sort_key)
     if graph is None:
