@@ -107,13 +107,14 @@ def cmd_check(args) -> int:
     if ignore:
         diags = [d for d in diags if not _matches(d.code, ignore)]
     fmt = args.format
+    quiet = args.quiet or (missing and not files)  # "All checks passed (0 files)" would mislead
     if fmt == "full":
         text = formats.render_full(diags)
-        if not args.quiet:
+        if not quiet:
             text += formats.summary(diags, len(files)) + "\n"
     elif fmt == "concise":
         text = formats.render_concise(diags)
-        if not args.quiet:
+        if not quiet:
             text += formats.summary(diags, len(files)) + "\n"
     elif fmt == "json":
         text = formats.render_json(diags)

@@ -23,6 +23,7 @@ from nnspec.schema.loader import Document
 from nnspec.schema.models import SpecModel
 
 ARG_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ITEM_KEYS = ("name", "repeat", "init", "allow")
 RESIDUAL_KEYS = ("branch", "shortcut") + ITEM_KEYS
 RESERVED_BLOCK_NAMES = set(KINDS) | {"residual"} | set(ROLES) | set(inits.REGISTRY)
@@ -30,6 +31,16 @@ RESERVED_BLOCK_NAMES = set(KINDS) | {"residual"} | set(ROLES) | set(inits.REGIST
 
 class _Abort(Exception):
     """Stop lowering the current item; its diagnostics are already recorded."""
+
+
+class _TooLarge(Exception):
+    """Stop lowering the whole model: blocks and `repeat` expand it beyond MAX_EXPANDED_ITEMS (reported)."""
+
+
+# Blocks and `repeat` multiply (a block of 100 repeats called 100 times in a block called 100 times...): bound
+# the expanded model like the loader bounds alias expansion, so that `check` stays fast on any input.
+MAX_EXPANDED_ITEMS = 10_000
+MAX_EXPANDED_VALUES = 200_000  # keys and values copied into block bodies, all calls together
 
 
 class Lowerer:
@@ -45,6 +56,9 @@ class Lowerer:
         self.model_init: dict = {}
         self.called_blocks: set = set()
         self.failed = False  # an item could not be lowered: later shapes are unknown, no graph
+        self.expanded = 0  # items instantiated so far, repeats and block bodies included
+        self.substituted = 0  # values copied into block bodies so far
+        self.top_item: tuple = ("layers",)  # the top-level item being expanded
 
     # -- reporting ---------------------------------------------------------
     def report(self, diag: Diagnostic) -> None:
@@ -94,6 +108,10 @@ class Lowerer:
                                                            env=None, inherited=())
         except _Abort:
             return None
+        except _TooLarge as exc:
+            self.error(self.top_item, "NS005", f"blocks and `repeat` expand the model to more than {exc}",
+                       "a spec of this size is almost certainly a mistake (or an expansion bomb); reduce `repeat`")
+            return None
         if self.failed:
             return None
         root.out_shape = out_shape
@@ -117,7 +135,10 @@ class Lowerer:
             if problem:
                 self.error(kpath, "NS007", f"block name: {problem}", key=True)
             for arg in block.args:
-                problem = identifier_problem(arg) if arg not in GENERATED_ARG_OK else None
+                # An argument never reaches generated code (blocks are expanded), so `bias` or `x` are fine
+                # names; it only has to be something `$name` can refer to.
+                problem = None if ARG_NAME.fullmatch(arg) else (
+                    f"{arg!r} is not a name that `$name` can refer to ([A-Za-z_][A-Za-z0-9_]*)")
                 if arg in ITEM_KEYS:
                     self.error(kpath + ("args", arg), "NS105", f"block argument `{arg}` clashes with the item key "
                                f"`{arg}`", "rename the argument", key=True)
@@ -138,7 +159,7 @@ class Lowerer:
                 continue
             used = self.used_args.get(name, set())
             for arg in block.args:
-                if arg not in used:
+                if arg not in used and arg not in ITEM_KEYS:  # a clash with an item key is reported already
                     self.error(("blocks", name, "args", arg), "NS105", f"block argument `{arg}` of `{name}` is "
                                "never used in its body", f"use it as `${arg}` or remove it", key=True)
 
@@ -150,9 +171,13 @@ class Lowerer:
         names: dict[str, tuple] = {}
         for index, raw in enumerate(raw_items):
             ipath = doc_path + (index,)
+            if env is None and doc_path == ("layers",):
+                self.top_item = ipath
             try:
                 if env is not None:
                     raw = self.substitute(raw, ipath, env)
+                else:
+                    self.refuse_arg_refs(raw, ipath)
                 parsed = self.split_item(raw, ipath)
                 if parsed is None:
                     raise _Abort
@@ -235,6 +260,9 @@ class Lowerer:
         return self.lower_one(kind, body, ipath, name, path, shape, dtype, env, inherited)
 
     def lower_one(self, kind, body, ipath, name, path, shape, dtype, env, inherited):
+        self.expanded += 1
+        if self.expanded > MAX_EXPANDED_ITEMS:
+            raise _TooLarge(f"{MAX_EXPANDED_ITEMS:,} layers")
         if kind == "residual":
             return self.lower_residual(body, ipath, name, path, shape, dtype, env, inherited)
         if kind in self.spec.blocks:
@@ -266,10 +294,12 @@ class Lowerer:
         if shape is not None and dtype != "float32":
             self.error(ipath, "NS104", "a residual needs a float input, got integer ids")
             raise _Abort
-        b_items, b_shape, _ = self.lower_sequence(body["branch"], kpath + ("branch",), f"{path}.branch", shape,
+        # `residual: [items]` is the branch itself: its items sit directly under `residual` in the document
+        branch_path = kpath + ("branch",) if kpath + ("branch",) in self.doc.spans else kpath
+        b_items, b_shape, _ = self.lower_sequence(body["branch"], branch_path, f"{path}.branch", shape,
                                                   dtype, env, ctx)
         branch = Sequence(f"{path}.branch", "branch", "branch", b_items, shape, b_shape,
-                          self.doc.span(kpath + ("branch",)))
+                          self.doc.span(branch_path))
         shortcut = None
         s_shape = shape
         if body.get("shortcut"):
@@ -323,7 +353,28 @@ class Lowerer:
         seq.out_dtype = out_dtype
         return seq
 
+    def refuse_arg_refs(self, raw, path: tuple) -> None:
+        """Outside a block body there is no argument for a `$name` to stand for."""
+        found = []
+        stack = [(raw, path)]
+        while stack:
+            value, where = stack.pop()
+            if isinstance(value, str) and ARG_REF.match(value):
+                found.append((where, value))
+            elif isinstance(value, list):
+                stack.extend((v, where + (i,)) for i, v in enumerate(value))
+            elif isinstance(value, dict):
+                stack.extend((v, where + (k,)) for k, v in value.items())
+        for where, value in sorted(found, key=lambda f: (self.doc.span(f[0]).line, self.doc.span(f[0]).column)):
+            self.error(where, "NS105", f"`{value}` refers to a block argument, but this item is not in a block body",
+                       "write the value itself, or move the item into a block that declares the argument")
+        if found:
+            raise _Abort
+
     def substitute(self, raw, path: tuple, env: dict):
+        self.substituted += 1
+        if self.substituted > MAX_EXPANDED_VALUES:
+            raise _TooLarge(f"{MAX_EXPANDED_VALUES:,} values in block bodies")
         block = self.block_stack[-1] if self.block_stack else None
         if isinstance(raw, str):
             match = ARG_REF.match(raw)
@@ -556,8 +607,6 @@ class Lowerer:
             out[code] = (reason, self.doc.key_span(path + (code,)))
         return out
 
-
-GENERATED_ARG_OK: frozenset = frozenset()
 
 SHAPE_HINTS = {
     "NS102": "use a smaller kernel or dilation, add padding, or downsample less before this layer",

@@ -97,8 +97,9 @@ def analyse_document(doc: Document) -> tuple[Optional[Spec], list[Diagnostic]]:
     data = doc.data
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else "a scalar"
-        return None, [Diagnostic.at(doc.span(()), "NS010", f"not an nnspec spec: the top level is {kind}, not a "
-                                                           "mapping", "a spec is a mapping that starts with `nnspec: 1`")]
+        return None, [Diagnostic.at(doc.span(()), "NS010",
+                                    f"not an nnspec spec: the top level is {kind}, not a mapping",
+                                    "a spec is a mapping that starts with `nnspec: 1`")]
     if "nnspec" not in data:
         return None, [Diagnostic.at(doc.span(()), "NS010", "not an nnspec spec: there is no top-level `nnspec` key",
                                     "add `nnspec: 1` as the first line")]

@@ -187,8 +187,8 @@ def pydantic_diagnostics(exc: ValidationError, data: dict, doc: Document, base: 
             hint = "true and false are booleans, not numbers"
         elif isinstance(value, str) and "boolean" in wanted:
             hint = "booleans are written true or false"
-        out.append(Diagnostic.at(doc.span(base + path), "NS004", f"`{field}` should be {wanted}; got {_describe(value)}",
-                                 hint))
+        out.append(Diagnostic.at(doc.span(base + path), "NS004",
+                                 f"`{field}` should be {wanted}; got {_describe(value)}", hint))
     return out
 
 

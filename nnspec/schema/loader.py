@@ -29,7 +29,8 @@ class _Yaml12Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
 
 _INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 
@@ -244,7 +245,8 @@ class _Converter:
                 key = _key_text(key, key_node)
             if key in first_seen:
                 first = first_seen[key]
-                self.fail(key_node, "NS002", f"duplicate key {key!r}; first defined on line {first.start_mark.line + 1}",
+                self.fail(key_node, "NS002",
+                          f"duplicate key {key!r}; first defined on line {first.start_mark.line + 1}",
                           "remove one of the two; YAML would silently keep only the last")
             first_seen[key] = key_node
             self.doc.key_spans[path + (key,)] = self.span(key_node)
