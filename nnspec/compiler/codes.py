@@ -171,8 +171,10 @@ _TABLE = [
          "constant for their weight, naming the second, when the first one's bias is constant or absent (a random "
          "bias tells its units apart). Between the two it passes parameter-free layers and norm layers whose gamma "
          "and beta are both constant. When the flow enters a residual, every path (branch and shortcut) must meet "
-         "a constant weight; an identity shortcut tells units apart, and a residual's add ends the search (the "
-         "other path is added). It applies at exempt positions too. A dropout between the two is named: its random "
+         "a constant weight, and a path that carries the units unchanged to the add (an identity shortcut) is "
+         "followed on after the residual. The model output (the loss tells units apart) and the add of a residual "
+         "that the units did not enter (the other path adds values of its own) end the search. It applies at "
+         "exempt positions too. A dropout between the two is named: its random "
          "masks are then the only thing that tells the units apart.",
          "Units of a layer stay interchangeable when their incoming weights are identical and their outgoing "
          "weights are identical: gradient descent gives them identical updates forever, so the first layer never "

@@ -314,9 +314,11 @@ def dirac_identity_breakers(layer: Layer) -> list[str]:
     else:
         keep = tuple(d * (k - 1) // 2 for k, d in zip(geometry["kernel"], geometry["dilation"]))
         if any(p != (want, want) for p, want in zip(geometry["pads"], keep)):
-            pads = [list(p) for p in geometry["pads"]]
-            reasons.append(f"padding {pads} (before, after per axis) changes the size; size-preserving padding "
-                           f"is dilation*(kernel-1)/2 = {_axes(keep)}")
+            pads = geometry["pads"]
+            shown = (_axes(tuple(p[0] for p in pads)) if all(p[0] == p[1] for p in pads)
+                     else f"{[list(p) for p in pads]} (before, after per axis)")
+            reasons.append(f"padding {shown} changes the size; size-preserving padding is dilation*(kernel-1)/2 = "
+                           f"{_axes(keep)}")
     return reasons
 
 
@@ -436,8 +438,8 @@ def zero_norm_scale(layer: Layer, ctx: Context) -> Iterator[Finding]:
         return
     gamma = layer.tensors["gamma"]
     yield finding(gamma, "NS205", f"gamma {describe(gamma)} on {this(layer)}, which is not the last layer of a "
-                                  "residual branch or the output head: it outputs its beta for every input, and "
-                                  "passes no gradient back until gamma moves away from 0",
+                                  "residual branch or shortcut, nor the output head: it outputs its beta for every "
+                                  "input, and passes no gradient back until gamma moves away from 0",
                   "zero gamma is meant for the last norm of a residual branch (zero-init residual); use `ones` "
                   "(the default) here, " + waiver_hint("NS205"))
 
@@ -446,6 +448,10 @@ def units_of(layer: Layer) -> str:
     if layer.kind == "embedding":
         return "embedding coordinates"
     return "output channels" if category(layer) == "conv" else "output units"
+
+
+def _listed(items: list) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _init_name(tensor: Tensor) -> str:
@@ -503,7 +509,9 @@ def through(level: Level, layer: Layer) -> Level | None:
         return offset_level(layer.tensors["beta"]) if level.exact and level.value == 0 else None
     if layer.tensors:
         return None
-    if layer.kind == "dropout":
+    if layer.kind == "dropout":  # each element is dropped to 0 or scaled up by 1/(1-p)
+        if level.exact and level.value == 0:
+            return level
         return Level(0.0, False) if level.value <= 0 else Level(math.inf, False)
     if layer.kind.startswith("avgpool") and any(layer.geometry["padding"]) and level.value != 0:
         return Level(max(level.value, 0.0), False)  # padded zeros are averaged in
@@ -586,53 +594,79 @@ def constant_chain(layer: Layer, ctx: Context) -> Iterator[Finding]:
     ahead = next_constant_layers(ctx.flow, ctx.flow.after(layer))
     if ahead is None:
         return
-    nexts, dropouts = ahead
+    nexts, dropouts = ahead.layers, ahead.dropouts
     weight = layer.tensors["weight"]
-    named = " and ".join(f"{at_line(n)} ({_init_name(n.tensors['weight'])})" for n in nexts)
-    noun = "the next weight layer" if len(nexts) == 1 else "every next weight layer"
-    fate = ("only the random masks of " + ", ".join(at_line(d) for d in dropouts) + " can tell them apart"
-            if dropouts else "they stay interchangeable forever")
+    named = _listed([f"{at_line(n)} ({_init_name(n.tensors['weight'])})" for n in nexts])
+    noun = "the next weight layer" if len(nexts) == 1 else "each weight layer it feeds next"
+    fate = ("every update keeps them identical: they stay interchangeable forever" if not dropouts else
+            "only the random masks of " + _listed([at_line(d) for d in dropouts]) + " tell them apart (with "
+            "dropout off, every update keeps them identical)")
     yield finding(weight, "NS203", f"{this(layer)} has a constant weight ({_init_name(weight)}) and so does {noun}, "
                                    f"{named}: the {units_of(layer)} of this layer have identical incoming and outgoing "
-                                   f"weights, so every update keeps them identical and {fate}",
+                                   f"weights, so {fate}",
                   "give one of the two a random initializer; a constant weight is safe only where a random layer "
                   "feeds it (zero head, zero-init residual); " + waiver_hint("NS203"))
 
 
-def next_constant_layers(flow: Flow, tokens: Iterable[Token]) -> tuple[list, list] | None:
-    """(the first weight layer on every path ahead, the dropouts before them) if all have constant weights.
+@dataclass
+class Ahead:
+    """What the units of a constant layer meet downstream: the next weight layers, and dropouts on the way."""
 
-    Parameter-free layers and norm layers with constant gamma and beta treat every unit alike and are passed;
-    a residual's add ends the search (the other path is added), an identity shortcut tells units apart.
+    layers: list = field(default_factory=list)
+    dropouts: list = field(default_factory=list)
+    reaches_add: bool = False  # some path carried the units unchanged to the add of the residual entered
+
+    def extend(self, other: Ahead) -> None:
+        self.layers += other.layers
+        self.dropouts += other.dropouts
+        self.reaches_add = self.reaches_add or other.reaches_add
+
+
+def next_constant_layers(flow: Flow, tokens: Iterable[Token], entered: Residual | None = None) -> Ahead | None:
+    """The first weight layer on every path ahead, if every one of them has a constant weight; else None.
+
+    Units stay interchangeable while everything they meet treats them alike: parameter-free layers, norm
+    layers with constant gamma and beta, and weight layers with constant weights (whose columns stay equal).
+    A residual is entered on both paths; a path that reaches its add unchanged (an identity shortcut) is
+    followed on after the residual. The model output (the loss tells units apart) and the add of a residual
+    the units did not enter (the other path adds values of its own) end the search with None.
     """
-    dropouts = []
+    ahead = Ahead()
     for token in tokens:
         if isinstance(token, End):
+            if entered is not None and token.residual is entered:
+                ahead.reaches_add = True
+                return ahead
             return None
         if isinstance(token, Residual):
-            ahead = _constant_on_both_paths(flow, token)
-            return None if ahead is None else (ahead[0], dropouts + ahead[1])
+            inner = _into_residual(flow, token)
+            if inner is None:
+                return None
+            ahead.extend(Ahead(inner.layers, inner.dropouts))
+            if inner.reaches_add:
+                continue
+            return ahead
         if is_weighted(token):
-            return ([token], dropouts) if has_constant_weight(token) else None
+            if not has_constant_weight(token):
+                return None
+            ahead.layers.append(token)
+            return ahead
         if is_norm(token) and any(constant_of(t) is None for t in token.tensors.values()):
             return None
         if token.kind == "dropout":
-            dropouts.append(token)
+            ahead.dropouts.append(token)
     return None
 
 
-def _constant_on_both_paths(flow: Flow, residual: Residual) -> tuple[list, list] | None:
-    branch, shortcut = flow.paths[id(residual)]
-    if shortcut is None:
-        return None
-    layers, dropouts = [], []
-    for chain in (branch, shortcut):
-        ahead = next_constant_layers(flow, chain.tokens + [chain.end])
-        if ahead is None:
+def _into_residual(flow: Flow, residual: Residual) -> Ahead | None:
+    total = Ahead()
+    for chain in flow.paths[id(residual)]:
+        tokens = chain.tokens + [chain.end] if chain is not None else [End(residual)]
+        path = next_constant_layers(flow, tokens, entered=residual)
+        if path is None:
             return None
-        layers += ahead[0]
-        dropouts += ahead[1]
-    return layers, dropouts
+        total.extend(path)
+    return total
 
 
 FLOW_RULES = (dead_relu, constant_chain)
