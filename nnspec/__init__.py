@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 from typing import Optional, Union
 
+from typing import TYPE_CHECKING
+
 from nnspec.compiler.diagnostics import Diagnostic, SpecError
-from nnspec.compiler.pipeline import Spec, analyse_file, analyse_text
+
+if TYPE_CHECKING:
+    from nnspec.compiler.pipeline import Spec
 
 __version__ = "0.1.0"
 __all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "load", "loads", "transfer", "__version__"]
@@ -19,24 +23,39 @@ __all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "load", 
 TARGETS = ("torch", "keras")
 
 
-def _finish(spec: Optional[Spec], diagnostics: list) -> Spec:
+def _finish(spec: Optional["Spec"], diagnostics: list) -> "Spec":
     if spec is None or any(d.is_error for d in diagnostics):
         raise SpecError(diagnostics)
     return spec
 
 
-def load(path: Union[str, os.PathLike]) -> Spec:
+def __getattr__(name: str):
+    # The pipeline (and pydantic with it) loads on first use, so `import nnspec` stays cheap.
+    if name == "Spec":
+        from nnspec.compiler.pipeline import Spec
+
+        return Spec
+    raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
+
+
+def load(path: Union[str, os.PathLike]) -> "Spec":
     """Load, validate and lower a spec file; raise SpecError if it has errors (warnings do not raise)."""
+    from nnspec.compiler.pipeline import analyse_file
+
     return _finish(*analyse_file(os.fspath(path)))
 
 
-def loads(text: str, filename: str = "<string>") -> Spec:
+def loads(text: str, filename: str = "<string>") -> "Spec":
     """Like `load`, from text."""
+    from nnspec.compiler.pipeline import analyse_text
+
     return _finish(*analyse_text(text, filename))
 
 
 def check(path: Union[str, os.PathLike]) -> list[Diagnostic]:
     """Every diagnostic of a spec file. Never raises, whatever the file holds."""
+    from nnspec.compiler.pipeline import analyse_file
+
     try:
         return analyse_file(os.fspath(path))[1]
     except Exception as exc:  # a bug in nnspec must still come out as a located diagnostic
@@ -47,7 +66,9 @@ def check(path: Union[str, os.PathLike]) -> list[Diagnostic]:
                               "please report this file to the nnspec maintainers")]
 
 
-def _as_spec(spec: Union[Spec, str, os.PathLike]) -> Spec:
+def _as_spec(spec: Union["Spec", str, os.PathLike]) -> "Spec":
+    from nnspec.compiler.pipeline import Spec
+
     return spec if isinstance(spec, Spec) else load(spec)
 
 
@@ -57,7 +78,7 @@ def _target(target: str) -> str:
     return target
 
 
-def build(spec: Union[Spec, str, os.PathLike], target: str = "torch", seed: Optional[int] = None,
+def build(spec: Union["Spec", str, os.PathLike], target: str = "torch", seed: Optional[int] = None,
           device: str = "cpu", max_params: Optional[int] = None):
     """Build the model in memory: a torch `nn.Module` or a functional `keras.Model`."""
     spec = _as_spec(spec)
@@ -73,7 +94,7 @@ def build(spec: Union[Spec, str, os.PathLike], target: str = "torch", seed: Opti
     return build_keras(spec, seed=seed)
 
 
-def emit(spec: Union[Spec, str, os.PathLike], target: str = "torch") -> str:
+def emit(spec: Union["Spec", str, os.PathLike], target: str = "torch") -> str:
     """The standalone source that `nnspec compile` writes."""
     spec = _as_spec(spec)
     if _target(target) == "torch":
@@ -85,7 +106,7 @@ def emit(spec: Union[Spec, str, os.PathLike], target: str = "torch") -> str:
     return emit_keras(spec)
 
 
-def transfer(torch_model, keras_model, spec: Union[Spec, str, os.PathLike]) -> None:
+def transfer(torch_model, keras_model, spec: Union["Spec", str, os.PathLike]) -> None:
     """Copy every weight and buffer of a PyTorch model built from `spec` into its Keras model."""
     from nnspec.compiler.backends.keras_backend import transfer_weights
 

@@ -287,6 +287,9 @@ COMMANDS = {"check": cmd_check, "rule": cmd_rule, "inits": cmd_inits, "schema": 
 
 
 def main(argv: list[str] | None = None) -> int:
+    # nnspec's own validation models are internal: third-party pydantic plugins (observability
+    # hooks) have nothing to observe there, and discovering them scans every installed package.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = _parser()
     try:
         args = parser.parse_args(argv)

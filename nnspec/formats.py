@@ -5,12 +5,55 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from xml.sax.saxutils import escape as xml_escape
+from pathlib import Path
+from urllib.parse import quote
+
 
 from nnspec.compiler.codes import CODES
 from nnspec.compiler.diagnostics import Diagnostic
 
 FORMATS = ("full", "concise", "json", "github", "sarif", "junit")
+
+
+# control characters and line separators in user text (keys, names, file names) are printed as escapes, so a
+# diagnostic is one line and no user text starts a line (CI logs read `::error::...` at a line start as a command)
+_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), *range(0x7F, 0xA0)) if i != 0x09}
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def _unsurrogate(text: str) -> str:
+    """Undecodable bytes of a file name (surrogate escapes) as \\xNN, so the text can be written as UTF-8."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not a surrogate escape
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _one_line(text: str) -> str:
+    if text.isprintable():
+        return text
+    return _unsurrogate(text).translate(_ESCAPES)
+
+
+def _display_path(path: str) -> str:
+    text = _one_line(path)
+    return "./" + text if text.startswith(":") else text
+
+
+def _concise(d: Diagnostic) -> str:
+    return f"{_display_path(d.file)}:{d.line}:{d.column}: {d.code} {d.severity}: {_one_line(d.message)}"
+
+
+def _relative_path(path: str) -> str | None:
+    """`path` relative to the working directory with forward slashes, or None when it lies outside it."""
+    absolute = os.path.abspath(path)
+    try:
+        rel = os.path.relpath(absolute, os.getcwd())
+    except ValueError:  # another drive
+        return None
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return None
+    return rel.replace(os.sep, "/")
 
 
 def _source_line(path: str, line: int, cache: dict) -> str:
@@ -28,7 +71,7 @@ def render_full(diags: list[Diagnostic], sources: dict | None = None) -> str:
     cache: dict = dict(sources or {})
     out = []
     for d in diags:
-        out.append(d.concise())
+        out.append(_concise(d))
         text = _source_line(d.file, d.line, cache).replace("\t", " ")
         if text:
             gutter = " " * len(str(d.line))
@@ -38,13 +81,13 @@ def render_full(diags: list[Diagnostic], sources: dict | None = None) -> str:
             out.append(f"{d.line} | {text}")
             out.append(f"{gutter} | {' ' * (d.column - 1)}{'^' * width}")
         if d.hint:
-            out.append(f"  = hint: {d.hint}")
+            out.append(f"  = hint: {_one_line(d.hint)}")
         out.append("")
     return "\n".join(out)
 
 
 def render_concise(diags: list[Diagnostic]) -> str:
-    return "".join(d.concise() + "\n" for d in diags)
+    return "".join(_concise(d) + "\n" for d in diags)
 
 
 def render_json(diags: list[Diagnostic]) -> str:
@@ -52,7 +95,7 @@ def render_json(diags: list[Diagnostic]) -> str:
 
 
 def _gh_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return _unsurrogate(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _gh_prop(text: str) -> str:
@@ -63,7 +106,8 @@ def render_github(diags: list[Diagnostic]) -> str:
     level = {"error": "error", "warning": "warning", "info": "notice"}
     out = []
     for d in diags:
-        props = (f"file={_gh_prop(d.file)},line={d.line},col={d.column},endLine={d.end_line},"
+        path = _relative_path(d.file) or os.path.abspath(d.file)
+        props = (f"file={_gh_prop(path)},line={d.line},col={d.column},endLine={d.end_line},"
                  f"endColumn={d.end_column},title={_gh_prop(d.code + ' ' + CODES[d.code].name)}")
         message = d.message + (f" (hint: {d.hint})" if d.hint else "")
         out.append(f"::{level[d.severity]} {props}::{_gh_data(message)}\n")
@@ -71,13 +115,12 @@ def render_github(diags: list[Diagnostic]) -> str:
 
 
 def _relative_uri(path: str) -> str:
-    rel = os.path.relpath(path) if os.path.isabs(path) else path
-    rel = rel.replace(os.sep, "/")
-    while rel.startswith("./"):
-        rel = rel[2:]
-    from urllib.parse import quote
-
-    return quote(rel)
+    """A URI reference relative to the working directory (the repository root in CI), percent-encoded; an
+    absolute file URI for a file outside it."""
+    rel = _relative_path(path)
+    if rel is None:
+        return Path(os.path.abspath(path)).as_uri()
+    return quote(rel, errors="surrogateescape")
 
 
 def render_sarif(diags: list[Diagnostic], version: str) -> str:
@@ -115,6 +158,8 @@ def render_sarif(diags: list[Diagnostic], version: str) -> str:
 
 
 def render_junit(diags: list[Diagnostic], files: list[str]) -> str:
+    from xml.sax.saxutils import escape as xml_escape
+
     by_file: dict[str, list[Diagnostic]] = {f: [] for f in files}
     for d in diags:
         by_file.setdefault(d.file, []).append(d)
