@@ -52,7 +52,13 @@ def compare(spec, torch_model, keras_model, batch: int = 2, seed: int = 0):
 
 def perturb(torch_model, seed: int = 0, scale: float = 0.1) -> None:
     """Add noise to every parameter and normalisation statistic, so that zero, constant and identity
-    initializers cannot hide a difference between the targets."""
+    initializers cannot hide a difference between the targets.
+
+    Weights get noise of std 0.5/sqrt(fan_in), the scale of a typical initialisation, so that deep
+    models keep activations of order 1; 1-D tensors get noise of std `scale`; running variances stay
+    positive."""
+    import math
+
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -60,7 +66,11 @@ def perturb(torch_model, seed: int = 0, scale: float = 0.1) -> None:
         for name, tensor in torch_model.state_dict().items():
             if not tensor.is_floating_point():
                 continue
-            noise = torch.randn(tensor.shape, generator=generator) * scale
+            noise = torch.randn(tensor.shape, generator=generator)
+            if tensor.dim() >= 2:
+                noise *= 0.5 / math.sqrt(max(1, tensor[0].numel()))
+            else:
+                noise *= scale
             if name.endswith("running_var"):
                 tensor.copy_(tensor.abs() + noise.abs() + 0.5)
             else:
