@@ -67,3 +67,15 @@ def test_every_code_is_emitted_by_some_module(code):
 def test_fixture_names_are_known_codes():
     for path in FIXTURES.glob("NS*.yaml"):
         assert path.name.split("_", 1)[0] in CODES, path.name
+
+
+def test_readme_rule_table_is_current():
+    import pathlib
+
+    from nnspec.compiler.codes import render_readme_rules_table
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("<!-- rule table: generated")
+    end = readme.index("<!-- end of rule table -->")
+    table = readme[readme.index("\n", start) + 1:end]
+    assert table == render_readme_rules_table(), "regenerate the README rule table from the code table"

@@ -292,7 +292,7 @@ def render_rules_markdown() -> str:
         "| code | name | severity | summary |",
         "|---|---|---|---|",
     ]
-    lines += [f"| [{c.code}](#{c.code.lower()}) | {c.name} | {c.severity} | {_cell(c.summary)} |" for c in _TABLE]
+    lines += rules_table_rows(link="#")
     for c in _TABLE:
         lines += [
             "", f"## {c.code}", "", f"`{c.name}` ({c.severity}): {c.summary}", "",
@@ -302,6 +302,17 @@ def render_rules_markdown() -> str:
             "### Use instead", "", "```yaml", c.use_instead.rstrip(), "```",
         ]
     return "\n".join(lines) + "\n"
+
+
+def rules_table_rows(link: str) -> list[str]:
+    """Rows of the rule table; each code links to `link` + its anchor (in docs/rules.md)."""
+    return [f"| [{c.code}]({link}{c.code.lower()}) | {c.name} | {c.severity} | {_cell(c.summary)} |" for c in _TABLE]
+
+
+def render_readme_rules_table() -> str:
+    """The rule table of the README (kept current by a test)."""
+    rows = ["| code | name | severity | summary |", "|---|---|---|---|"] + rules_table_rows("docs/rules.md#")
+    return "\n".join(rows) + "\n"
 
 
 def _cell(text: str) -> str:
