@@ -93,7 +93,7 @@ def cmd_check(args) -> int:
             return EXIT_USAGE
     files, missing = discover(args.paths, specs_only=args.specs_only)
     for path in missing:
-        print(f"nnspec: error: {path}: no such file or directory", file=sys.stderr)
+        print(f"nnspec: error: {formats._one_line(path)}: no such file or directory", file=sys.stderr)
     diags = []
     unreadable = False
     for path in files:
@@ -123,13 +123,13 @@ def cmd_check(args) -> int:
     elif fmt == "sarif":
         text = formats.render_sarif(diags, __version__)
     else:
-        text = formats.render_junit(diags, files)
+        text = formats.render_junit(diags, files, strict=args.strict)
     if args.output_file:
         try:
             with open(args.output_file, "w", encoding="utf-8") as fh:
                 fh.write(text)
         except OSError as exc:
-            print(f"nnspec: error: cannot write {args.output_file}: {exc.strerror}", file=sys.stderr)
+            print(f"nnspec: error: cannot write {args.output_file}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE
     else:
         sys.stdout.write(text)

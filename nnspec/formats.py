@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
-
 from nnspec.compiler.codes import CODES
 from nnspec.compiler.diagnostics import Diagnostic
 
@@ -157,28 +156,37 @@ def render_sarif(diags: list[Diagnostic], version: str) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render_junit(diags: list[Diagnostic], files: list[str]) -> str:
+def render_junit(diags: list[Diagnostic], files: list[str], strict: bool = False) -> str:
+    """One testcase per file; a file fails on errors (with `strict`, on warnings too)."""
     from xml.sax.saxutils import escape as xml_escape
+
+    def attr(text: str) -> str:
+        return xml_escape(text, {'"': "&quot;"})
+
+    def fails(d: Diagnostic) -> bool:
+        return d.severity == "error" or (strict and d.severity == "warning")
 
     by_file: dict[str, list[Diagnostic]] = {f: [] for f in files}
     for d in diags:
         by_file.setdefault(d.file, []).append(d)
-    failed = sum(1 for ds in by_file.values() if any(d.severity == "error" for d in ds))
+    failed = sum(1 for ds in by_file.values() if any(fails(d) for d in ds))
     cases = []
     for f, ds in by_file.items():
-        errs = [d for d in ds if d.severity == "error"]
+        bad = [d for d in ds if fails(d)]
+        text = "".join(_concise(d) + "\n" for d in ds)  # one line each, no control characters (invalid in XML)
         body = ""
-        if errs:
-            text = "".join(d.concise() + "\n" for d in ds)
-            body = (f'<failure message="{xml_escape(str(len(errs)))} error(s)" type="nnspec">'
+        if bad:
+            kind = "error" if all(d.severity == "error" for d in bad) else "problem"
+            body = (f'<failure message="{len(bad)} {kind}{"s" if len(bad) != 1 else ""}" type="nnspec">'
                     f"{xml_escape(text)}</failure>")
         elif ds:
-            body = f"<system-out>{xml_escape(''.join(d.concise() + chr(10) for d in ds))}</system-out>"
-        cases.append(f'    <testcase classname="nnspec" name="{xml_escape(f, {chr(34): "&quot;"})}">{body}</testcase>')
+            body = f"<system-out>{xml_escape(text)}</system-out>"
+        name = attr(_display_path(f))
+        cases.append(f'    <testcase classname="nnspec" name="{name}" file="{name}">{body}</testcase>')
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuites name="nnspec" tests="{len(by_file)}" failures="{failed}">\n'
-            f'  <testsuite name="nnspec check" tests="{len(by_file)}" failures="{failed}" errors="0">\n'
-            + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n")
+            f'<testsuites name="nnspec" tests="{len(by_file)}" failures="{failed}" errors="0">\n'
+            f'  <testsuite name="nnspec check" tests="{len(by_file)}" failures="{failed}" errors="0" skipped="0">\n'
+            + "".join(c + "\n" for c in cases) + "  </testsuite>\n</testsuites>\n")
 
 
 def summary(diags: list[Diagnostic], nfiles: int) -> str:
