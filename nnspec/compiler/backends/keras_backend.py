@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 from nnspec.compiler.backends import keras_table as kt
 from nnspec.compiler.backends import seeding
-from nnspec.compiler.backends.expr import Call, evaluate, render
+from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, Const, Ref, evaluate, flat, render
 from nnspec.compiler.backends.structure import comment_for, runtime_source
 from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
-
 
 RUNTIME = "nnspec.compiler.backends.keras_runtime"
 SEEDING = "nnspec.compiler.backends.seeding"
@@ -101,17 +100,29 @@ def _kw(name, value):
 
 
 class _Seeds(dict):
-    """Bindings of `seed:<path>` references: a per-tensor Keras seed (int or source text)."""
+    """Bindings of `seed:<path>` references: the per-tensor Keras seed."""
 
-    def __init__(self, seed, as_source: bool):
+    def __init__(self, seed):
         super().__init__()
-        self.seed, self.as_source = seed, as_source
+        self.seed = seed
 
     def __missing__(self, key: str):
-        path = key.split(":", 1)[1]
-        if self.as_source:
-            return f'keras_seed(seed, "{path}")'
-        return seeding.keras_seed(self.seed, path)
+        return seeding.keras_seed(self.seed, key.split(":", 1)[1])
+
+
+def _seed_calls(expr):
+    """`expr` with every `seed:<path>` reference replaced by the call `keras_seed(seed, "<path>")`, so that
+    a long path is split as ruff splits a call (the emitted file computes each seed as `build` does)."""
+    if isinstance(expr, Ref) and expr.name.startswith("seed:"):
+        return Call("keras_seed", (Arg(Const("seed", None)), Arg(expr.name.split(":", 1)[1])))
+    if isinstance(expr, Call):
+        return Call(expr.func, tuple(Arg(_seed_calls(a.value), a.keyword, a.comment) for a in expr.args),
+                    expr.method)
+    if isinstance(expr, list):
+        return [_seed_calls(v) for v in expr]
+    if isinstance(expr, tuple):
+        return tuple(_seed_calls(v) for v in expr)
+    return expr
 
 
 def _namespace():
@@ -138,7 +149,7 @@ def build_keras(spec, seed=None):
     if seed is None:
         seed = seeding.fresh_seed()
     prog = program(graph)
-    bindings = _Seeds(seed, as_source=False)
+    bindings = _Seeds(seed)
     inputs = keras.Input(shape=prog.input_shape, dtype=prog.input_dtype, name="inputs")
     env = {"x": inputs}
     for step in prog.steps:
@@ -157,7 +168,7 @@ def emit_keras(spec) -> str:
 
     graph = spec.graph
     prog = program(graph)
-    bindings = _Seeds(None, as_source=True)
+    bindings: dict = {}
     lines = []
     used = set()
     for step in prog.steps:
@@ -168,7 +179,7 @@ def emit_keras(spec) -> str:
             continue
         used |= _names_in(step.layer)
         arg = f"[{', '.join(step.inputs)}]" if len(step.inputs) > 1 else step.inputs[0]
-        lines += render(step.layer, 4, f"{step.target} = ", f"({arg})", bindings)
+        lines += _render_step(Step(step.target, _seed_calls(step.layer), step.inputs), arg, bindings)
     classes = [runtime_source(RUNTIME, n) for n in kt.CUSTOM_INITIALIZERS + kt.CUSTOM_LAYERS if n in used]
     source_text = "\n".join(lines) + "\n" + "\n".join(classes)
     return render_template("keras.py.j2", {
@@ -189,6 +200,17 @@ def emit_keras(spec) -> str:
         "logical_output": list(graph.output_shape),
         "params": graph.params,
     })
+
+
+def _render_step(step: Step, arg: str, bindings) -> list[str]:
+    """`target = Layer(...)(arg)` split as ruff format splits it: when the line is too long but
+    everything up to the call's own `(` fits, only `(arg)` is split; else the layer's arguments."""
+    lines = render(step.layer, 4, f"{step.target} = ", f"({arg})", bindings)
+    if len(lines) > 1:
+        head = f"    {step.target} = {flat(step.layer, bindings)}("
+        if len(head) <= LINE_LENGTH:
+            return [head, f"        {arg}", "    )"]
+    return lines
 
 
 def _names_in(expr) -> set:

@@ -28,7 +28,9 @@ class Dirac(keras.initializers.Initializer):
     def __call__(self, shape, dtype=None):
         *kernel, in_per_group, out = shape
         if not kernel or out % self.groups:
-            raise ValueError(f"Dirac needs a conv kernel with out divisible by groups, got {tuple(shape)}")
+            raise ValueError(
+                f"Dirac needs a conv kernel with out divisible by groups, got {tuple(shape)}"
+            )
         values = np.zeros(shape, dtype="float32")
         per_group = out // self.groups
         centre = tuple(k // 2 for k in kernel)
@@ -54,12 +56,22 @@ class TruncNormal(keras.initializers.Initializer):
 
         lo = 2 * cdf((self.low - self.mean) / self.std) - 1
         hi = 2 * cdf((self.high - self.mean) / self.std) - 1
-        u = keras.random.uniform(shape, minval=lo, maxval=hi, dtype="float32", seed=self.seed)
+        u = keras.random.uniform(
+            shape, minval=lo, maxval=hi, dtype="float32", seed=self.seed
+        )
         values = keras.ops.erfinv(u) * (self.std * math.sqrt(2.0)) + self.mean
-        return keras.ops.cast(keras.ops.clip(values, self.low, self.high), dtype or "float32")
+        return keras.ops.cast(
+            keras.ops.clip(values, self.low, self.high), dtype or "float32"
+        )
 
     def get_config(self):
-        return {"mean": self.mean, "std": self.std, "low": self.low, "high": self.high, "seed": self.seed}
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "low": self.low,
+            "high": self.high,
+            "seed": self.seed,
+        }
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
@@ -69,19 +81,25 @@ class Sparse(keras.initializers.Initializer):
     other axis set to zero."""
 
     def __init__(self, sparsity, std=0.01, column_axis=0, seed=None):
-        self.sparsity, self.std, self.column_axis, self.seed = sparsity, std, column_axis, seed
+        self.sparsity, self.std = sparsity, std
+        self.column_axis, self.seed = column_axis, seed
 
     def __call__(self, shape, dtype=None):
         rng = np.random.default_rng(self.seed)
         values = rng.normal(0.0, self.std, size=tuple(shape)).astype("float32")
         columns = np.moveaxis(values, self.column_axis, 0)
-        zeros = int(math.ceil(self.sparsity * columns.shape[1]))
+        zeros = math.ceil(self.sparsity * columns.shape[1])
         for column in columns:
             column[rng.permutation(column.shape[0])[:zeros]] = 0.0
         return keras.ops.convert_to_tensor(values, dtype=dtype or "float32")
 
     def get_config(self):
-        return {"sparsity": self.sparsity, "std": self.std, "column_axis": self.column_axis, "seed": self.seed}
+        return {
+            "sparsity": self.sparsity,
+            "std": self.std,
+            "column_axis": self.column_axis,
+            "seed": self.seed,
+        }
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
@@ -97,7 +115,9 @@ class TorchDefault(keras.initializers.Initializer):
         if fan_in is None:
             fan_in = shape[0] if len(shape) == 2 else shape[-2] * math.prod(shape[:-2])
         bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        return keras.random.uniform(shape, minval=-bound, maxval=bound, dtype=dtype or "float32", seed=self.seed)
+        return keras.random.uniform(
+            shape, minval=-bound, maxval=bound, dtype=dtype or "float32", seed=self.seed
+        )
 
     def get_config(self):
         return {"fan_in": self.fan_in, "seed": self.seed}
@@ -113,7 +133,9 @@ class Values(keras.initializers.Initializer):
     def __call__(self, shape, dtype=None):
         values = np.asarray(self.values, dtype="float32")
         if values.shape != tuple(shape):
-            raise ValueError(f"Values has shape {values.shape}, the variable has shape {tuple(shape)}")
+            raise ValueError(
+                f"Values has shape {values.shape}, the variable has shape {tuple(shape)}"
+            )
         return keras.ops.convert_to_tensor(values, dtype=dtype or "float32")
 
     def get_config(self):
@@ -134,7 +156,10 @@ class ConstantPad(keras.layers.Layer):
         return keras.ops.pad(x, widths, constant_values=self.value)
 
     def compute_output_shape(self, shape):
-        spatial = [None if s is None else s + a + b for s, (a, b) in zip(shape[1:-1], self.padding)]
+        spatial = [
+            None if s is None else s + a + b
+            for s, (a, b) in zip(shape[1:-1], self.padding)
+        ]
         return (shape[0], *spatial, shape[-1])
 
     def get_config(self):
@@ -151,6 +176,9 @@ class Gelu(keras.layers.Layer):
 
     def call(self, x):
         return keras.activations.gelu(x, approximate=self.approximate == "tanh")
+
+    def compute_output_shape(self, shape):
+        return shape
 
     def get_config(self):
         return {**super().get_config(), "approximate": self.approximate}

@@ -1,0 +1,505 @@
+"""The Keras model computes the same function as the PyTorch model, given the same weights.
+
+Every layer kind, every example (but the ImageNet-sized ones, tested elsewhere), and the `nnspec parity`
+command and `nnspec.transfer` API that show it. Weights are perturbed before the comparison so that
+zero, constant and identity initializers cannot hide a difference between the targets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from helpers import EXAMPLES, spec_from_text
+
+import nnspec
+from nnspec import cli
+from nnspec.compiler.backends import keras_table
+from nnspec.compiler.kinds import KINDS
+from nnspec.parity import perturb, run_parity
+
+MAX_EXAMPLE_PARAMS = 2_000_000  # mobilenet_v2/resnet/vgg-sized examples: the architecture tests' (seconds each)
+
+KIND_FIXTURES = {
+    "conv1d": """
+        nnspec: 1
+        name: conv1d_all
+        input: [4, 12]
+        layers:
+          - conv1d: {out: 6, kernel: 3, padding: 1}
+          - conv1d: {out: 6, kernel: 3, stride: 2, padding: 2, groups: 2}
+          - conv1d: {out: 4, kernel: 3, padding: same, dilation: 2, bias: false}
+          - conv1d: {out: 4, kernel: 2, padding: same}
+          - conv1d: {out: 8, kernel: 3, padding: valid, groups: 4}
+          - maxpool1d: {kernel: 3, stride: 1, padding: 1}
+          - avgpool1d: {kernel: 2, padding: 1}
+          - avgpool1d: {kernel: 3, stride: 2}
+    """,
+    "conv2d": """
+        nnspec: 1
+        name: conv2d_all
+        input: [4, 9, 8]
+        layers:
+          - conv2d: {out: 6, kernel: [3, 2], stride: [2, 1], padding: [1, 0]}
+          - conv2d: {out: 6, kernel: 3, padding: same, groups: 3}
+          - conv2d: {out: 4, kernel: 3, padding: same, dilation: [2, 1], bias: false}
+          - conv2d: {out: 8, kernel: 2, padding: same, groups: 2}
+          - conv2d: {out: 8, kernel: 3, padding: 2, dilation: 2, groups: 8}
+          - maxpool2d: {kernel: 3, stride: 2, padding: 1}
+          - avgpool2d: {kernel: [2, 3], stride: 1, padding: [1, 1]}
+          - conv2d: {out: 4, kernel: 1, padding: valid}
+          - maxpool2d: {kernel: [2, 1], stride: [1, 2]}
+    """,
+    "conv3d": """
+        nnspec: 1
+        name: conv3d_all
+        input: [2, 5, 6, 5]
+        layers:
+          - conv3d: {out: 4, kernel: 3, padding: 1, groups: 2}
+          - conv3d: {out: 4, kernel: [1, 3, 3], stride: [1, 2, 2], padding: [0, 1, 1]}
+          - conv3d: {out: 4, kernel: 2, padding: same, bias: false}
+          - maxpool3d: {kernel: 3, stride: 2, padding: 1}
+          - avgpool3d: {kernel: 2, stride: 1, padding: 1}
+    """,
+    "residuals": """
+        nnspec: 1
+        name: residuals
+        input: [4, 8, 8]
+        blocks:
+          down:
+            args: {ch: required}
+            layers:
+              - residual:
+                  branch:
+                    - conv2d: {out: $ch, kernel: 3, stride: 2, padding: 1, bias: false}
+                    - batchnorm
+                    - relu
+                    - conv2d: {out: $ch, kernel: 3, padding: 1}
+                  shortcut:
+                    - conv2d: {out: $ch, kernel: 1, stride: 2, bias: false}
+                    - batchnorm
+              - relu
+        layers:
+          - residual:
+              - conv2d: {out: 4, kernel: 3, padding: 1}
+              - relu
+          - down: {ch: 6, repeat: 2}
+          - residual:
+              - residual:
+                  - conv2d: {out: 6, kernel: 3, padding: same}
+              - batchnorm
+          - flatten
+          - linear: {out: 5}
+    """,
+    "residual_layouts": """
+        nnspec: 1
+        name: residual_layouts
+        input: [3, 4, 5]
+        layers:
+          - residual:
+              - linear: {out: 5}
+          - residual:
+              branch:
+                - conv2d: {out: 3, kernel: 3, padding: 1}
+              shortcut:
+                - linear: {out: 5}
+          - residual:
+              branch:
+                - linear: {out: 5}
+              shortcut:
+                - conv2d: {out: 3, kernel: 1}
+          - global_avg_pool
+    """,
+    "linear_layernorm_softmax": """
+        nnspec: 1
+        name: linear_layernorm_softmax
+        input: [3, 5, 6]
+        layers:
+          - layernorm
+          - softmax: {axis: 0}
+          - conv2d: {out: 4, kernel: 3, padding: 1}
+          - softmax: {axis: -1}
+          - linear: {out: 7}
+          - layernorm: {eps: 0.001}
+          - conv2d: {out: 2, kernel: 1}
+          - softmax: {axis: 1}
+          - linear: {out: 3}
+          - softmax: {axis: 0}
+          - global_avg_pool
+    """,
+    "batchnorm_ranks": """
+        nnspec: 1
+        name: batchnorm_ranks
+        input: [3, 4, 5, 6]
+        layers:
+          - batchnorm: {eps: 0.01, momentum: 0.3}
+          - conv3d: {out: 2, kernel: 1}
+          - global_avg_pool
+          - batchnorm: {eps: 0.001, momentum: 0.5}
+    """,
+    "batchnorm_2d_1d": """
+        nnspec: 1
+        name: batchnorm_2d_1d
+        input: [3, 5, 6]
+        layers:
+          - batchnorm: {eps: 0.1, momentum: 0.2}
+          - flatten
+          - batchnorm: {eps: 0.0001}
+    """,
+    "batchnorm_sequence": """
+        nnspec: 1
+        name: batchnorm_sequence
+        input: [3, 7]
+        layers:
+          - batchnorm: {eps: 0.02, momentum: 0.01}
+          - linear: {out: 5}
+          - batchnorm
+    """,
+    "embedding_conv1d": """
+        nnspec: 1
+        name: embedding_conv1d
+        input: {shape: [6], dtype: int64}
+        layers:
+          - embedding: {num: 11, dim: 5}
+          - conv1d: {out: 4, kernel: 3, padding: 1}
+          - relu
+          - global_avg_pool
+          - linear: {out: 3}
+    """,
+    "embedding_linear": """
+        nnspec: 1
+        name: embedding_linear
+        input: {shape: [6], dtype: int64}
+        layers:
+          - embedding: {num: 11, dim: 5}
+          - layernorm
+          - linear: {out: 4}
+          - batchnorm
+          - softmax: {axis: 0}
+    """,
+    "embedding_2d": """
+        nnspec: 1
+        name: embedding_2d
+        input: {shape: [2, 5], dtype: int64}
+        layers:
+          - embedding: {num: 7, dim: 6}
+          - batchnorm: {eps: 0.2}
+          - layernorm
+          - conv2d: {out: 3, kernel: 3, padding: 1}
+          - softmax: {axis: 0}
+          - maxpool2d: {kernel: 2}
+          - flatten
+    """,
+    "activations": """
+        nnspec: 1
+        name: activations
+        input: [3, 4, 4]
+        layers:
+          - gelu: {approximate: tanh}
+          - conv2d: {out: 3, kernel: 1}
+          - gelu
+          - conv2d: {out: 3, kernel: 1}
+          - elu: {alpha: 0.5}
+          - conv2d: {out: 3, kernel: 1}
+          - leaky_relu: {slope: 0.2}
+          - conv2d: {out: 3, kernel: 1}
+          - relu6
+          - conv2d: {out: 3, kernel: 1}
+          - tanh
+          - conv2d: {out: 3, kernel: 1}
+          - sigmoid
+          - conv2d: {out: 3, kernel: 1}
+          - silu
+          - identity
+          - dropout: {p: 0.3}
+          - relu
+    """,
+    # each parametrised activation last, on inputs spread over [-4, 4], so a wrong argument shows
+    "gelu_tanh": """
+        nnspec: 1
+        name: gelu_tanh
+        input: [32]
+        layers:
+          - linear: {out: 64, init: {weight: {normal: {std: 0.4}}}}
+          - gelu: {approximate: tanh}
+    """,
+    "elu_alpha": """
+        nnspec: 1
+        name: elu_alpha
+        input: [32]
+        layers:
+          - linear: {out: 64, init: {weight: {normal: {std: 0.4}}}}
+          - elu: {alpha: 0.5}
+    """,
+    "leaky_relu_slope": """
+        nnspec: 1
+        name: leaky_relu_slope
+        input: [32]
+        layers:
+          - linear: {out: 64, init: {weight: {normal: {std: 0.4}}}}
+          - leaky_relu: {slope: 0.2}
+    """,
+    "relu6_saturates": """
+        nnspec: 1
+        name: relu6_saturates
+        input: [8]
+        layers:
+          - linear: {out: 8, init: {weight: {normal: {std: 5.0}}}}
+          - relu6
+    """,
+    "mlp_residual": """
+        nnspec: 1
+        name: mlp_residual
+        input: [6]
+        layers:
+          - residual:
+              branch:
+                - linear: {out: 6}
+                - tanh
+          - residual:
+              branch:
+                - linear: {out: 4}
+              shortcut:
+                - linear: {out: 4, bias: false}
+          - dropout
+          - elu
+          - leaky_relu
+          - softmax
+    """,
+    "sequence_input": """
+        nnspec: 1
+        name: sequence_input
+        input: [3, 10]
+        layers:
+          - softmax: {axis: 0}
+          - layernorm
+          - linear: {out: 4}
+          - conv1d: {out: 5, kernel: 3, stride: 2, padding: 1}
+          - flatten
+    """,
+}
+
+
+def fixture_spec(name: str):
+    return spec_from_text(KIND_FIXTURES[name], f"{name}.yaml")
+
+
+def test_fixtures_cover_every_layer_kind():
+    used = set()
+    for name in KIND_FIXTURES:
+        used |= {layer.kind for layer in fixture_spec(name).graph.layers()}
+    assert set(KINDS) <= used, sorted(set(KINDS) - used)
+    assert set(KINDS) == set(keras_table.LAYERS)
+
+
+@pytest.mark.parametrize("name", list(KIND_FIXTURES))
+def test_parity_every_layer_kind(name):
+    report = run_parity(fixture_spec(name), seed=1, perturb_weights=True)
+    assert report.ok, report.text()
+    assert report.max_abs < 1e-4
+
+
+def _small_examples() -> list:
+    """Every example but bad_* and the ImageNet-sized ones (loading a spec imports no framework)."""
+    return [path for path in sorted(EXAMPLES.glob("*.yaml"))
+            if not path.name.startswith("bad_") and nnspec.load(path).params <= MAX_EXAMPLE_PARAMS]
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in _small_examples()])
+def test_parity_every_example(path):
+    spec = nnspec.load(path)
+    report = run_parity(spec, perturb_weights=True)
+    assert report.ok, report.text()
+    assert report.shape == tuple(spec.graph.output_shape)
+
+
+def test_small_examples_include_the_readme_ones():
+    names = {p.stem for p in _small_examples()}
+    assert {"mlp", "small_cnn", "cifar_resnet", "resnet_blocks"} <= names
+    assert "resnet50" not in names
+
+
+# -- direct comparisons on chosen inputs ----------------------------------------------------------
+
+def outputs(spec, x: np.ndarray, seed: int = 0, perturb_seed: int | None = 0):
+    """(PyTorch output, Keras output moved back to channels-first) on the channels-first float batch `x`."""
+    torch_model = nnspec.build(spec, "torch", seed=seed)
+    keras_model = nnspec.build(spec, "keras", seed=seed)
+    if perturb_seed is not None:
+        perturb(torch_model, perturb_seed)
+    nnspec.transfer(torch_model, keras_model, spec)
+    torch_model.eval()
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(x)).numpy()
+    got = keras.ops.convert_to_numpy(keras_model(np.moveaxis(x, 1, -1), training=False))
+    return expected, np.moveaxis(got, -1, 1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_max_pool_padding_is_minus_infinity(n):
+    """All-negative input: PyTorch pads max pooling with -inf, so corners keep their negative maxima.
+
+    Zero padding would give 0 at every window that touches the border."""
+    spatial = [5, 6, 4][:n]
+    spec = spec_from_text(f"""
+        nnspec: 1
+        name: maxpool_negative
+        input: {[3, *spatial]}
+        layers:
+          - maxpool{n}d: {{kernel: 3, stride: 2, padding: 1}}
+    """)
+    x = -1.0 - np.random.default_rng(n).random((2, 3, *spatial)).astype("float32")
+    expected, got = outputs(spec, x, perturb_seed=None)
+    assert np.all(expected < -1.0)  # zero padding would have produced zeros here
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_avg_pool_padding_counts_zeros(n):
+    spatial = [5, 6][:n]
+    spec = spec_from_text(f"""
+        nnspec: 1
+        name: avgpool_padding
+        input: {[2, *spatial]}
+        layers:
+          - avgpool{n}d: {{kernel: 3, stride: 2, padding: 1}}
+    """)
+    x = np.ones((1, 2, *spatial), dtype="float32")
+    expected, got = outputs(spec, x, perturb_seed=None)
+    assert expected.min() < 1.0  # the padded zeros count, as PyTorch's count_include_pad=True
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [[3], [3, 5], [3, 4, 4], [3, 2, 3, 4]], ids=["1d", "2d", "3d", "4d"])
+def test_batchnorm_momentum_and_eps_match_in_training(shape):
+    """Training mode: both normalise with the batch statistics (eps matters) and update the running mean
+    by PyTorch's momentum (Keras's is 1 - m)."""
+    spec = spec_from_text(f"""
+        nnspec: 1
+        name: bn_train
+        input: {shape}
+        layers:
+          - batchnorm: {{eps: 0.5, momentum: 0.3}}
+    """)
+    torch_model = nnspec.build(spec, "torch", seed=0)
+    keras_model = nnspec.build(spec, "keras", seed=0)
+    perturb(torch_model, 2)
+    nnspec.transfer(torch_model, keras_model, spec)
+    x = (np.random.default_rng(0).standard_normal((8, *shape)) * 0.3 + 2.0).astype("float32")
+    channels_last = np.moveaxis(x, 1, -1)
+    torch_model.train()
+    expected = torch_model(torch.from_numpy(x)).detach().numpy()
+    got = keras.ops.convert_to_numpy(keras_model(channels_last, training=True))
+    np.testing.assert_allclose(np.moveaxis(got, -1, 1), expected, atol=1e-5)
+    bn = keras_model.get_layer("batchnorm_1")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean),
+                               torch_model.batchnorm_1.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# -- nnspec.transfer: porting a trained PyTorch model ---------------------------------------------
+
+def test_transfer_ports_a_trained_torch_model():
+    spec = fixture_spec("residuals")
+    torch_model = nnspec.build(spec, "torch", seed=4)
+    optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.5)
+    generator = torch.Generator().manual_seed(0)
+    torch_model.train()
+    for _ in range(3):  # a few real training steps: weights and running statistics move
+        x = torch.randn(8, 4, 8, 8, generator=generator)
+        loss = torch_model(x).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    fresh = nnspec.build(spec, "torch", seed=4)
+    assert not torch.equal(fresh.state_dict()["down_1.0.residual_1.branch.batchnorm_1.running_mean"],
+                           torch_model.state_dict()["down_1.0.residual_1.branch.batchnorm_1.running_mean"])
+    keras_model = nnspec.build(spec, "keras", seed=99)
+    nnspec.transfer(torch_model, keras_model, spec)
+
+    state = torch_model.state_dict()
+    conv = keras_model.get_layer("down_1.0.residual_1.branch.conv2d_1")
+    w = state["down_1.0.residual_1.branch.conv2d_1.weight"].numpy()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(conv.kernel), w.transpose(2, 3, 1, 0))
+    dense = keras_model.get_layer("linear_1")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(dense.kernel), state["linear_1.weight"].numpy().T)
+    bn = keras_model.get_layer("down_1.1.residual_1.shortcut.batchnorm_1")
+    prefix = "down_1.1.residual_1.shortcut.batchnorm_1."
+    for attr, key in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                      ("moving_variance", "running_var")):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(getattr(bn, attr)), state[prefix + key].numpy())
+
+    x = np.random.default_rng(1).standard_normal((3, 4, 8, 8)).astype("float32")
+    torch_model.eval()
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(x)).numpy()
+    got = keras.ops.convert_to_numpy(keras_model(np.moveaxis(x, 1, -1), training=False))
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_transfer_accepts_a_spec_path(tmp_path):
+    path = EXAMPLES / "mlp.yaml"
+    torch_model = nnspec.build(path, "torch", seed=1)
+    keras_model = nnspec.build(path, "keras", seed=2)
+    nnspec.transfer(torch_model, keras_model, path)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras_model.get_layer("head").kernel),
+                                  torch_model.head.weight.detach().numpy().T)
+
+
+def test_parity_detects_a_layout_bug(monkeypatch):
+    """Parity is a real check: copying conv kernels without the layout transpose is caught."""
+    spec = fixture_spec("conv2d")
+    assert run_parity(spec, seed=0, perturb_weights=True).ok
+
+    def no_permute(array, tensor):  # right shape, wrong order: what a naive port does
+        array = np.asarray(array)
+        return array.reshape(np.transpose(array, (2, 3, 1, 0)).shape) if array.ndim == 4 else array
+
+    monkeypatch.setattr(keras_table, "to_keras_layout", no_permute)
+    report = run_parity(spec, seed=0, perturb_weights=True)
+    assert not report.ok
+    assert report.max_abs > 1e-2
+
+
+# -- `nnspec parity` ------------------------------------------------------------------------------
+
+def test_cli_parity_ok_prints_differences(capsys):
+    code = cli.main(["parity", str(EXAMPLES / "small_cnn.yaml"), "--perturb", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "max abs diff" in out and "max rel diff" in out and ": ok" in out
+    assert "output [10]" in out
+
+
+def test_cli_parity_exits_1_above_tolerance(capsys):
+    path = EXAMPLES / "mlp.yaml"
+    report = run_parity(nnspec.load(path), atol=0.0, rtol=0.0, perturb_weights=True)
+    assert report.max_abs > 0, "the two targets agree bit for bit here: pick a spec with rounding differences"
+    assert not report.ok
+    code = cli.main(["parity", str(path), "--perturb", "--atol", "0", "--rtol", "0"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "MISMATCH" in out
+    code = cli.main(["parity", str(path), "--perturb", "--atol", "1e-4", "--rtol", "1e-4"])
+    assert code == 0, capsys.readouterr().out
+
+
+def test_cli_parity_exits_1_on_a_real_mismatch(monkeypatch, capsys, tmp_path):
+    """A Keras lowering bug (softmax over the wrong axis) makes `nnspec parity` fail at the default tolerance."""
+    path = tmp_path / "softmax_last.yaml"
+    path.write_text("nnspec: 1\nname: softmax_last\ninput: [3, 4, 5]\nlayers:\n  - softmax: {axis: -1}\n")
+    assert cli.main(["parity", str(path)]) == 0
+    assert ": ok" in capsys.readouterr().out
+    monkeypatch.setitem(keras_table.LAYERS, "softmax", lambda layer, layout: (
+        [keras_table.call("keras.layers.Softmax", axis=1, name=layer.path)], None, None))
+    assert cli.main(["parity", str(path)]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_cli_parity_bad_spec_exits_1(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nnspec: 1\nname: bad\ninput: [3]\nlayers:\n  - conv2d: {out: 4, kernel: 3}\n")
+    assert cli.main(["parity", str(bad)]) == 1
+    assert "NS104" in capsys.readouterr().err
