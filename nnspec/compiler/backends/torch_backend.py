@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from nnspec.compiler.backends import seeding, torch_table
-from nnspec.compiler.backends.expr import Arg, Call, Const, evaluate, render
+from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, Const, Ref, evaluate, render
 from nnspec.compiler.backends.structure import (
     comment_for,
     kinds_used,
@@ -72,7 +72,7 @@ def build_torch(spec, seed=None, device="cpu"):
 
     with torch.device("meta"):
         model = root_class(OrderedDict(children))
-    if device == "meta":
+    if torch.device(device).type == "meta":  # "meta" or torch.device("meta"): nothing to initialise
         return model
     model = model.to_empty(device=device)
     initialize(model, graph, seed)
@@ -121,15 +121,22 @@ def emit_torch(spec) -> str:
     for item in graph.root.items:
         tree = module_tree(item, graph, lambda node: classes[_signature(node)])
         attributes.append({"comment": comment_for(item, graph.file),
-                           "lines": render(tree, 8, f"self.{item.name} = ")})
+                           "lines": _assign(f"self.{item.name}", tree, 8)})
     inits = []
     for tensor in graph.tensors():
-        bindings = {"tensor": f'params["{torch_table.torch_path(tensor)}"]',
-                    "generator": f'rng("{tensor.path}")'}  # the seed comes from the spec's path
+        # `param(key)` and `rng(path)` are calls, not text, so that long paths split as ruff splits them;
+        # the generator's seed comes from the spec's path, the parameter from its state_dict key.
+        parameter = Call("param", (Arg(torch_table.torch_path(tensor)),))
+        values = {"tensor": parameter, "generator": Call("rng", (Arg(tensor.path),))}
         where = tensor.source if tensor.origin_span else "default"
         lines = []
-        for c in torch_table.init_calls(tensor):
-            lines += render(c, 12, bindings=bindings)
+        calls = torch_table.init_calls(tensor)
+        if any(c.method and c.args[0].value == torch_table.T for c in calls):
+            # a method of the tensor (`t.mul_(gain)`): name it first, a long receiver would not format
+            lines += _assign("tensor", parameter, 12)
+            values["tensor"] = Const("tensor", None)
+        for c in calls:
+            lines += render(_substitute(c, values), 12)
         inits.append({"comment": f"{tensor.path}: {tensor.init.describe()} ({_where(tensor, graph)})",
                       "lines": lines, "where": where})
     calls = [c for tensor in graph.tensors() for c in torch_table.init_calls(tensor)]
@@ -201,6 +208,33 @@ def _classes(graph: Graph, class_name) -> tuple[str, dict, list]:
 
     walk(graph.root)
     return model_class, classes, blocks
+
+
+def _assign(target: str, expr, indent: int) -> list[str]:
+    """`target = expr` as ruff formats it: split at the call's bracket; but when even the line that
+    opens the bracket is too long (a long attribute name), with the value in parentheses instead,
+    if every line then fits (black's "second opinion" with the optional parentheses)."""
+    lines = render(expr, indent, f"{target} = ")
+    if len(lines[0]) > LINE_LENGTH:
+        pad = " " * indent
+        wrapped = [f"{pad}{target} = ("] + render(expr, indent + 4) + [f"{pad})"]
+        if all(len(line) <= LINE_LENGTH for line in wrapped):
+            return wrapped
+    return lines
+
+
+def _substitute(expr, values: dict):
+    """`expr` with each `Ref` named in `values` replaced by its expression."""
+    if isinstance(expr, Ref):
+        return values.get(expr.name, expr)
+    if isinstance(expr, Call):
+        return Call(expr.func, tuple(Arg(_substitute(a.value, values), a.keyword, a.comment) for a in expr.args),
+                    expr.method)
+    if isinstance(expr, list):
+        return [_substitute(v, values) for v in expr]
+    if isinstance(expr, tuple):
+        return tuple(_substitute(v, values) for v in expr)
+    return expr
 
 
 def _contains(expr, predicate) -> bool:

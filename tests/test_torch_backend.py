@@ -1,0 +1,413 @@
+"""The PyTorch backend: every example, every layer kind and every initializer builds and emits
+the same model, with the shapes `check` inferred and the module paths of the spec."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F
+from helpers import (
+    ANY_ROLE,
+    BIASES,
+    CONV_WEIGHTS,
+    EXAMPLES,
+    FIXTURES,
+    MATRICES,
+    WEIGHTS,
+    assert_compiles,
+    assert_same_state,
+    import_source,
+    initializer_specs,
+    random_input,
+    spec_from_text,
+)
+from torch import nn
+
+import nnspec
+from nnspec.compiler.initializers import REGISTRY
+from nnspec.compiler.kinds import KINDS
+
+TORCH_FIXTURES = sorted((FIXTURES / "torch").glob("*.yaml"))
+EXAMPLE_FILES = sorted(p for p in EXAMPLES.glob("*.y*ml") if not p.name.startswith("bad_"))
+
+
+# -- examples and layer-kind fixtures ------------------------------------------------
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_example_compiles(path, tmp_path):
+    assert_compiles(path, tmp_path=tmp_path, seed=3)
+
+
+@pytest.mark.parametrize("path", TORCH_FIXTURES, ids=lambda p: p.name)
+def test_fixture_compiles(path, tmp_path):
+    assert_compiles(path, tmp_path=tmp_path, seed=11)
+
+
+def test_fixtures_cover_every_layer_kind():
+    used = {layer.kind for path in TORCH_FIXTURES for layer in nnspec.load(path).graph.layers()}
+    assert set(KINDS) <= used, f"no torch fixture uses {sorted(set(KINDS) - used)}"
+
+
+def test_fixtures_cover_batchnorm_ranks_and_conv_geometry():
+    layers = [layer for path in TORCH_FIXTURES for layer in nnspec.load(path).graph.layers()]
+    assert {len(la.in_shape) for la in layers if la.kind == "batchnorm"} == {1, 2, 3, 4}
+    convs = [la for la in layers if la.kind.startswith("conv")]
+    paddings = {la.args["padding"] if isinstance(la.args["padding"], str) else type(la.args["padding"]).__name__
+                for la in convs}
+    assert paddings >= {"same", "valid", "int", "list"}
+    assert any(la.args["groups"] > 1 for la in convs)
+    assert any(max(la.geometry["stride"]) > 1 for la in convs)
+    assert any(max(la.geometry["dilation"]) > 1 for la in convs)
+    pools = [la for la in layers if "pool" in la.kind and la.kind != "global_avg_pool"]
+    assert any(any(la.geometry["padding"]) for la in pools)
+    assert any(la.geometry["stride"] != la.geometry["kernel"] for la in pools)
+
+
+def test_structure_fixture_paths():
+    spec = nnspec.load(FIXTURES / "torch" / "structure.yaml")
+    model = nnspec.build(spec, "torch", seed=0)
+    keys = set(model.state_dict())
+    for key in ("residual_1.branch.conv2d_1.weight",
+                "residual_2.branch.unit_1.conv2d_1.weight",
+                "residual_2.shortcut.batchnorm_1.weight",
+                "residual_2.shortcut.batchnorm_1.running_var",
+                "unit_1.0.batchnorm_1.1.bias",
+                "down.residual_1.branch.unit_1.conv2d_1.weight",
+                "down.residual_1.shortcut.conv2d_1.weight",
+                "stage_2.1.residual_1.branch.conv2d_1.weight",
+                "batchnorm_1.weight"):
+        assert key in keys, key
+    assert "residual_1.shortcut" in dict(model.named_modules())  # identity shortcut
+
+
+# -- layer semantics against torch.nn.functional ----------------------------------------
+
+ACTIVATIONS = [
+    ("relu", [5], F.relu),
+    ("relu6", [5], F.relu6),
+    ("leaky_relu: {slope: 0.2}", [5], lambda x: F.leaky_relu(x, 0.2)),
+    ("leaky_relu", [5], lambda x: F.leaky_relu(x, 0.01)),
+    ("gelu", [5], F.gelu),
+    ("gelu: {approximate: tanh}", [5], lambda x: F.gelu(x, approximate="tanh")),
+    ("tanh", [5], torch.tanh),
+    ("sigmoid", [5], torch.sigmoid),
+    ("silu", [5], F.silu),
+    ("elu: {alpha: 0.5}", [5], lambda x: F.elu(x, 0.5)),
+    ("softmax", [3, 4, 5], lambda x: F.softmax(x, dim=-1)),
+    ("softmax: {axis: 0}", [3, 4, 5], lambda x: F.softmax(x, dim=1)),
+    ("softmax: {axis: 1}", [3, 4, 5], lambda x: F.softmax(x, dim=2)),
+    ("softmax: {axis: -3}", [3, 4, 5], lambda x: F.softmax(x, dim=1)),
+    ("identity", [3, 4], lambda x: x),
+    ("dropout: {p: 0.3}", [6], lambda x: x),  # eval mode
+    ("flatten", [2, 3, 4], lambda x: x.reshape(x.shape[0], -1)),
+    ("global_avg_pool", [3, 4, 5], lambda x: x.mean(dim=(2, 3))),
+    ("global_avg_pool", [3, 4, 5, 2], lambda x: x.mean(dim=(2, 3, 4))),
+]
+
+
+@pytest.mark.parametrize("item, shape, reference", ACTIVATIONS, ids=[f"{a[0]}-{len(a[1])}d" for a in ACTIVATIONS])
+def test_parameterless_layer_semantics(item, shape, reference):
+    spec = spec_from_text(f"nnspec: 1\nname: m\ninput: {shape}\nlayers:\n  - {item}\n")
+    model = nnspec.build(spec, "torch").eval()
+    x = random_input(spec, batch=3)
+    torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
+
+
+def _tuple(value, n):
+    return (value,) * n if isinstance(value, int) else tuple(value)
+
+
+def _functional_conv(layer, module, x):
+    n = int(layer.kind[4])
+    a = layer.args
+    kernel, stride, dilation = _tuple(a["kernel"], n), _tuple(a["stride"], n), _tuple(a["dilation"], n)
+    if a["padding"] == "same":
+        pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation)]
+    elif a["padding"] == "valid":
+        pads = [(0, 0)] * n
+    else:
+        pads = [(p, p) for p in _tuple(a["padding"], n)]
+    flat = [p for pair in reversed(pads) for p in pair]  # F.pad wants the last axis first
+    conv = getattr(F, f"conv{n}d")
+    return conv(F.pad(x, flat), module.weight, module.bias, stride=stride, dilation=dilation, groups=a["groups"])
+
+
+def _functional_pool(layer, x):
+    n = int(layer.kind[-2])
+    a = layer.args
+    kernel = _tuple(a["kernel"], n)
+    stride = kernel if a["stride"] is None else _tuple(a["stride"], n)
+    padding = _tuple(a["padding"], n)
+    fn = getattr(F, f"{layer.kind[:3]}_pool{n}d")
+    return fn(x, kernel, stride, padding)
+
+
+@pytest.mark.parametrize("path", TORCH_FIXTURES, ids=lambda p: p.name)
+def test_layer_arguments_reach_pytorch(path):
+    """Each conv/pool/norm computes what torch.nn.functional computes with the spec's own arguments."""
+    spec = nnspec.load(path)
+    model = nnspec.build(spec, "torch", seed=0).eval()
+    modules = dict(model.named_modules())
+    gen = torch.Generator().manual_seed(0)
+    for layer in spec.graph.layers():
+        module = modules[layer.path]
+        if layer.kind.startswith("conv"):
+            x = torch.randn((2, *layer.in_shape), generator=gen)
+            torch.testing.assert_close(module(x), _functional_conv(layer, module, x))
+            assert tuple(module(x).shape[1:]) == layer.out_shape
+        elif "pool" in layer.kind and layer.kind != "global_avg_pool":
+            x = torch.randn((2, *layer.in_shape), generator=gen)
+            torch.testing.assert_close(module(x), _functional_pool(layer, x), rtol=0, atol=0)
+        elif layer.kind == "batchnorm":
+            assert (module.eps, module.momentum) == (layer.args["eps"], layer.args["momentum"])
+            assert module.num_features == layer.in_shape[0]
+        elif layer.kind == "layernorm":
+            assert module.eps == layer.args["eps"] and module.normalized_shape == (layer.in_shape[-1],)
+        elif layer.kind == "embedding":
+            assert (module.num_embeddings, module.embedding_dim) == (layer.args["num"], layer.args["dim"])
+        elif layer.kind == "linear":
+            assert (module.in_features, module.out_features) == (layer.in_shape[-1], layer.args["out"])
+            assert (module.bias is not None) == layer.args["bias"]
+
+
+# -- every initializer on every role it is valid for, built and emitted --------------------
+
+def test_initializer_groups_cover_the_registry():
+    groups = [ANY_ROLE, WEIGHTS, MATRICES, CONV_WEIGHTS, BIASES]
+    assert set().union(*groups) == set(REGISTRY)
+    assert sum(len(g) for g in groups) == len(REGISTRY)
+
+
+INIT_CASES = [(name, layout, text) for name in REGISTRY for layout, text in initializer_specs(name)]
+
+
+@pytest.mark.parametrize("name, layout, text", INIT_CASES, ids=[f"{n}-{lay}" for n, lay, _ in INIT_CASES])
+def test_initializer_compiles(name, layout, text, tmp_path):
+    compiled = assert_compiles(text, tmp_path=tmp_path, seed=4)
+    chosen = [t for t in compiled.spec.graph.tensors() if t.origin == "layer"]
+    assert chosen and all(t.init.name == name for t in chosen)
+
+
+def test_every_initializer_has_a_case():
+    assert {name for name, _, _ in INIT_CASES} == set(REGISTRY)
+
+
+# -- the emitted module ---------------------------------------------------------------
+
+def test_emitted_build_defaults_to_the_spec_seed(tmp_path):
+    spec = nnspec.load(FIXTURES / "torch" / "structure.yaml")  # seed: 5
+    module = import_source(nnspec.emit(spec, "torch"), tmp_path)
+    assert module.SEED == 5
+    assert_same_state(module.build().state_dict(), nnspec.build(spec, "torch").state_dict())
+    assert_same_state(module.build(None).state_dict(), nnspec.build(spec, "torch", seed=5).state_dict())
+    assert_same_state(module.build(6).state_dict(), nnspec.build(spec, "torch", seed=6).state_dict())
+
+
+def test_emitted_build_on_meta_initialises_nothing(tmp_path):
+    spec = nnspec.load(FIXTURES / "torch" / "kinds_conv2d.yaml")
+    module = import_source(nnspec.emit(spec, "torch"), tmp_path)
+    model = module.build(0, device="meta")
+    assert all(p.is_meta for p in model.parameters())
+    assert all(b.is_meta for b in model.buffers())
+
+
+def test_emitted_module_imports_only_torch_and_the_standard_library(tmp_path):
+    import ast
+    import sys
+
+    for path in TORCH_FIXTURES + EXAMPLE_FILES:
+        tree = ast.parse(nnspec.emit(nnspec.load(path), "torch"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            assert roots <= set(sys.stdlib_module_names) | {"torch"}, roots
+
+
+def test_emitted_classes(tmp_path):
+    """One class per block, one for the model; forward is a readable sequence of calls."""
+    spec = nnspec.load(FIXTURES / "torch" / "structure.yaml")
+    source = nnspec.emit(spec, "torch")
+    module = import_source(source, tmp_path)
+    assert issubclass(module.Structure, nn.Module)
+    assert issubclass(module.Unit, nn.Module) and issubclass(module.Stage, nn.Module)
+    model = module.build(0)
+    assert isinstance(model.down, module.Stage)
+    assert isinstance(model.unit_1[0], module.Unit)
+    assert "        x = self.residual_1(x)\n        x = self.residual_2(x)\n" in source
+    assert "def initialize(self, seed: int | None = None) -> None:" in source
+
+
+EDGE_SPECS = {
+    "no_parameters": """
+        nnspec: 1
+        name: no_parameters
+        input: [4]
+        layers: [relu, {softmax: {axis: 0}}]
+        """,
+    "deterministic_only": """
+        nnspec: 1
+        name: deterministic_only
+        input: [4]
+        layers:
+          - linear: {out: 4, init: {weight: {eye: 1.5}, bias: {constant: 0.5}}}
+          - linear: {out: 3, name: head, init: {weight: zeros, bias: {log_prior: [1, 2, 5]}}}
+        """,
+    "name_mentions_math": """
+        nnspec: 1
+        name: name_mentions_math
+        input: [4]
+        layers:
+          - linear: {out: 3, name: head_math, init: {weight: xavier_uniform, bias: zeros}}
+        """,
+    "norm_from_random": """
+        nnspec: 1
+        name: norm_from_random
+        input: [4, 5]
+        layers:
+          - batchnorm: {init: {gamma: {normal: {mean: 1.0, std: 0.1}}, beta: {uniform: {low: -1, high: 1}}}}
+          - layernorm: {init: {gamma: {trunc_normal: {mean: 1.0, std: 0.1, low: 0.5, high: 1.5}}}}
+        """,
+    "block_child_named_by_argument": """
+        nnspec: 1
+        name: named_by_argument
+        input: [4]
+        blocks:
+          blk:
+            args: {label: required}
+            layers:
+              - linear: {out: 4, name: $label}
+              - relu
+        layers:
+          - blk: {label: first}
+          - blk: {label: second}
+          - blk: {label: first}
+        """,
+    "block_class_names_collide": """
+        nnspec: 1
+        name: collide
+        input: [4]
+        blocks:
+          a_b:
+            layers: [relu]
+          aB:
+            layers: [{linear: {out: 2}}]
+          ordered_dict:
+            layers: [identity]
+          s_e_e_d:
+            layers: [identity]
+        layers: [a_b, aB, ordered_dict, {residual: [s_e_e_d]}]
+        """,
+    "long_attribute_names": """
+        nnspec: 1
+        name: long_attribute_names
+        input: [4]
+        layers:
+          - linear: {out: 4, name: a_linear_layer_whose_name_is_long_enough_to_push_the_bracket_out}
+          - relu: {name: an_activation_whose_name_is_long_enough_to_push_the_line_over_th}
+          - linear: {out: 4, name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa,
+                     init: {weight: {values: [[0.1234567890123, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12],
+                                              [13, 14, 15, 1.0e-300]]},
+                            bias: {values: [0.5, 0.25, -1.0, 2.0]}}}
+          - residual:
+              name: a_residual_whose_name_is_long_enough_to_push_the_bracket_out_too
+              branch:
+                - linear: {out: 4, name: a_branch_layer_with_a_long_name_that_makes_lines_too_long_0}
+                - leaky_relu: {slope: 0.125, name: an_activation_with_a_long_name_with_an_argument_abcdefg}
+        """,
+    "model_named_like_a_helper": """
+        nnspec: 1
+        name: residual
+        input: [4, 3]
+        layers:
+          - residual: [{linear: {out: 3}}]
+          - global_avg_pool
+        """,
+    "model_named_like_a_helper_2": """
+        nnspec: 1
+        name: global_avg_pool
+        input: [4, 3]
+        layers:
+          - residual: [{linear: {out: 3}}]
+          - global_avg_pool
+        """,
+}
+
+
+@pytest.mark.parametrize("key", sorted(EDGE_SPECS))
+def test_emit_edge_cases(key, tmp_path):
+    """Specs whose emitted file once failed: no parameters, no random initializer, `math` in a name,
+    gamma/beta drawn at random, block children named by an argument, class-name collisions."""
+    assert_compiles(textwrap.dedent(EDGE_SPECS[key]), tmp_path=tmp_path, seed=1)
+
+
+def test_block_classes_are_distinct_when_children_differ(tmp_path):
+    compiled = assert_compiles(EDGE_SPECS["block_child_named_by_argument"], tmp_path=tmp_path)
+    model = compiled.emitted
+    assert type(model.blk_1) is type(model.blk_3)
+    assert type(model.blk_1) is not type(model.blk_2)
+    assert hasattr(model.blk_2, "second")
+
+
+def _generated_spec(rnd) -> str:
+    """A random valid spec: names of every length up to 64, residuals, repeats and blocks nested."""
+
+    def name(n):
+        return "n" + "".join(rnd.choice("abcdefghij_0123") for _ in range(n - 1))
+
+    length = rnd.choice([1, 12, 40, 55, 60, 64])
+    weight = rnd.choice(["zeros", "{constant: 0.25}", "torch_default", "{xavier_uniform: 2.0}", "{eye: 2.5}",
+                         "{kaiming_normal: {mode: fan_out, nonlinearity: tanh}}", "{orthogonal: 2}", "he_normal",
+                         "{sparse: 0.5}", "{trunc_normal: {mean: 0.0, std: 1.0, low: -0.5, high: 1.5}}"])
+    bias = rnd.choice(["zeros", "{uniform: {low: -0.5, high: 0.25}}", "{log_prior: [1, 2, 3, 4]}",
+                       "{values: [0.5, 0.25, -1.0, 2.0]}"])
+    values = [[round(rnd.uniform(-1, 1), rnd.randint(1, 17)) for _ in range(4)] for _ in range(4)]
+    activation = rnd.choice(["relu", "identity", "dropout: {p: 0.25}", "leaky_relu: {slope: 0.125}", "gelu"])
+    kind, _, args = activation.partition(": ")
+    body = (f"- linear: {{out: 4, name: {name(length)}, init: {{weight: {weight}, bias: {bias}}},"
+            f" allow: {{NS201: t, NS202: t, NS203: t, NS204: t, NS207: t}}}}\n"
+            f"- {kind}: {{name: {name(length)}{', ' + args[1:-1] if args else ''}}}\n"
+            f"- linear: {{out: 4, name: {name(length)}, init: {{weight: {{values: {values}}}}}}}\n")
+    blocks = ""
+    for _ in range(rnd.randint(0, 3)):
+        nested = textwrap.indent(body, "    ")
+        wrapper = rnd.choice(["residual", "repeat", "block"])
+        if wrapper == "block":
+            block = name(rnd.choice([5, 40, 60]))
+            blocks += f"  {block}:\n    layers:\n" + textwrap.indent(body, "      ")
+            body = f"- {block}: {{name: {name(length)}}}\n"
+        else:
+            repeat = "    repeat: 2\n" if wrapper == "repeat" else ""
+            body = f"- residual:\n    name: {name(length)}\n{repeat}    branch:\n{nested}"
+    return (f"nnspec: 1\nname: {name(rnd.choice([1, 20, 64]))}\ninput: [4]\n"
+            + (f"blocks:\n{blocks}" if blocks else "") + "layers:\n" + textwrap.indent(body, "  "))
+
+
+def test_generated_specs_emit_formatted_source_that_builds_the_same_model(tmp_path):
+    """Forty random specs with long names and deep nesting: one ruff run over all emitted files."""
+    import random
+
+    from helpers import ruff_problems
+
+    rnd = random.Random(20240601)
+    emitted = []
+    for index in range(40):
+        text = _generated_spec(rnd)
+        try:
+            spec = spec_from_text(text, f"generated_{index}.yaml")
+        except nnspec.SpecError as exc:
+            if all(d.code == "NS106" for d in exc.diagnostics if d.is_error):  # two random names collided
+                continue
+            raise
+        emitted.append((spec, import_source(nnspec.emit(spec, "torch"), tmp_path / "generated", "generated")))
+    assert len(emitted) >= 30
+    problems = ruff_problems(tmp_path / "generated")
+    assert not problems, problems
+    for spec, module in emitted:
+        assert_same_state(module.build(5).state_dict(), nnspec.build(spec, "torch", seed=5).state_dict())
