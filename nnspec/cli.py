@@ -270,12 +270,23 @@ def cmd_parity(args) -> int:
     return EXIT_OK if report.ok else EXIT_FOUND
 
 
+TRAINING_RULES = ("NS201", "NS202", "NS203", "NS204", "NS205")
+
+
 def cmd_probe(args) -> int:
+    """Probe a spec; unlike build, errors of the training rules (NS201-NS205) do not stop it: the
+    probe exists to show what they claim."""
+    from nnspec import formats
+    from nnspec.compiler.pipeline import analyse_file
     from nnspec.probe import run_probe
 
-    spec, code = _load_or_report(args.spec)
-    if spec is None:
-        return code
+    spec, diags = analyse_file(args.spec)
+    blocking = [d for d in diags if d.is_error and d.code not in TRAINING_RULES]
+    if spec is None or blocking:
+        sys.stderr.write(formats.render_full(diags))
+        return EXIT_USAGE if any(d.code == "NS001" and not os.path.isfile(args.spec) for d in diags) else EXIT_FOUND
+    if diags:
+        sys.stderr.write(formats.render_concise(diags))
     report = run_probe(spec, steps=args.steps, seed=args.seed, lr=args.lr)
     sys.stdout.write(report.text())
     return EXIT_FOUND if report.failed else EXIT_OK

@@ -19,8 +19,9 @@ class LayerProbe:
     path: str
     kind: str
     units: int
-    distinct_at_init: int
+    distinct_at_init: int  # distinct units (weight row with its bias)
     distinct_after: int
+    distinct_weights_at_init: int  # distinct weight rows alone
     init_std: float
     zero_grad: list = field(default_factory=list)  # tensor roles whose gradient was always exactly zero
 
@@ -62,13 +63,14 @@ class ProbeReport:
         return "\n".join(lines) + "\n"
 
 
-def _distinct_units(layer, modules) -> tuple[int, int]:
-    """(number of units, number of distinct units) of a linear/conv/embedding layer."""
+def _distinct_units(layer, modules, with_bias: bool = True) -> tuple[int, int]:
+    """(number of units, number of distinct units) of a linear/conv/embedding layer; a unit is a
+    weight row (an output channel's filter) with its bias."""
     import torch
 
     module = modules[layer.path]
     weight = module.weight.detach().reshape(module.weight.shape[0], -1)
-    if getattr(module, "bias", None) is not None:
+    if with_bias and getattr(module, "bias", None) is not None:
         weight = torch.cat([weight, module.bias.detach().reshape(-1, 1)], dim=1)
     return weight.shape[0], torch.unique(weight, dim=0).shape[0]
 
@@ -102,6 +104,7 @@ def run_probe(spec, steps: int = 20, seed: int = 0, lr: float = 0.1, batch: int 
     hooks = [modules[layer.path].register_forward_hook(record(layer.path))
              for layer in spec.graph.layers() if layer.tensors]
     at_init = {layer.path: _distinct_units(layer, modules) for layer in unit_layers}
+    weights_at_init = {layer.path: _distinct_units(layer, modules, with_bias=False)[1] for layer in unit_layers}
     with torch.no_grad():
         out = model(x)
     for hook in hooks:
@@ -119,8 +122,8 @@ def run_probe(spec, steps: int = 20, seed: int = 0, lr: float = 0.1, batch: int 
                 ever_nonzero[name] = True
         optimizer.step()
         if step == 0:
-            loss_before = float(loss)
-        loss_after = float(loss)
+            loss_before = float(loss.detach())
+        loss_after = float(loss.detach())
     layers = []
     for layer in spec.graph.layers():
         if not layer.tensors:
@@ -129,5 +132,5 @@ def run_probe(spec, steps: int = 20, seed: int = 0, lr: float = 0.1, batch: int 
         distinct_after = _distinct_units(layer, modules)[1] if layer.path in at_init else 0
         zero = [t.role for t in layer.tensors.values() if not ever_nonzero[torch_path(t)]]
         layers.append(LayerProbe(layer.path, layer.kind, units, distinct_init, distinct_after,
-                                 stds.get(layer.path, float("nan")), zero))
+                                 weights_at_init.get(layer.path, 0), stds.get(layer.path, float("nan")), zero))
     return ProbeReport(spec.name, steps, layers, loss_before, loss_after)

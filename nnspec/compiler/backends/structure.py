@@ -37,25 +37,6 @@ def runtime_source(module_name: str, name: str) -> str:
     return _module_source(module_name)[1][name]
 
 
-def block_signatures(graph: Graph) -> dict[str, list[str]]:
-    """Block name -> the child names of its first call (one emitted class per block)."""
-    found: dict[str, list[str]] = {}
-
-    def walk(node):
-        if isinstance(node, Sequence):
-            if node.kind == "block" and node.block not in found:
-                found[node.block] = [child.name for child in node.items]
-            for child in node.items:
-                walk(child)
-        elif isinstance(node, Residual):
-            walk(node.branch)
-            if node.shortcut is not None:
-                walk(node.shortcut)
-
-    walk(graph.root)
-    return found
-
-
 def kinds_used(graph: Graph) -> set[str]:
     return {layer.kind for layer in graph.layers()}
 
@@ -71,4 +52,4 @@ def uses_residual(graph: Graph) -> bool:
     return walk(graph.root)
 
 
-__all__ = ["Layer", "Residual", "Sequence", "block_signatures", "comment_for", "kinds_used", "uses_residual"]
+__all__ = ["comment_for", "kinds_used", "runtime_source", "uses_residual"]
