@@ -21,7 +21,7 @@ VS_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 
 
 class InitArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, defer_build=True)
 
 
 class NoArgs(InitArgs):

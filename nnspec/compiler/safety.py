@@ -422,9 +422,9 @@ def exploding_constant(layer: Layer, ctx: Context) -> Iterator[Finding]:
         return  # an embedding looks one row up; it sums nothing
     weight = layer.tensors["weight"]
     value = constant_of(weight)
-    if not value or abs(value) * weight.fan_in <= 1:
+    if not value or abs(value) <= 1 / weight.fan_in:  # not `abs(value) * fan_in`: a fan_in can pass float's range
         return
-    factor = abs(value) * weight.fan_in
+    factor = abs(value) * weight.fan_in if weight.fan_in < 1e300 else math.inf
     yield finding(weight, "NS204", f"constant weight {_num(value)} with fan_in {weight.fan_in}: each output is "
                                    f"{_num(value)} times the sum of {weight.fan_in} inputs, so inputs of one sign "
                                    f"grow by |value| * fan_in = {_num(factor)} in this layer",
