@@ -78,6 +78,17 @@ def _distinct_units(layer, modules, with_bias: bool = True) -> tuple[int, int]:
 def run_probe(spec, steps: int = 20, seed: int = 0, lr: float = 0.1, batch: int = 16) -> ProbeReport:
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: a thread pool only adds contention
+    try:
+        return _probe(spec, steps, seed, lr, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
+    import torch
+
     import nnspec
     from nnspec.compiler.backends.torch_table import torch_path
     from nnspec.parity import random_batch
