@@ -165,9 +165,8 @@ def main(argv=None) -> int:
             bench_check_many(10 if quick else 500, 1 if quick else 5),
             bench_emit(reps, spec),
             *bench_huge(1 if quick else 5)]
-    if not quick:
-        rows.append(bench_torch_build(reps, spec))
-        rows.append(bench_keras_build(3, spec))
+    rows.append(bench_torch_build(reps, spec))
+    rows.append(bench_keras_build(1 if quick else 3, spec))
     print(f"{'benchmark':<86} {'nnspec':>9} {'baseline':>9} {'ratio':>6}  goal")
     for r in rows:
         base = f"{r['base']:.3f}s" if r["base"] else "-"
