@@ -84,9 +84,9 @@ def bench_check_many(n_files: int, repeats: int) -> dict:
 
 def bench_torch_build(repeats: int, spec_path: str) -> dict:
     import torch
+    from baselines import torch_resnet50_by_hand
 
     import nnspec
-    from baselines import torch_resnet50_by_hand
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     spec = nnspec.load(spec_path)

@@ -8,9 +8,7 @@ Public API: `load`, `loads`, `check`, `build`, `emit`, `transfer`, `SpecError`,
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional, Union
 
 from nnspec.compiler.diagnostics import Diagnostic, SpecError
 
@@ -23,7 +21,7 @@ __all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "load", 
 TARGETS = ("torch", "keras")
 
 
-def _finish(spec: Optional["Spec"], diagnostics: list) -> "Spec":
+def _finish(spec: Optional[Spec], diagnostics: list) -> Spec:
     if spec is None or any(d.is_error for d in diagnostics):
         raise SpecError(diagnostics)
     return spec
@@ -38,14 +36,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
 
 
-def load(path: Union[str, os.PathLike]) -> "Spec":
+def load(path: Union[str, os.PathLike]) -> Spec:
     """Load, validate and lower a spec file; raise SpecError if it has errors (warnings do not raise)."""
     from nnspec.compiler.pipeline import analyse_file
 
     return _finish(*analyse_file(os.fspath(path)))
 
 
-def loads(text: str, filename: str = "<string>") -> "Spec":
+def loads(text: str, filename: str = "<string>") -> Spec:
     """Like `load`, from text."""
     from nnspec.compiler.pipeline import analyse_text
 
@@ -66,7 +64,7 @@ def check(path: Union[str, os.PathLike]) -> list[Diagnostic]:
                               "please report this file to the nnspec maintainers")]
 
 
-def _as_spec(spec: Union["Spec", str, os.PathLike]) -> "Spec":
+def _as_spec(spec: Union[Spec, str, os.PathLike]) -> Spec:
     from nnspec.compiler.pipeline import Spec
 
     return spec if isinstance(spec, Spec) else load(spec)
@@ -78,7 +76,7 @@ def _target(target: str) -> str:
     return target
 
 
-def build(spec: Union["Spec", str, os.PathLike], target: str = "torch", seed: Optional[int] = None,
+def build(spec: Union[Spec, str, os.PathLike], target: str = "torch", seed: Optional[int] = None,
           device: str = "cpu", max_params: Optional[int] = None):
     """Build the model in memory: a torch `nn.Module` or a functional `keras.Model`."""
     spec = _as_spec(spec)
@@ -94,7 +92,7 @@ def build(spec: Union["Spec", str, os.PathLike], target: str = "torch", seed: Op
     return build_keras(spec, seed=seed)
 
 
-def emit(spec: Union["Spec", str, os.PathLike], target: str = "torch") -> str:
+def emit(spec: Union[Spec, str, os.PathLike], target: str = "torch") -> str:
     """The standalone source that `nnspec compile` writes."""
     spec = _as_spec(spec)
     if _target(target) == "torch":
@@ -106,7 +104,7 @@ def emit(spec: Union["Spec", str, os.PathLike], target: str = "torch") -> str:
     return emit_keras(spec)
 
 
-def transfer(torch_model, keras_model, spec: Union["Spec", str, os.PathLike]) -> None:
+def transfer(torch_model, keras_model, spec: Union[Spec, str, os.PathLike]) -> None:
     """Copy every weight and buffer of a PyTorch model built from `spec` into its Keras model."""
     from nnspec.compiler.backends.keras_backend import transfer_weights
 

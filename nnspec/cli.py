@@ -81,10 +81,10 @@ def _matches(code: str, patterns: list[str]) -> bool:
 
 
 def cmd_check(args) -> int:
+    from nnspec import formats
     from nnspec.compiler.codes import CODES
     from nnspec.compiler.pipeline import analyse_file
     from nnspec.files import discover
-    from nnspec import formats
 
     select, ignore = _codes(args.select), _codes(args.ignore)
     for pattern in select + ignore:
@@ -157,8 +157,8 @@ def cmd_rule(args) -> int:
 
 
 def _load_or_report(path: str):
-    from nnspec.compiler.pipeline import analyse_file
     from nnspec import formats
+    from nnspec.compiler.pipeline import analyse_file
 
     spec, diags = analyse_file(path)
     errors = [d for d in diags if d.is_error]
@@ -234,9 +234,9 @@ def cmd_compile(args) -> int:
 
 def cmd_build(args) -> int:
     import nnspec
+    from nnspec import formats
     from nnspec.compiler.diagnostics import SpecError
     from nnspec.tables import build_table
-    from nnspec import formats
 
     spec, code = _load_or_report(args.spec)
     if spec is None:

@@ -514,8 +514,8 @@ def test_arg_reference_outside_a_block_is_ns105():
 @pytest.mark.parametrize("arg", ["bias", "x", "weight", "self", "out", "kernel", "forward", "class"])
 def test_block_arguments_may_use_any_referable_name(arg):
     """Arguments never reach generated code: only `$name` must be able to refer to them."""
-    text = spec_text("  - b: {%s: 4}\n" % arg, extra="blocks:\n  b:\n    args: {%s: required}\n"
-                     "    layers:\n      - linear: {out: $%s}\n" % (arg, arg))
+    text = spec_text(f"  - b: {{{arg}: 4}}\n", extra=f"blocks:\n  b:\n    args: {{{arg}: required}}\n"
+                     f"    layers:\n      - linear: {{out: ${arg}}}\n")
     assert nnspec.loads(text).output_shape == (4,)
 
 

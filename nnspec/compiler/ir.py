@@ -8,8 +8,9 @@ framework layer. Every node carries the span of the YAML item it came from.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 from nnspec.compiler.diagnostics import Span
 
@@ -42,7 +43,7 @@ class Tensor:
     init: InitSpec
     origin: str  # "layer", "block call X", "residual X", "init.<kind>.<role>", "init.<role>", "default"
     origin_span: Optional[Span]
-    layer: "Layer" = field(repr=False, default=None)
+    layer: Layer = field(repr=False, default=None)
 
     @property
     def numel(self) -> int:

@@ -7,8 +7,8 @@ here plus one entry in each backend's table.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from nnspec.schema import models as m
 

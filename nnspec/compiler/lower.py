@@ -409,7 +409,7 @@ class Lowerer:
             for diag in pydantic_diagnostics(exc, body, self.doc, kpath, kind.args.model_fields,
                                              what=f"`{kind_name}`"):
                 self.report(diag)
-            raise _Abort
+            raise _Abort from None
         args = model.model_dump(exclude=set(ITEM_KEYS))
         if shape is None:  # an earlier item failed: check only what does not depend on the input
             if body.get("init") is not None:
@@ -438,7 +438,7 @@ class Lowerer:
             target = kpath + (exc.arg,) if exc.arg and exc.arg in body else ipath
             msg = exc.message if exc.code == "NS004" else f"`{kind_name}` on input {list(shape)}: {exc.message}"
             self.error(target, exc.code, msg, exc.hint or SHAPE_HINTS.get(exc.code, ""))
-            raise _Abort
+            raise _Abort from None
         layer = Layer(path, name, kind_name, args, geometry, shape, out_shape, dtype,
                       "float32", self.doc.span(ipath), ipath, calls=tuple(self.calls))
         roles = kind.roles(args)
@@ -449,7 +449,7 @@ class Lowerer:
             self.error(kpath + ("init",), "NS004", "`init` must be a mapping role -> initializer")
         if "allow" in body and body["allow"] is not None:
             layer.allow = self.parse_allow(body["allow"], kpath + ("allow",))
-        for label, _, allow in inherited:
+        for _label, _, allow in inherited:
             for code, waiver in allow.items():
                 layer.allow.setdefault(code, waiver)
         if kind.tensors is not None:

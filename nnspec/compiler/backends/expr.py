@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 LINE_LENGTH = 88
@@ -46,7 +46,7 @@ class Call:
     method: bool = False
 
     @staticmethod
-    def of(func: str, *args, comment_args: dict | None = None, **kwargs) -> "Call":
+    def of(func: str, *args, comment_args: dict | None = None, **kwargs) -> Call:
         items = [a if isinstance(a, Arg) else Arg(a) for a in args]
         items += [Arg(v, k) for k, v in kwargs.items()]
         return Call(func, tuple(items))

@@ -6,9 +6,9 @@ import ast
 import importlib.util
 import json
 import os
-from functools import lru_cache
+from functools import cache
 
-from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
+from nnspec.compiler.ir import Graph, Residual, Sequence
 
 
 def comment_for(node, spec_file: str) -> str:
@@ -16,7 +16,7 @@ def comment_for(node, spec_file: str) -> str:
     return json.dumps(f"{os.path.basename(spec_file)}:{node.span.line}", ensure_ascii=True)[1:-1]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module_source(module_name: str) -> tuple[str, dict]:
     """The text of a runtime module (found without importing it, so no framework is loaded)
     and the source segment of each top-level definition, decorators included."""
