@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from pathlib import Path
-from urllib.parse import quote
 
 from nnspec.compiler.codes import CODES
 from nnspec.compiler.diagnostics import Diagnostic
@@ -118,7 +116,11 @@ def _relative_uri(path: str) -> str:
     absolute file URI for a file outside it."""
     rel = _relative_path(path)
     if rel is None:
+        from pathlib import Path
+
         return Path(os.path.abspath(path)).as_uri()
+    from urllib.parse import quote
+
     return quote(rel, errors="surrogateescape")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import keyword
 import typing
 from typing import Optional
@@ -14,6 +13,8 @@ from nnspec.schema.loader import Document
 
 
 def did_you_mean(word: str, choices) -> str:
+    import difflib
+
     match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f"did you mean `{match[0]}`?" if match else ""
 
@@ -86,7 +87,7 @@ def _select_union_branches(errors: list, data) -> list:
             mismatch = err["type"] in _TYPE_MISMATCH and path == union[0]
             type_only[union] = type_only.get(union, True) and mismatch
     kept = []
-    for err, path, union in walked:
+    for err, _path, union in walked:
         if union is not None:
             members = depth[union[0]]
             best = max(members.values())
