@@ -34,7 +34,7 @@ class Diagnostic:
     hint: str = ""
 
     @classmethod
-    def at(cls, span: Span, code: str, message: str, hint: str = "", severity: str | None = None) -> "Diagnostic":
+    def at(cls, span: Span, code: str, message: str, hint: str = "", severity: str | None = None) -> Diagnostic:
         from nnspec.compiler.codes import CODES
 
         sev = severity or CODES[code].severity

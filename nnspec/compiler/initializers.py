@@ -12,6 +12,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
 
+FLOAT32_MAX = 3.4028234663852886e38  # every tensor is float32: a larger number would be inf there
 TRUNC_STD_CORRECTION = 0.87962566103423978  # std of N(0,1) cut at +-2, as Keras uses
 NONLINEARITIES = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
                   "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
@@ -371,18 +372,33 @@ def check_arguments(name: str, args: dict) -> list[tuple[str, str]]:
             problems.append(("distribution", f"distribution must be one of {', '.join(VS_DISTRIBUTIONS)}, got "
                                              f"{args['distribution']!r}"))
     if name == "values" and not _all_numbers(args["values"]):
-        problems.append(("values", "values must hold only finite numbers (nested lists for 2-D and up)"))
+        problems.append(("values", "values must hold only finite numbers within float32's range (nested lists for "
+                                   "2-D and up)"))
     elif name == "values" and nested_shape(args["values"]) is None:
         problems.append(("values", "values is a ragged list; every row must have the same length"))
     if name == "log_prior" and any(c <= 0 for c in args["counts"]):
         problems.append(("counts", "every count must be positive"))
+    elif name == "log_prior" and args["counts"]:
+        total = sum(args["counts"])
+        if not math.isfinite(total) or any(c / total == 0 for c in args["counts"]):
+            problems.append(("counts", "the counts span more than float64's range: log(count / total) would not be "
+                                       "a finite number; scale them (only their ratios matter)"))
+    for arg, value in args.items():
+        if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+            problems.append((arg, f"{arg} = {value:g} is beyond float32's range (about 3.4e38): the tensor would "
+                                  "hold inf"))
     return problems
 
 
 def _all_numbers(values) -> bool:
     if isinstance(values, list):
         return all(_all_numbers(v) for v in values)
-    return isinstance(values, (int, float)) and not isinstance(values, bool) and math.isfinite(values)
+    if not isinstance(values, (int, float)) or isinstance(values, bool):
+        return False
+    try:  # an integer beyond float's range (10**400) is no finite float either; nor is 1e39 in float32
+        return abs(float(values)) <= FLOAT32_MAX
+    except OverflowError:
+        return False
 
 
 def log_prior(counts: list[float]) -> list[float]:

@@ -90,6 +90,9 @@ def analyse_file(path: str) -> tuple[Optional[Spec], list[Diagnostic]]:
         return None, [Diagnostic.at(Span(path, 1, 1, 1, 1), "NS001", "the file cannot be read: permission denied")]
     except OSError as exc:
         return None, [Diagnostic.at(Span(path, 1, 1, 1, 1), "NS001", f"the file cannot be read: {exc.strerror}")]
+    except ValueError:  # os refuses a path with a NUL character before asking the file system
+        return None, [Diagnostic.at(Span(path, 1, 1, 1, 1), "NS001", "the path contains a NUL character; no file "
+                                                                     "can have this name")]
     return analyse_bytes(raw, path)
 
 
@@ -117,10 +120,9 @@ def analyse_document(doc: Document) -> tuple[Optional[Spec], list[Diagnostic]]:
     graph = lowerer.lower()
     diags = lowerer.merged_diagnostics()
     if graph is not None and not any(d.is_error for d in diags):
+        from nnspec.compiler.budget import budget_diagnostics
         from nnspec.compiler.safety import run_rules
         from nnspec.compiler.targets import target_rules
-
-        from nnspec.compiler.budget import budget_diagnostics
 
         diags.extend(target_rules(graph, doc))
         diags.extend(budget_diagnostics(graph, doc))

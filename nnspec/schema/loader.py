@@ -128,6 +128,7 @@ def _check_depth(file: str, text: str) -> None:
 def _check_expansion(file: str, root: yaml.Node) -> None:
     """Bound the size of the tree with every alias expanded (a memoised count)."""
     sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # entered, not yet sized: a child among them is an alias of an ancestor
     stack = [(root, False)]
     while stack:
         node, done = stack.pop()
@@ -139,9 +140,20 @@ def _check_expansion(file: str, root: yaml.Node) -> None:
             continue
         children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
         if not done:
+            if key in open_nodes:
+                continue  # reached again through a sibling's alias while open: sized when its first visit ends
+            open_nodes.add(key)
             stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in sizes)
+            for child in children:
+                if id(child) in open_nodes:
+                    raise LoadError(Diagnostic.at(_mark_span(file, node.start_mark, node.end_mark), "NS005",
+                                                  "an alias here refers to a node that contains it: the document "
+                                                  "would expand forever", "an alias may only repeat a finished "
+                                                  "node; remove the alias or move the anchor"))
+                if id(child) not in sizes:
+                    stack.append((child, False))
             continue
+        open_nodes.discard(key)
         total = 1 + sum(sizes.get(id(c), 1) for c in children)
         if total > MAX_NODES:
             raise LoadError(Diagnostic.at(_mark_span(file, node.start_mark, node.end_mark), "NS005",
@@ -236,6 +248,9 @@ class _Converter:
             result.update(self.mapping(source, path))
         for key_node, value_node in explicit:
             if not isinstance(key_node, yaml.ScalarNode):
+                if key_node.tag not in _ALLOWED_TAGS:  # the tag is the graver problem: name it
+                    self.fail(key_node, "NS006", f"the YAML tag {_short_tag(key_node.tag)!r} is not allowed",
+                              "nnspec reads plain YAML data only; remove the tag")
                 self.fail(key_node, "NS004", "a mapping key must be a plain scalar, not a list or mapping")
             key = self.convert(key_node, path + ("<key>",))
             self.doc.spans.pop(path + ("<key>",), None)

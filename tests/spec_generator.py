@@ -1,0 +1,529 @@
+"""A generator of random VALID specs, for the property tests and as seeds of the mutation fuzzer.
+
+It writes whole spec files: random stacks of every layer kind with valid arguments (it tracks the
+shape as it goes, so every kernel fits and every residual's paths agree), residuals with identity
+and projection shortcuts, blocks whose arguments are used through `$arg` (in scalars, lists,
+`repeat`, names and initializers), `repeat`, every initializer on the roles it fits, model-,
+block-call-, residual- and layer-level `init`, a zero head and a zero-init residual tail (both
+exempt), and a constant hidden weight with its waiver (and a reason). Models stay tiny: at most 6
+channels and spatial sizes of at most 12.
+
+Every choice goes through a `Choices` object: `HypothesisChoices` (a hypothesis `draw`, so failures
+shrink) or `RandomChoices` (a `random.Random`, for the fuzzer and for cheap coverage checks).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import yaml
+
+MAX_SPATIAL = 12
+MAX_CHANNELS = 6
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "gelu", "tanh", "sigmoid", "silu", "elu", "softmax")
+NONLINEARITIES = ("linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
+RANDOM_WEIGHT_INITS = ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
+                       "variance_scaling", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+                       "lecun_uniform", "lecun_normal", "uniform", "normal", "trunc_normal", "torch_default")
+
+
+class Choices:
+    def integer(self, low: int, high: int) -> int:
+        raise NotImplementedError
+
+    def pick(self, options):
+        options = list(options)
+        return options[self.integer(0, len(options) - 1)]
+
+    def chance(self, p: float = 0.5) -> bool:
+        return self.integer(0, 999) < p * 1000
+
+    def real(self, low: float, high: float) -> float:
+        """A short float in [low, high] (3 decimals: readable YAML, exact round trip)."""
+        return round(low + (high - low) * self.integer(0, 1000) / 1000, 3)
+
+
+class RandomChoices(Choices):
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def integer(self, low, high):
+        return self.rng.randint(low, high)
+
+
+class HypothesisChoices(Choices):
+    def __init__(self, draw):
+        from hypothesis import strategies as st
+
+        self.draw, self.st = draw, st
+
+    def integer(self, low, high):
+        return self.draw(self.st.integers(low, high))
+
+    def pick(self, options):
+        return self.draw(self.st.sampled_from(list(options)))
+
+
+# -- initializers, by the tensors they fit ---------------------------------------------------------------
+
+def random_weight_init(c: Choices):
+    """A random (input-independent, non-constant) initializer that fits any weight of 2 or more axes."""
+    name = c.pick(RANDOM_WEIGHT_INITS)
+    if name in ("xavier_uniform", "xavier_normal", "orthogonal"):
+        gain = c.real(0.2, 2.0)
+        return c.pick([name, {name: gain}, {name: {"gain": gain}}, {name: None}])
+    if name in ("kaiming_uniform", "kaiming_normal"):
+        args = {}
+        if c.chance():
+            args["a"] = c.real(0.0, 1.0)
+        if c.chance():
+            args["mode"] = c.pick(["fan_in", "fan_out"])
+        if c.chance():
+            args["nonlinearity"] = c.pick(NONLINEARITIES)
+        return {name: args} if args else name
+    if name == "variance_scaling":
+        return {name: {"scale": c.real(0.1, 3.0), "mode": c.pick(["fan_in", "fan_out", "fan_avg"]),
+                       "distribution": c.pick(["truncated_normal", "untruncated_normal", "uniform"])}}
+    if name in ("uniform", "normal", "trunc_normal"):
+        return random_init(c, name)
+    return name
+
+
+def random_init(c: Choices, name: str):
+    if name == "uniform":
+        low = c.real(-1.0, 0.5)
+        return {name: {"low": low, "high": round(low + c.real(0.1, 1.0), 3)}}
+    if name == "normal":
+        return {name: {"mean": c.real(-0.5, 0.5), "std": c.real(0.01, 1.0)}}
+    return {name: {"mean": 0.0, "std": c.real(0.01, 1.0), "low": c.real(-2.0, -0.1), "high": c.real(0.1, 2.0)}}
+
+
+def values_of(c: Choices, shape, low=-1.0, high=1.0):
+    rng = random.Random(c.integer(0, 2**16))
+    flat = [round(rng.uniform(low, high), 3) for _ in range(math.prod(shape))]
+
+    def nest(items, dims):
+        if len(dims) == 1:
+            return items
+        step = len(items) // dims[0]
+        return [nest(items[i * step:(i + 1) * step], dims[1:]) for i in range(dims[0])]
+
+    return {"values": nest(flat, list(shape))}
+
+
+def weight_init(c: Choices, category: str, shape):
+    """Any initializer that fits this weight without a safety error (a warning, e.g. NS207, is fine)."""
+    options = ["random"] * 4
+    if len(shape) == 2:
+        options += ["eye", "sparse"]
+    if category == "conv":
+        options += ["dirac"]
+    if math.prod(shape) <= 48:
+        options += ["values"]
+    choice = c.pick(options)
+    if choice == "eye":
+        return c.pick(["eye", {"eye": c.real(0.5, 2.0)}])
+    if choice == "sparse":
+        return c.pick([{"sparse": 0.5}, {"sparse": {"sparsity": c.real(0.0, 0.9), "std": c.real(0.01, 0.5)}}])
+    if choice == "dirac":
+        return "dirac"
+    if choice == "values":
+        return values_of(c, shape)
+    return random_weight_init(c)
+
+
+def bias_init(c: Choices, shape, log_prior=True):
+    options = ["zeros", "ones", "constant", "uniform", "normal", "trunc_normal", "torch_default", "values"]
+    if log_prior:
+        options.append("log_prior")
+    name = c.pick(options)
+    if name == "constant":
+        value = c.real(-1.0, 1.0)
+        return c.pick([{"constant": value}, {"constant": {"value": value}}])
+    if name == "values":
+        return values_of(c, shape)
+    if name == "log_prior":
+        counts = [c.integer(1, 50) for _ in range(shape[0])]
+        return c.pick([{"log_prior": counts}, {"log_prior": {"counts": counts}}])
+    if name in ("uniform", "normal", "trunc_normal"):
+        return random_init(c, name)
+    return name
+
+
+def gamma_init(c: Choices, shape):
+    """A norm scale that is never zero (zero gamma is NS205 outside exempt positions)."""
+    name = c.pick(["ones", "constant", "uniform", "normal", "torch_default", "values"])
+    if name == "constant":
+        return {"constant": c.real(0.25, 2.0)}
+    if name == "uniform":
+        return {"uniform": {"low": 0.5, "high": 1.5}}
+    if name == "normal":
+        return {"normal": {"mean": 1.0, "std": c.real(0.01, 0.5)}}
+    if name == "values":
+        return values_of(c, shape, 0.25, 2.0)
+    return name
+
+
+# -- the spec generator ----------------------------------------------------------------------------------
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+class SpecGenerator:
+    def __init__(self, choices: Choices):
+        self.c = choices
+        self.names = itertools.count(1)
+        self.blocks: dict = {}
+        self.block_count = itertools.count()
+        self.arg_count = itertools.count()
+
+    def item(self, kind, args):
+        """`kind`, `kind: null`, `kind: {}` or `kind: {args}` (the first three are the same item)."""
+        if args:
+            return {kind: args}
+        return self.c.pick([kind, {kind: None}, {kind: {}}])
+
+    def decorate(self, args: dict) -> dict:
+        if self.c.chance(0.15):
+            args["name"] = f"n{next(self.names)}"
+        return args
+
+    # -- layers ---------------------------------------------------------------------------------------
+    def linear(self, shape):
+        c = self.c
+        out = c.integer(1, MAX_CHANNELS)
+        bias = not c.chance(0.2)
+        args = {"out": out}
+        if not bias:
+            args["bias"] = False
+        init = {}
+        if c.chance(0.6):
+            init["weight"] = weight_init(c, "linear", (out, shape[-1]))
+        if bias and c.chance(0.5):
+            init["bias"] = bias_init(c, (out,))
+        if init:
+            args["init"] = init
+        return args, (*shape[:-1], out)
+
+    def conv(self, shape):
+        c = self.c
+        n = len(shape) - 1
+        groups = c.pick([g for g in _divisors(shape[0]) if g <= 4])
+        out = groups * c.integer(1, max(1, MAX_CHANNELS // groups))
+        strided = c.chance(0.3)
+        dilated = not strided and c.chance(0.2)  # stride and dilation together are NS301 (Keras refuses)
+        stride = [c.integer(1, 2) if strided else 1 for _ in range(n)]
+        dilation = [c.integer(1, 2) if dilated else 1 for _ in range(n)]
+        padding_kind = c.pick(["int", "list", "valid"] + ([] if strided else ["same"]))
+        pads = {"int": [c.integer(0, 1)] * n, "list": [c.integer(0, 1) for _ in range(n)],
+                "valid": [0] * n, "same": None}[padding_kind]
+        kernel, sizes = [], []
+        for axis in range(n):
+            size = shape[axis + 1]
+            if pads is None:
+                kernel.append(c.integer(1, 3))
+                sizes.append(size)
+                continue
+            limit = size + 2 * pads[axis]
+            k = c.pick([k for k in (1, 2, 3) if dilation[axis] * (k - 1) + 1 <= limit])
+            kernel.append(k)
+            sizes.append((limit - dilation[axis] * (k - 1) - 1) // stride[axis] + 1)
+        if any(s > MAX_SPATIAL for s in sizes):
+            return None
+        args = {"out": out, "kernel": kernel[0] if len(set(kernel)) == 1 and c.chance() else kernel}
+        if strided or c.chance(0.2):
+            args["stride"] = stride[0] if len(set(stride)) == 1 and c.chance() else stride
+        args["padding"] = {"int": pads[0] if pads else 0, "list": pads}.get(padding_kind, padding_kind)
+        if dilated or c.chance(0.1):
+            args["dilation"] = dilation[0] if len(set(dilation)) == 1 else dilation
+        if groups > 1 or c.chance(0.1):
+            args["groups"] = groups
+        bias = not c.chance(0.3)
+        if not bias:
+            args["bias"] = False
+        init = {}
+        if c.chance(0.6):
+            init["weight"] = weight_init(c, "conv", (out, shape[0] // groups, *kernel))
+        if bias and c.chance(0.5):
+            init["bias"] = bias_init(c, (out,))
+        if init:
+            args["init"] = init
+        return args, (out, *sizes)
+
+    def pool(self, shape, kind):
+        c = self.c
+        kernel, stride, pads, sizes = [], [], [], []
+        explicit_stride = c.chance()
+        for size in shape[1:]:
+            # avgpool3d needs the unpadded input to hold the kernel (PyTorch's avg_pool3d)
+            k = c.pick([k for k in (1, 2, 3) if k <= size or (kind != "avgpool3d" and k <= size + 2 * (k // 2))])
+            p = c.pick([p for p in range(k // 2 + 1) if size + 2 * p >= k])
+            s = c.integer(1, 2) if explicit_stride else k
+            kernel.append(k)
+            stride.append(s)
+            pads.append(p)
+            sizes.append((size + 2 * p - k) // s + 1)
+        args = {"kernel": kernel[0] if len(set(kernel)) == 1 and c.chance() else kernel}
+        if explicit_stride:
+            args["stride"] = stride
+        if any(pads):
+            args["padding"] = pads
+        return args, (shape[0], *sizes)
+
+    def norm(self, shape, kind):
+        c = self.c
+        args = {}
+        if c.chance(0.3):
+            args["eps"] = c.pick([1e-5, 1e-3, 0.01])
+        if kind == "batchnorm" and c.chance(0.3):
+            args["momentum"] = c.pick([0.1, 0.01, 0.5])
+        size = shape[0] if kind == "batchnorm" else shape[-1]
+        init = {}
+        if c.chance(0.4):
+            init["gamma"] = gamma_init(c, (size,))
+        if c.chance(0.4):
+            init["beta"] = bias_init(c, (size,), log_prior=False)
+        if init:
+            args["init"] = init
+        return args, shape
+
+    def activation(self, shape, kind):
+        c = self.c
+        args = {}
+        if kind == "leaky_relu" and c.chance():
+            args["slope"] = c.pick([0.0, 0.01, 0.2])
+        if kind == "elu" and c.chance():
+            args["alpha"] = c.pick([0.5, 1.0, 2.0])
+        if kind == "gelu" and c.chance():
+            args["approximate"] = c.pick(["none", "tanh"])
+        if kind == "softmax" and c.chance(0.7):
+            args["axis"] = c.integer(-len(shape), len(shape) - 1)
+        return args, shape
+
+    def layer(self, shape, preserving=False):
+        """(item, output shape) of one layer; `preserving`: only layers that keep the shape."""
+        c = self.c
+        n = len(shape) - 1
+        groups = {"activation": list(ACTIVATIONS), "norm": ["layernorm", "batchnorm"], "other": ["identity",
+                                                                                             "dropout"]}
+        if not preserving:
+            groups["linear"] = ["linear"]
+            groups["reshape"] = ["flatten"] + (["global_avg_pool"] if 1 <= n <= 3 else [])
+            if 1 <= n <= 3:
+                groups["conv"] = [f"conv{n}d"]
+                groups["pool"] = [f"maxpool{n}d", f"avgpool{n}d"]
+        else:
+            groups["linear"] = ["linear_same"]
+            if 1 <= n <= 3:
+                groups["conv"] = [f"conv{n}d_same"]
+        weights = {"activation": 3, "norm": 2, "other": 1, "linear": 2, "reshape": 1, "conv": 4, "pool": 2}
+        kind = c.pick(groups[c.pick([g for g in groups for _ in range(weights[g])])])
+        if kind == "linear_same":
+            args, _ = self.linear((*shape[:-1], shape[-1]))
+            args["out"] = shape[-1]
+            args.pop("init", None)  # drawn for another size
+            return {"linear": self.decorate(args)}, shape
+        if kind.endswith("_same"):
+            args = {"out": shape[0], "kernel": c.pick([1, 3]), "padding": "same"}
+            if c.chance():
+                args["init"] = {"weight": c.pick(["dirac", "kaiming_normal"])}
+            return {kind[:-5]: self.decorate(args)}, shape
+        if kind == "linear":
+            args, out = self.linear(shape)
+        elif kind.startswith("conv"):
+            made = self.conv(shape)
+            if made is None:
+                return self.layer(shape, preserving=True)
+            args, out = made
+        elif "pool" in kind and kind != "global_avg_pool":
+            args, out = self.pool(shape, kind)
+        elif kind in ("batchnorm", "layernorm"):
+            args, out = self.norm(shape, kind)
+        elif kind in ACTIVATIONS:
+            args, out = self.activation(shape, kind)
+        elif kind == "dropout":
+            args, out = ({"p": c.pick([0.0, 0.1, 0.5])} if c.chance() else {}), shape
+        elif kind == "flatten":
+            args, out = {}, (math.prod(shape),)
+        elif kind == "global_avg_pool":
+            args, out = {}, (shape[0],)
+        else:
+            args, out = {}, shape
+        return self.item(kind, self.decorate(args)), out
+
+    # -- structure ------------------------------------------------------------------------------------
+    def stack(self, shape, depth, count=None, preserving=False):
+        """(items, output shape) of a random sequence."""
+        c = self.c
+        items = []
+        count = count if count is not None else c.integer(1, 4)
+        for _ in range(count):
+            roll = c.integer(0, 9)
+            if depth < 2 and roll == 0:
+                item, after = self.residual(shape, depth, preserving)
+            elif depth < 2 and roll == 1 and not preserving:
+                item, after = self.block_call(shape, depth)
+            else:
+                item, after = self.layer(shape, preserving)
+                if after == shape and c.chance(0.15):
+                    item = self.repeat(item)
+            items.append(item)
+            shape = after
+        return items, shape
+
+    def repeat(self, item):
+        times = self.c.integer(1, 3)
+        if isinstance(item, str) or next(iter(item.values())) is None:
+            kind = item if isinstance(item, str) else next(iter(item))
+            return {kind: {"repeat": times}}
+        kind, args = next(iter(item.items()))
+        return {kind: {**args, "repeat": times}}
+
+    def residual(self, shape, depth, preserving=False):
+        c = self.c
+        projection = not preserving and c.chance()
+        if projection and 2 <= len(shape) <= 4:
+            conv = f"conv{len(shape) - 1}d"
+            out, stride = c.integer(1, MAX_CHANNELS), c.integer(1, 2)
+            tail = {"init": {"gamma": "zeros"}} if c.chance(0.3) else None  # zero-init residual: exempt
+            branch = [{conv: {"out": out, "kernel": 3, "stride": stride, "padding": 1, "bias": False}},
+                      "batchnorm", self.item(c.pick(["relu", "gelu", "tanh"]), {}),
+                      {conv: {"out": out, "kernel": 3, "padding": 1, "bias": False}},
+                      {"batchnorm": tail} if tail else "batchnorm"]
+            shortcut = [{conv: {"out": out, "kernel": 1, "stride": stride, "bias": False}}, "batchnorm"]
+            out_shape = (out, *((s - 1) // stride + 1 for s in shape[1:]))
+            args = {"branch": branch, "shortcut": shortcut}
+        elif projection:
+            out = c.integer(1, MAX_CHANNELS)
+            branch = [{"linear": {"out": out}}, "tanh", {"linear": {"out": out}}]
+            args = {"branch": branch, "shortcut": [{"linear": {"out": out, "bias": False}}]}
+            out_shape = (*shape[:-1], out)
+        else:
+            branch, _ = self.stack(shape, depth + 1, preserving=True)
+            out_shape = shape
+            if c.chance():
+                return {"residual": branch}, shape  # the short form: the branch, identity shortcut
+            args = {"branch": branch}
+        if c.chance(0.2):
+            args["init"] = {"weight": random_weight_init(c)}
+        if out_shape == shape and c.chance(0.2):
+            args["repeat"] = c.integer(1, 2)
+        return {"residual": self.decorate(args)}, out_shape
+
+    def block_call(self, shape, depth):
+        """Define a block from a random body (some of its values turned into `$arg`s) and call it."""
+        c = self.c
+        body, out_shape = self.stack(shape, depth + 1)
+        name = f"blk{next(self.block_count)}"
+        args, call = {}, {}
+        body = [self.abstract(item, args, call) for item in body]
+        self.blocks[name] = {"args": args, "layers": body} if args or c.chance() else {"layers": body}
+        call = self.decorate(call)
+        if out_shape == shape and c.chance(0.3):
+            call["repeat"] = c.integer(1, 2)
+        if c.chance(0.2):
+            call["init"] = {"weight": random_weight_init(c), "bias": "zeros"}
+        return self.item(name, call), out_shape
+
+    def abstract(self, value, args, call, key=None):
+        """`value` with some scalars replaced by `$aN`; each becomes a block argument (required, or with
+        the value as its default), and the call passes the value or relies on the default."""
+        if isinstance(value, dict):
+            return {k: self.abstract(v, args, call, k) for k, v in value.items()}
+        if isinstance(value, list):  # a list of items (a residual's) is no value: `- $x` is no item
+            inner = None if key in ("residual", "branch", "shortcut") else key
+            return [self.abstract(v, args, call, inner) for v in value]
+        if value is None or key is None or not self.c.chance(0.2):
+            return value  # bare items (`- relu`) and nulls stay
+        arg = f"a{next(self.arg_count)}"
+        if self.c.chance():
+            args[arg] = "required"
+            call[arg] = value
+        else:
+            args[arg] = value
+            if self.c.chance():
+                call[arg] = value
+        return f"${arg}"
+
+    def spec(self) -> tuple[dict, tuple]:
+        """(spec data, the output shape tracked while generating it)."""
+        c = self.c
+        kind = c.pick(["features", "sequence", "image", "volume", "ids"])
+        shape = {"features": lambda: (c.integer(1, 8),),
+                 "sequence": lambda: (c.integer(1, 4), c.integer(1, MAX_SPATIAL)),
+                 "image": lambda: (c.integer(1, 3), c.integer(1, 10), c.integer(1, 10)),
+                 "volume": lambda: (c.integer(1, 2), c.integer(1, 5), c.integer(1, 5), c.integer(1, 5)),
+                 "ids": lambda: (c.integer(1, 6),)}[kind]()
+        spec: dict = {"nnspec": 1, "name": "prop_model"}
+        layers = []
+        if kind == "ids":
+            spec["input"] = {"shape": list(shape), "dtype": "int64"}
+            num, dim = c.integer(2, 10), c.integer(1, MAX_CHANNELS)
+            emb = {"num": num, "dim": dim}
+            if c.chance():
+                emb["init"] = {"weight": weight_init(c, "embedding", (num, dim))}
+            layers.append({"embedding": self.decorate(emb)})
+            shape = (*shape, dim)
+        else:
+            spec["input"] = list(shape) if c.chance(0.7) else {"shape": list(shape)}
+        if c.chance():
+            spec["seed"] = c.integer(0, 1000)
+        if c.chance(0.1):  # free text: it must never reach emitted code
+            spec["description"] = c.pick(["a generated spec", "x; import os", '""" \'\'\' {{ name }}'])
+        items, out_shape = self.stack(shape, 0, count=c.integer(1, 6))
+        layers += items
+        self.zero_head(layers)
+        self.waived_constant(layers)
+        if c.chance(0.3):
+            spec["init"] = self.model_init()
+        if self.blocks:
+            spec["blocks"] = self.blocks
+        spec["layers"] = layers
+        return spec, out_shape
+
+    def zero_head(self, layers):
+        """Sometimes a zero-initialised output head (exempt from NS201) on a last linear layer."""
+        last = layers[-1]
+        if isinstance(last, dict) and "linear" in last and self.c.chance(0.3):
+            last["linear"].setdefault("init", {})["weight"] = "zeros"
+
+    def waived_constant(self, layers):
+        """Sometimes a constant hidden weight with its NS201 waiver (and a reason)."""
+        for item in layers[:-1]:
+            if isinstance(item, dict) and "linear" in item and "repeat" not in item["linear"] and self.c.chance(0.3):
+                args = item["linear"]
+                args.setdefault("init", {})["weight"] = {"constant": 0.05}
+                args["allow"] = {"NS201": "a waived constant hidden weight", "NS203": "it may meet another"}
+                return
+
+    def model_init(self):
+        c = self.c
+        init = {}
+        if c.chance(0.7):
+            init["weight"] = random_weight_init(c)
+        if c.chance():
+            init["bias"] = c.pick(["zeros", {"constant": 0.1}, {"uniform": {"low": -0.1, "high": 0.1}}])
+        if c.chance(0.3):
+            init["gamma"] = "ones"
+        if c.chance(0.4):
+            init["linear"] = {"weight": random_weight_init(c)}
+        if c.chance(0.4):  # a kind-level default beats the role default (NS212, a warning, if unused)
+            kind = c.pick(["conv1d", "conv2d", "conv3d", "embedding", "batchnorm", "layernorm"])
+            init[kind] = ({"gamma": c.pick(["ones", {"constant": 0.5}, {"uniform": {"low": 0.5, "high": 1.5}}]), "beta": "zeros"}
+                          if "norm" in kind else {"weight": random_weight_init(c)})
+            if kind in ("conv1d", "conv2d", "conv3d") and c.chance():
+                init[kind]["bias"] = c.pick(["zeros", {"normal": {"std": 0.1}}])
+        return init or {"weight": "torch_default"}
+
+
+def spec_text(choices: Choices) -> tuple[str, tuple]:
+    """(YAML text of a random valid spec, its output shape), in block or mixed flow style."""
+    spec, out_shape = SpecGenerator(choices).spec()
+    return yaml.safe_dump(spec, sort_keys=False, default_flow_style=choices.pick([False, None])), out_shape
+
+
+def random_spec_text(seed: int) -> str:
+    return spec_text(RandomChoices(random.Random(seed)))[0]
