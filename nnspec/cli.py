@@ -315,3 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug in nnspec or a framework error: exit 2, not 1 ("problems found")
+        if os.environ.get("NNSPEC_DEBUG"):
+            raise
+        print(f"nnspec: internal error: {type(exc).__name__}: {exc}\n"
+              "(set NNSPEC_DEBUG=1 for the traceback; please report it with the spec that caused it)",
+              file=sys.stderr)
+        return EXIT_USAGE
