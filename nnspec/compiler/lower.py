@@ -291,6 +291,10 @@ class Lowerer:
             if part in body and not isinstance(body[part], list):
                 self.error(kpath + (part,), "NS004", f"`{part}` must be a list of items")
                 raise _Abort
+        if not body["branch"]:
+            self.error(kpath + ("branch",), "NS004", "a residual's branch is empty: the block would compute x + x",
+                       "give the branch at least one item")
+            raise _Abort
         if shape is not None and dtype != "float32":
             self.error(ipath, "NS104", "a residual needs a float input, got integer ids")
             raise _Abort
