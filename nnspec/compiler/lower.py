@@ -51,7 +51,6 @@ class Lowerer:
         self.diagnostics: list[tuple[Diagnostic, Optional[tuple]]] = []
         self.calls: list[tuple[str, Span]] = []  # block-call stack
         self.block_stack: list[str] = []
-        self.used_args: dict[str, set] = {}
         self.model_init_used: set = set()
         self.model_init: dict = {}
         self.called_blocks: set = set()
@@ -112,11 +111,11 @@ class Lowerer:
             self.error(self.top_item, "NS005", f"blocks and `repeat` expand the model to more than {exc}",
                        "a spec of this size is almost certainly a mistake (or an expansion bomb); reduce `repeat`")
             return None
+        self.check_unused_args()
         if self.failed:
             return None
         root.out_shape = out_shape
         self.check_unused_model_init()
-        self.check_unused_args()
         graph = Graph(spec.name, class_name(spec.name), shape, shape_spec.dtype, spec.seed, root, self.file,
                       {name: self.doc.key_span(("blocks", name)) for name in spec.blocks})
         if class_name(spec.name) in {class_name(b) for b in spec.blocks}:
@@ -155,9 +154,7 @@ class Lowerer:
 
     def check_unused_args(self) -> None:
         for name, block in self.spec.blocks.items():
-            if name not in self.called_blocks:
-                continue
-            used = self.used_args.get(name, set())
+            used = _arg_refs(block.layers)
             for arg in block.args:
                 if arg not in used and arg not in ITEM_KEYS:  # a clash with an item key is reported already
                     self.error(("blocks", name, "args", arg), "NS105", f"block argument `{arg}` of `{name}` is "
@@ -388,8 +385,6 @@ class Lowerer:
                     self.error(path, "NS105", f"`${arg}` is not an argument of block `{block}`",
                                did_you_mean(arg, env) or f"declare it under `args:` of `{block}`")
                     raise _Abort
-                if block:
-                    self.used_args.setdefault(block, set()).add(arg)
                 return env[arg]
             return raw
         if isinstance(raw, list):
@@ -617,6 +612,18 @@ SHAPE_HINTS = {
     "NS103": "make the input channels and `out` multiples of `groups`",
     "NS104": "check `input` and the layers before this one (`flatten` turns [C, H, W] into [C*H*W])",
 }
+
+
+def _arg_refs(raw) -> set:
+    """Every `$name` a block body refers to, anywhere in its raw data."""
+    if isinstance(raw, str):
+        match = ARG_REF.match(raw)
+        return {match.group(1)} if match else set()
+    values = raw.values() if isinstance(raw, dict) else raw if isinstance(raw, list) else ()
+    found: set = set()
+    for value in values:
+        found |= _arg_refs(value)
+    return found
 
 
 def _called_names(items) -> list:
