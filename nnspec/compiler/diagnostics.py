@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -73,27 +73,3 @@ class SpecError(Exception):
         head = "\n".join(d.concise() for d in errors[:20])
         more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
         super().__init__(f"{len(errors)} error(s) in spec:\n{head}{more}")
-
-
-@dataclass
-class Reporter:
-    """Collects diagnostics, dropping exact repeats (a block body is reported once)."""
-
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    _seen: set = field(default_factory=set)
-
-    def add(self, diag: Diagnostic) -> None:
-        key = (diag.file, diag.line, diag.column, diag.code, diag.message)
-        if key not in self._seen:
-            self._seen.add(key)
-            self.diagnostics.append(diag)
-
-    def error(self, span: Span, code: str, message: str, hint: str = "") -> None:
-        self.add(Diagnostic.at(span, code, message, hint))
-
-    @property
-    def has_errors(self) -> bool:
-        return any(d.is_error for d in self.diagnostics)
-
-    def sorted(self) -> list[Diagnostic]:
-        return sorted(self.diagnostics, key=Diagnostic.sort_key)

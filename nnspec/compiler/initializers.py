@@ -81,10 +81,10 @@ class LogPriorArgs(InitArgs):
 
 @dataclass(frozen=True)
 class Dist:
-    """The exact distribution of every element: what the KS tests compare with."""
+    """The exact distribution of every element of a fan-scaled initializer."""
 
-    kind: str  # "constant", "uniform", "normal", "trunc_normal", "other"
-    a: float = 0.0  # constant value / low / mean
+    kind: str  # "uniform", "normal", "trunc_normal"
+    a: float = 0.0  # low / mean
     b: float = 0.0  # high / std
     low: float = -math.inf
     high: float = math.inf
@@ -173,35 +173,10 @@ def fan_for(mode: str, fan_in: int, fan_out: int) -> float:
     return (fan_in + fan_out) / 2.0
 
 
-def distribution(name: str, args: dict, fan_in: int, fan_out: int, role: str = "weight",
-                 bias_fan_in: int = 0) -> Dist:
-    """The exact element distribution of `name(args)` on a tensor with these fans."""
-    if name == "zeros":
-        return Dist("constant", 0.0)
-    if name == "ones":
-        return Dist("constant", 1.0)
-    if name == "constant":
-        return Dist("constant", args["value"])
-    if name == "uniform":
-        return Dist("uniform", args["low"], args["high"])
-    if name == "normal":
-        return Dist("normal", args["mean"], args["std"])
-    if name == "trunc_normal":
-        return Dist("trunc_normal", args["mean"], args["std"], args["low"], args["high"])
-    if name == "torch_default":
-        if role == "bias":
-            bound = 1.0 / math.sqrt(bias_fan_in) if bias_fan_in > 0 else 0.0
-            return Dist("uniform", -bound, bound)
-        if role == "gamma":
-            return Dist("constant", 1.0)
-        if role == "beta":
-            return Dist("constant", 0.0)
-        if role == "embedding":
-            return Dist("normal", 0.0, 1.0)
-    try:
-        scale, mode, dist = variance_scaling_params(name, args)
-    except KeyError:
-        return Dist("other")
+def variance_scaling_distribution(name: str, args: dict, fan_in: int, fan_out: int) -> Dist:
+    """The exact element distribution of a fan-scaled initializer (as Keras's VarianceScaling) on a
+    tensor with these fans: how the Keras family and `variance_scaling` are lowered for PyTorch."""
+    scale, mode, dist = variance_scaling_params(name, args)
     n = max(1.0, fan_for(mode, fan_in, fan_out))
     if dist == "uniform":
         limit = math.sqrt(3.0 * scale / n)
@@ -313,7 +288,6 @@ _add(Initializer("torch_default", NoArgs, "what PyTorch's own module would do",
                  formula="weight U(+-1/sqrt(fan_in)); bias U(+-1/sqrt(fan_in of the weight))"))
 
 NAMES = tuple(REGISTRY)
-MATRIX_ONLY = ("eye",)
 
 
 def constant_value(name: str, args: dict, role: str) -> Optional[float]:

@@ -237,5 +237,4 @@ for _n in (1, 2, 3):
               summary="average pooling; padded zeros count"))
 _add(Kind("global_avg_pool", m.NoLayerArgs, "reshape", infer=_gap_infer, summary="mean over spatial axes -> [C]"))
 
-STRUCTURAL = ("residual",)
 ROLES = ("weight", "bias", "gamma", "beta")

@@ -46,7 +46,7 @@ class Call:
     method: bool = False
 
     @staticmethod
-    def of(func: str, *args, comment_args: dict | None = None, **kwargs) -> Call:
+    def of(func: str, *args, **kwargs) -> Call:
         items = [a if isinstance(a, Arg) else Arg(a) for a in args]
         items += [Arg(v, k) for k, v in kwargs.items()]
         return Call(func, tuple(items))

@@ -131,7 +131,7 @@ def _nonzero(**kwargs) -> dict:
 
 
 def _from_distribution(tensor: Tensor) -> list[Call]:
-    d = inits.distribution(tensor.init.name, tensor.init.args, tensor.fan_in, tensor.fan_out)
+    d = inits.variance_scaling_distribution(tensor.init.name, tensor.init.args, tensor.fan_in, tensor.fan_out)
     if d.kind == "uniform":
         return [call("nn.init.uniform_", T, d.a, d.b, generator=G)]
     if d.kind == "normal":
