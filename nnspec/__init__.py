@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Optional, Union
 
-from nnspec.compiler.diagnostics import Diagnostic, SpecError
+from nnspec.diagnostics import Diagnostic, SpecError
+from nnspec.version import __version__
 
 if TYPE_CHECKING:
     from nnspec.compiler.pipeline import Spec
 
-__version__ = "0.1.0"
 __all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "load", "loads", "transfer", "__version__"]
 
 TARGETS = ("torch", "keras")
@@ -57,7 +57,7 @@ def check(path: Union[str, os.PathLike]) -> list[Diagnostic]:
     try:
         return analyse_file(os.fspath(path))[1]
     except Exception as exc:  # a bug in nnspec must still come out as a located diagnostic
-        from nnspec.compiler.diagnostics import Span
+        from nnspec.diagnostics import Span
 
         return [Diagnostic.at(Span(os.fspath(path), 1, 1, 1, 1), "NS001",
                               f"internal error while checking this file: {type(exc).__name__}: {exc}",

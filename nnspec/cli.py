@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from nnspec import __version__
+from nnspec.version import __version__
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -82,7 +82,7 @@ def _matches(code: str, patterns: list[str]) -> bool:
 
 def cmd_check(args) -> int:
     from nnspec import formats
-    from nnspec.compiler.codes import CODES
+    from nnspec.codes import CODES
     from nnspec.compiler.pipeline import analyse_file
     from nnspec.files import discover
 
@@ -142,7 +142,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_rule(args) -> int:
-    from nnspec.compiler.codes import CODES, lookup
+    from nnspec.codes import CODES, lookup
 
     if args.list or not args.code:
         for c in CODES.values():
@@ -190,9 +190,9 @@ def cmd_schema(args) -> int:
 
 
 def cmd_initializers(args) -> int:
-    from nnspec.compiler.initializers import NAMES, REGISTRY
-    from nnspec.schema.errors import did_you_mean
+    from nnspec.names import did_you_mean
     from nnspec.tables import initializer_doc, initializers_table
+    from nnspec.vocabulary.initializers import NAMES, REGISTRY
 
     if not args.name:
         sys.stdout.write(initializers_table())
@@ -235,7 +235,7 @@ def cmd_compile(args) -> int:
 def cmd_build(args) -> int:
     import nnspec
     from nnspec import formats
-    from nnspec.compiler.diagnostics import SpecError
+    from nnspec.diagnostics import SpecError
     from nnspec.tables import build_table
 
     spec, code = _load_or_report(args.spec)

@@ -6,8 +6,8 @@ import json
 import os
 from collections import Counter
 
-from nnspec.compiler.codes import CODES
-from nnspec.compiler.diagnostics import Diagnostic
+from nnspec.codes import CODES
+from nnspec.diagnostics import Diagnostic
 
 FORMATS = ("full", "concise", "json", "github", "sarif", "junit")
 

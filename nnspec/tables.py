@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nnspec.compiler.budget import BYTES_PER_PARAM, human_bytes
-from nnspec.compiler.initializers import REGISTRY
+from nnspec.vocabulary.initializers import REGISTRY
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

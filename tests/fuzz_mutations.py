@@ -206,9 +206,9 @@ def repeat_bomb(rng, data, others):
 
 
 def _vocabulary() -> list[bytes]:
-    from nnspec.compiler.codes import CODES
-    from nnspec.compiler.initializers import REGISTRY
-    from nnspec.compiler.kinds import KINDS, ROLES
+    from nnspec.codes import CODES
+    from nnspec.vocabulary.initializers import REGISTRY
+    from nnspec.vocabulary.kinds import KINDS, ROLES
 
     keys = ("residual branch shortcut name repeat init allow args layers blocks input shape dtype seed nnspec "
             "description out kernel stride padding dilation groups bias eps momentum num dim slope alpha "
@@ -310,8 +310,8 @@ class Outcome:
 def check_case(data: bytes, path: str, limit_s: float = LIMIT_S) -> Outcome:
     """Run `nnspec.check` on `data` written at `path`; report every broken promise."""
     import nnspec
-    from nnspec.compiler.codes import CODES
-    from nnspec.compiler.diagnostics import SEVERITIES, Diagnostic
+    from nnspec.codes import CODES
+    from nnspec.diagnostics import SEVERITIES, Diagnostic
 
     with open(path, "wb") as fh:
         fh.write(data)

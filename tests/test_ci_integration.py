@@ -21,8 +21,8 @@ import yaml
 
 from nnspec import formats
 from nnspec.cli import main
-from nnspec.compiler.codes import CODES
-from nnspec.compiler.diagnostics import Diagnostic
+from nnspec.codes import CODES
+from nnspec.diagnostics import Diagnostic
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "ci.md"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nnspec.cli import main
-from nnspec.compiler.codes import CODES
+from nnspec.codes import CODES
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -268,7 +268,7 @@ def test_check_never_imports_a_framework():
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode in (0, 1), proc.stderr
     modules = json.loads(proc.stdout.rsplit("MODULES ", 1)[1])
-    assert "nnspec.compiler.lower" in modules
+    assert "nnspec.compiler.shapes" in modules
     assert not [m for m in modules if m.split(".")[0] in FRAMEWORKS]
 
 

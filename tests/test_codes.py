@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nnspec.compiler.codes import CODES, FAMILIES, lookup
-from nnspec.compiler.diagnostics import SEVERITIES
+from nnspec.codes import CODES, FAMILIES, lookup
+from nnspec.diagnostics import SEVERITIES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NNSPEC = Path(__file__).parent.parent / "nnspec"
@@ -72,7 +72,7 @@ def test_fixture_names_are_known_codes():
 def test_readme_rule_table_is_current():
     import pathlib
 
-    from nnspec.compiler.codes import render_readme_rules_table
+    from nnspec.codes import render_readme_rules_table
 
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
     start = readme.index("<!-- rule table: generated")

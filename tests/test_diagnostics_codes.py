@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import nnspec
-from nnspec.compiler.codes import CODES
+from nnspec.codes import CODES
 from nnspec.compiler.pipeline import analyse_file
 
 FIXTURES = Path(__file__).parent / "fixtures"

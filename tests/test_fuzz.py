@@ -50,7 +50,7 @@ def test_every_mutation_changes_its_input():
 def test_the_oracle_catches_broken_promises(tmp_path, monkeypatch):
     """The fuzzer's checks can fail: an internal error, a diagnostic without a line, a slow check."""
     import nnspec
-    from nnspec.compiler.diagnostics import Diagnostic
+    from nnspec.diagnostics import Diagnostic
 
     path = str(tmp_path / "case.yaml")
     good = b"nnspec: 1\nname: m\ninput: [4]\nlayers: [relu]\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nnspec.cli import main
-from nnspec.compiler.initializers import REGISTRY
+from nnspec.vocabulary.initializers import REGISTRY
 
 
 def run(capsys, *argv):

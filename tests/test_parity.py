@@ -18,8 +18,8 @@ from helpers import EXAMPLES, spec_from_text
 import nnspec
 from nnspec import cli
 from nnspec.compiler.backends import keras_table
-from nnspec.compiler.kinds import KINDS
 from nnspec.parity import perturb, run_parity
+from nnspec.vocabulary.kinds import KINDS
 
 MAX_EXAMPLE_PARAMS = 2_000_000  # mobilenet_v2/resnet/vgg-sized examples: the architecture tests' (seconds each)
 

@@ -26,9 +26,9 @@ from spec_generator import HypothesisChoices, RandomChoices, spec_text
 
 import nnspec
 from nnspec.compiler.backends.keras_backend import input_to_keras, output_to_logical
-from nnspec.compiler.initializers import REGISTRY
-from nnspec.compiler.kinds import KINDS
 from nnspec.parity import random_batch, run_parity
+from nnspec.vocabulary.initializers import REGISTRY
+from nnspec.vocabulary.kinds import KINDS
 
 # Tiny random models legitimately take a softmax over an axis of size 1, or an even kernel with `same`.
 pytestmark = [pytest.mark.filterwarnings("ignore:You are using a softmax over axis:UserWarning"),

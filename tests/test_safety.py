@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nnspec
-from nnspec.compiler.codes import CODES, render_rules_markdown
+from nnspec.codes import CODES, render_rules_markdown
 from nnspec.compiler.pipeline import analyse_text
 from nnspec.compiler.safety import WAIVABLE
 
@@ -437,7 +437,7 @@ def test_other_examples_are_clean(path):
 
 def test_rules_page_is_generated_from_the_code_table():
     assert (ROOT / "docs" / "rules.md").read_text() == render_rules_markdown(), \
-        "regenerate: python -c 'from nnspec.compiler.codes import render_rules_markdown as r; " \
+        "regenerate: python -c 'from nnspec.codes import render_rules_markdown as r; " \
         "open(\"docs/rules.md\", \"w\").write(r())'"
 
 

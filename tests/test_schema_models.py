@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import nnspec
-from nnspec.compiler.kinds import KINDS
 from nnspec.compiler.pipeline import analyse_text
+from nnspec.vocabulary.kinds import KINDS
 
 ROOT = Path(__file__).parent.parent
 

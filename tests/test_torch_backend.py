@@ -27,8 +27,8 @@ from helpers import (
 from torch import nn
 
 import nnspec
-from nnspec.compiler.initializers import REGISTRY
-from nnspec.compiler.kinds import KINDS
+from nnspec.vocabulary.initializers import REGISTRY
+from nnspec.vocabulary.kinds import KINDS
 
 TORCH_FIXTURES = sorted((FIXTURES / "torch").glob("*.yaml"))
 EXAMPLE_FILES = sorted(p for p in EXAMPLES.glob("*.y*ml") if not p.name.startswith("bad_"))

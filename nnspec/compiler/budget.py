@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from nnspec.compiler.diagnostics import Diagnostic, SpecError
+from nnspec.diagnostics import Diagnostic, SpecError
 
 DEFAULT_MAX_PARAMS = 2_000_000_000
 BYTES_PER_PARAM = 4

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from nnspec.compiler.diagnostics import Span
+from nnspec.diagnostics import Span
 
 
 @dataclass(frozen=True)

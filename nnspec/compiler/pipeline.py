@@ -1,5 +1,7 @@
-"""The pipeline up to the passes: text -> Document -> SpecModel -> Graph -> diagnostics.
+"""The pipeline up to the rules: text -> Document -> SpecModel -> Graph -> diagnostics.
 
+Lowering is a list of passes, each a function of the one before:
+expand (blocks, arguments, names) -> infer shapes -> resolve initializers.
 Nothing here imports a framework.
 """
 
@@ -11,9 +13,15 @@ from typing import Optional
 
 from pydantic import ValidationError
 
-from nnspec.compiler.diagnostics import Diagnostic, Span
+from nnspec.compiler.blocks import check_blocks, check_unused_args
+from nnspec.compiler.expand import expand
 from nnspec.compiler.ir import Graph
-from nnspec.compiler.lower import Lowerer
+from nnspec.compiler.report import Recorder
+from nnspec.compiler.resolve import resolve_inits, unused_model_defaults
+from nnspec.compiler.shapes import infer_shapes
+from nnspec.compiler.syntax import parse_container_init
+from nnspec.diagnostics import Diagnostic, Span
+from nnspec.names import class_name, identifier_problem
 from nnspec.schema.errors import pydantic_diagnostics
 from nnspec.schema.loader import Document, LoadError, decode, load_document
 from nnspec.schema.models import SpecModel
@@ -116,9 +124,9 @@ def analyse_document(doc: Document) -> tuple[Optional[Spec], list[Diagnostic]]:
     except ValidationError as exc:
         diags = pydantic_diagnostics(exc, data, doc, (), SpecModel.model_fields, what="the spec")
         return None, sorted(diags, key=Diagnostic.sort_key)
-    lowerer = Lowerer(doc, model)
-    graph = lowerer.lower()
-    diags = lowerer.merged_diagnostics()
+    recorder = Recorder(doc)
+    graph = lower(doc, model, recorder)
+    diags = recorder.merged()
     if graph is not None and not any(d.is_error for d in diags):
         from nnspec.compiler.budget import budget_diagnostics
         from nnspec.compiler.safety import run_rules
@@ -131,3 +139,34 @@ def analyse_document(doc: Document) -> tuple[Optional[Spec], list[Diagnostic]]:
     if graph is None:
         return None, diags
     return Spec(doc.file, doc, model, graph, [d for d in diags if not d.is_error]), diags
+
+
+def lower(doc: Document, spec: SpecModel, out: Recorder) -> Optional[Graph]:
+    """The lowering passes in order; None when the spec cannot be lowered (every reason is reported)."""
+    name_problem = identifier_problem(spec.name)
+    if name_problem:
+        out.error(("name",), "NS007", f"model name: {name_problem}", "use a name like `my_model`")
+    input_spec = spec.input_spec()
+    shape = tuple(input_spec.shape)
+    if not 1 <= len(shape) <= 4:
+        where = ("input",) if isinstance(spec.input, list) else ("input", "shape")
+        out.error(where, "NS004", f"`input` must have 1 to 4 axes (batch excluded), got {len(shape)}")
+        return None
+    recursive = check_blocks(spec.blocks, out)
+    model_init = parse_container_init(out, spec.init, ("init",))
+    bodies = {name: [] if name in recursive else block.layers for name, block in spec.blocks.items()}
+    expansion = expand(spec, bodies, out)
+    if expansion.root is None:
+        return None
+    shaped = infer_shapes(expansion.root, shape, input_spec.dtype, out)
+    used = resolve_inits(shaped.reached, model_init, out)
+    check_unused_args(spec.blocks, out)
+    if expansion.failed or shaped.failed:
+        return None
+    unused_model_defaults(model_init, used, out)
+    graph = Graph(spec.name, class_name(spec.name), shape, input_spec.dtype, spec.seed, shaped.root, doc.file,
+                  {name: doc.key_span(("blocks", name)) for name in spec.blocks})
+    if class_name(spec.name) in {class_name(b) for b in spec.blocks}:
+        out.error(("name",), "NS106", f"the model's class name {class_name(spec.name)} equals a block's class "
+                                      "name", "rename the model or the block")
+    return graph

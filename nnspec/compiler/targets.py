@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nnspec.compiler.diagnostics import Diagnostic
 from nnspec.compiler.ir import Graph
+from nnspec.diagnostics import Diagnostic
 from nnspec.schema.loader import Document
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import json
 
-from nnspec.compiler.initializers import REGISTRY
-from nnspec.compiler.kinds import KINDS, ROLES
 from nnspec.schema.models import BlockDef, InputSpec
+from nnspec.vocabulary.initializers import REGISTRY
+from nnspec.vocabulary.kinds import KINDS, ROLES
 
 SCHEMA_ID = "nnspec.schema.json"
 ARG_REF_PATTERN = r"^\$[A-Za-z_][A-Za-z0-9_]*$"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from nnspec.compiler.diagnostics import Diagnostic, Span
+from nnspec.diagnostics import Diagnostic, Span
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64

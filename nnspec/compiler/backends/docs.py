@@ -5,11 +5,11 @@ Rendered from the same backend tables the compiler uses, on an example tensor.
 
 from __future__ import annotations
 
-from nnspec.compiler import initializers as inits
 from nnspec.compiler.backends import keras_table, torch_table
 from nnspec.compiler.backends.expr import flat
-from nnspec.compiler.diagnostics import Span
 from nnspec.compiler.ir import InitSpec, Layer, Tensor
+from nnspec.diagnostics import Span
+from nnspec.vocabulary import initializers as inits
 
 EXAMPLE_ARGS = {
     "constant": {"value": 0.1},

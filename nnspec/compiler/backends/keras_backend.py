@@ -163,8 +163,8 @@ def build_keras(spec, seed=None):
 
 
 def emit_keras(spec) -> str:
-    from nnspec import __version__
     from nnspec.templates import render_template
+    from nnspec.version import __version__
 
     graph = spec.graph
     prog = program(graph)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
-from nnspec.compiler import initializers as inits
 from nnspec.compiler.backends.expr import Call, Const, Ref, call
 from nnspec.compiler.ir import Layer, Tensor
+from nnspec.vocabulary import initializers as inits
+from nnspec.vocabulary import scaling
 
 CL, PLAIN = "channels_last", "logical"
 
@@ -55,7 +56,7 @@ def _vs(tensor: Tensor, scale: float, mode: str, dist: str) -> Call:
 
 
 def _variance_scaling(tensor: Tensor) -> Call:
-    scale, mode, dist = inits.variance_scaling_params(tensor.init.name, tensor.init.args)
+    scale, mode, dist = scaling.variance_scaling_params(tensor.init.name, tensor.init.args)
     return _vs(tensor, scale, mode, dist)
 
 

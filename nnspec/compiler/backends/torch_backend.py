@@ -102,9 +102,9 @@ def initialize(model, graph: Graph, seed=None) -> None:
 # -- emit ------------------------------------------------------------------------
 
 def emit_torch(spec) -> str:
-    from nnspec import __version__
-    from nnspec.schema.errors import class_name
+    from nnspec.names import class_name
     from nnspec.templates import render_template
+    from nnspec.version import __version__
 
     graph = spec.graph
     model_class, classes, blocks = _classes(graph, class_name)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 
-from nnspec.compiler import initializers as inits
 from nnspec.compiler.backends.expr import Call, Const, Ref, call, method
 from nnspec.compiler.ir import Layer, Tensor
+from nnspec.vocabulary import initializers as inits
+from nnspec.vocabulary import scaling
 
 T, G = Ref("tensor"), Ref("generator")
 TORCH_ROLE = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
@@ -131,7 +132,7 @@ def _nonzero(**kwargs) -> dict:
 
 
 def _from_distribution(tensor: Tensor) -> list[Call]:
-    d = inits.variance_scaling_distribution(tensor.init.name, tensor.init.args, tensor.fan_in, tensor.fan_out)
+    d = scaling.variance_scaling_distribution(tensor.init.name, tensor.init.args, tensor.fan_in, tensor.fan_out)
     if d.kind == "uniform":
         return [call("nn.init.uniform_", T, d.a, d.b, generator=G)]
     if d.kind == "normal":

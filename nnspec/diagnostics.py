@@ -35,7 +35,7 @@ class Diagnostic:
 
     @classmethod
     def at(cls, span: Span, code: str, message: str, hint: str = "", severity: str | None = None) -> Diagnostic:
-        from nnspec.compiler.codes import CODES
+        from nnspec.codes import CODES
 
         sev = severity or CODES[code].severity
         return cls(span.file, span.line, span.column, span.end_line, span.end_column, code, sev, message, hint)

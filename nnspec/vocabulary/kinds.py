@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nnspec.schema import models as m
+from nnspec.vocabulary import args as m
 
 Shape = tuple
 

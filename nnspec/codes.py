@@ -284,7 +284,7 @@ def render_rules_markdown() -> str:
     lines = [
         "# Rules",
         "",
-        ("<!-- Generated from nnspec/compiler/codes.py by nnspec.compiler.codes.render_rules_markdown(); "
+        ("<!-- Generated from nnspec/codes.py by nnspec.codes.render_rules_markdown(); "
          "do not edit by hand. -->"),
         "",
         "Every diagnostic nnspec reports has a stable code. `nnspec rule CODE` prints the same text.",

@@ -1,0 +1,292 @@
+"""The expansion pass: the spec's `layers` -> a tree of named items.
+
+Blocks are expanded with their arguments substituted, repeats unrolled, every
+item named, each layer's arguments validated, and the `init`/`allow` of block
+calls and residuals read into the context their layers inherit. Shapes are
+the next pass's job.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import ValidationError
+
+from nnspec.compiler.blocks import ARG_REF, ITEM_KEYS
+from nnspec.compiler.report import Recorder, Scoped
+from nnspec.compiler.syntax import parse_allow, parse_container_init
+from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem, ResidualItem
+from nnspec.names import did_you_mean, identifier_problem
+from nnspec.schema.errors import pydantic_diagnostics
+from nnspec.vocabulary.kinds import KINDS
+
+RESIDUAL_KEYS = ("branch", "shortcut") + ITEM_KEYS
+
+# Blocks and `repeat` multiply (a block of 100 repeats called 100 times in a block called 100 times...): bound
+# the expanded model like the loader bounds alias expansion, so that `check` stays fast on any input.
+MAX_EXPANDED_ITEMS = 10_000
+MAX_EXPANDED_VALUES = 200_000  # keys and values copied into block bodies, all calls together
+
+
+class Expansion:
+    """What the pass gives: the tree (None when the model expands beyond the limits) and whether an item failed."""
+
+    def __init__(self, root: Optional[GroupItem], failed: bool):
+        self.root, self.failed = root, failed
+
+
+class _Abort(Exception):
+    """Stop expanding the current item; its diagnostics are already recorded."""
+
+
+class _TooLarge(Exception):
+    """Stop expanding the whole model: blocks and `repeat` expand it beyond the limits (reported)."""
+
+
+def expand(spec, bodies: dict, out: Recorder) -> Expansion:
+    """Expand `spec.layers`; `bodies` maps each block name to the items it expands to."""
+    expander = _Expander(spec, bodies, out)
+    root = GroupItem("model", "", "", out.doc.span(("layers",)))
+    try:
+        root.items = expander.sequence(spec.layers, ("layers",), "", env=None, inherited=())
+    except _TooLarge as exc:
+        out.error(expander.top_item, "NS005", f"blocks and `repeat` expand the model to more than {exc}",
+                  "a spec of this size is almost certainly a mistake (or an expansion bomb); reduce `repeat`")
+        return Expansion(None, True)
+    return Expansion(root, expander.failed)
+
+
+class _Expander:
+    def __init__(self, spec, bodies: dict, out: Recorder):
+        self.spec, self.bodies, self.recorder, self.doc = spec, bodies, out, out.doc
+        self.calls: list[tuple[str, object]] = []  # block-call stack: (path, span)
+        self.block_stack: list[str] = []
+        self.failed = False  # an item could not be expanded: later shapes are unknown, no graph
+        self.expanded = 0  # items instantiated so far, repeats and block bodies included
+        self.substituted = 0  # values copied into block bodies so far
+        self.top_item: tuple = ("layers",)  # the top-level item being expanded
+
+    @property
+    def out(self) -> Scoped:
+        return Scoped(self.recorder, tuple(self.calls))
+
+    def error(self, path: tuple, code: str, message: str, hint: str = "", key: bool = False) -> None:
+        self.out.error(path, code, message, hint, key)
+
+    # -- sequences and items -------------------------------------------------
+    def sequence(self, raw_items: list, doc_path: tuple, prefix: str, env: Optional[dict], inherited: tuple) -> list:
+        items: list = []
+        counters: dict[str, int] = {}
+        names: dict[str, int] = {}
+        for index, raw in enumerate(raw_items):
+            ipath = doc_path + (index,)
+            if env is None and doc_path == ("layers",):
+                self.top_item = ipath
+            try:
+                if env is not None:
+                    raw = self.substitute(raw, ipath, env)
+                else:
+                    self.refuse_arg_refs(raw, ipath)
+                kind, body = self.split_item(raw, ipath)
+                name = self.name_of(kind, body, ipath, counters, names)
+                path = f"{prefix}.{name}" if prefix else name
+                items.append(self.item(kind, body, ipath, name, path, env, inherited))
+            except _Abort:
+                # Keep going so that every problem (and every block call a body problem applies to) is
+                # reported; what follows has an unknown input shape.
+                self.failed = True
+                items.append(FailedItem(ipath))
+        return items
+
+    def name_of(self, kind: str, body: dict, ipath: tuple, counters: dict, names: dict) -> str:
+        counters[kind] = counters.get(kind, 0) + 1
+        name = body.get("name")
+        if name is not None:
+            problem = identifier_problem(name)
+            if problem:
+                self.error(ipath + (kind, "name"), "NS007", f"layer name: {problem}",
+                           "use a name like `head` or `conv_in`")
+                self.failed = True
+                name = f"{kind}_{counters[kind]}"
+        else:
+            name = f"{kind}_{counters[kind]}"
+        if name in names:
+            self.error(ipath + ((kind, "name") if "name" in body else ()), "NS106",
+                       f"duplicate name `{name}` in this scope; first used on line {names[name]}",
+                       "give each item a unique `name`")
+            self.failed = True
+        names.setdefault(name, self.doc.span(ipath).line)
+        return name
+
+    def split_item(self, raw, ipath: tuple) -> tuple[str, dict]:
+        if isinstance(raw, str):
+            kind, body = raw, None
+        elif isinstance(raw, dict) and len(raw) == 1:
+            kind, body = next(iter(raw.items()))
+        elif isinstance(raw, dict):
+            self.error(ipath, "NS004", f"an item is one kind with its arguments, got {len(raw)} keys: "
+                                       + ", ".join(f"`{k}`" for k in raw),
+                       "indent the arguments under the kind: `- linear: {out: 10, bias: false}`")
+            raise _Abort
+        else:
+            self.error(ipath, "NS004", "an item is a kind name or a one-key mapping `kind: {arguments}`",
+                       "e.g. `- relu` or `- linear: {out: 10}`")
+            raise _Abort
+        if kind not in KINDS and kind != "residual" and kind not in self.bodies:
+            hint = did_you_mean(kind, list(KINDS) + ["residual"] + list(self.bodies))
+            self.error(ipath if isinstance(raw, str) else ipath + (kind,), "NS008",
+                       f"unknown layer kind or block `{kind}`", hint or "see `nnspec rule NS008` for the kinds",
+                       key=not isinstance(raw, str))
+            raise _Abort
+        if body is None:
+            body = {}
+        if kind == "residual" and isinstance(body, list):
+            body = {"branch": body}
+        if not isinstance(body, dict):
+            self.error(ipath + (kind,), "NS004", f"the arguments of `{kind}` must be a mapping, got "
+                                                 f"{type(body).__name__}", f"e.g. `{kind}: {{...}}`")
+            raise _Abort
+        return kind, body
+
+    def item(self, kind, body, ipath, name, path, env, inherited):
+        repeat = body.get("repeat")
+        if repeat is None:
+            return self.one(kind, body, ipath, name, path, env, inherited)
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+            self.error(ipath + (kind, "repeat"), "NS004", f"`repeat` must be an integer >= 1, got {repeat!r}")
+            raise _Abort
+        body = {k: v for k, v in body.items() if k != "repeat"}
+        copies = [self.one(kind, body, ipath, str(i), f"{path}.{i}", env, inherited) for i in range(repeat)]
+        return GroupItem("repeat", name, path, self.doc.span(ipath), copies)
+
+    def one(self, kind, body, ipath, name, path, env, inherited):
+        self.expanded += 1
+        if self.expanded > MAX_EXPANDED_ITEMS:
+            raise _TooLarge(f"{MAX_EXPANDED_ITEMS:,} layers")
+        if kind == "residual":
+            return self.residual(body, ipath, name, path, env, inherited)
+        if kind in self.bodies:
+            return self.call(kind, body, ipath, name, path, inherited)
+        return self.layer(kind, body, ipath, name, path, inherited)
+
+    def container_context(self, body: dict, kpath: tuple, label: str, inherited: tuple) -> tuple:
+        init = parse_container_init(self.out, body.get("init") or {}, kpath + ("init",)) if "init" in body else {}
+        allow = parse_allow(self.out, body.get("allow"), kpath + ("allow",)) if "allow" in body else {}
+        return inherited + ((label, init, allow),) if init or allow else inherited
+
+    def residual(self, body, ipath, name, path, env, inherited):
+        kpath = ipath + ("residual",)
+        for key in body:
+            if key not in RESIDUAL_KEYS:
+                self.error(kpath + (key,), "NS003", f"unknown key `{key}` in residual",
+                           did_you_mean(key, RESIDUAL_KEYS) or "allowed: branch, shortcut, name, repeat, init, allow",
+                           key=True)
+                raise _Abort
+        if "branch" not in body:
+            self.error(ipath, "NS009", "missing required argument `branch` of residual",
+                       "write `residual: [items]` or `residual: {branch: [...], shortcut: [...]}`")
+            raise _Abort
+        ctx = self.container_context(body, kpath, f"residual {path}", inherited)
+        for part in ("branch", "shortcut"):
+            if part in body and not isinstance(body[part], list):
+                self.error(kpath + (part,), "NS004", f"`{part}` must be a list of items")
+                raise _Abort
+        if not body["branch"]:
+            self.error(kpath + ("branch",), "NS004", "a residual's branch is empty: the block would compute x + x",
+                       "give the branch at least one item")
+            raise _Abort
+        # `residual: [items]` is the branch itself: its items sit directly under `residual` in the document
+        branch_path = kpath + ("branch",) if kpath + ("branch",) in self.doc.spans else kpath
+        branch = GroupItem("branch", "branch", f"{path}.branch", self.doc.span(branch_path),
+                           self.sequence(body["branch"], branch_path, f"{path}.branch", env, ctx))
+        shortcut = None
+        if body.get("shortcut"):
+            spath = kpath + ("shortcut",)
+            shortcut = GroupItem("shortcut", "shortcut", f"{path}.shortcut", self.doc.span(spath),
+                                 self.sequence(body["shortcut"], spath, f"{path}.shortcut", env, ctx))
+        return ResidualItem(name, path, ipath, branch, shortcut, tuple(self.calls))
+
+    def call(self, block_name, body, ipath, name, path, inherited):
+        block = self.spec.blocks[block_name]
+        kpath = ipath + (block_name,)
+        env = {}
+        for key, value in body.items():
+            if key in ITEM_KEYS:
+                continue
+            if key not in block.args:
+                self.error(kpath + (key,), "NS105", f"block `{block_name}` has no argument `{key}`",
+                           did_you_mean(key, block.args) or f"its arguments: {', '.join(block.args) or 'none'}",
+                           key=True)
+                raise _Abort
+            env[key] = value
+        for arg, default in block.args.items():
+            if arg not in env:
+                if default == "required":
+                    self.error(ipath, "NS105", f"block `{block_name}` needs argument `{arg}`",
+                               f"add `{arg}: ...` to the call")
+                    raise _Abort
+                env[arg] = default
+        ctx = self.container_context(body, kpath, f"block call {path}", inherited)
+        self.calls.append((path, self.doc.span(ipath)))
+        self.block_stack.append(block_name)
+        try:
+            items = self.sequence(self.bodies[block_name], ("blocks", block_name, "layers"), path, env, ctx)
+        finally:
+            self.calls.pop()
+            self.block_stack.pop()
+        return GroupItem("block", name, path, self.doc.span(ipath), items, block=block_name)
+
+    def layer(self, kind_name, body, ipath, name, path, inherited):
+        kind = KINDS[kind_name]
+        kpath = ipath + (kind_name,)
+        try:
+            model = kind.args.model_validate(body)
+        except ValidationError as exc:
+            for diag in pydantic_diagnostics(exc, body, self.doc, kpath, kind.args.model_fields,
+                                             what=f"`{kind_name}`"):
+                self.out.report(diag)
+            raise _Abort from None
+        args = model.model_dump(exclude=set(ITEM_KEYS))
+        return LayerItem(kind_name, args, body, ipath, name, path, tuple(self.calls), inherited)
+
+    # -- block arguments -------------------------------------------------------
+    def refuse_arg_refs(self, raw, path: tuple) -> None:
+        """Outside a block body there is no argument for a `$name` to stand for."""
+        found = []
+        stack = [(raw, path)]
+        while stack:
+            value, where = stack.pop()
+            if isinstance(value, str) and ARG_REF.match(value):
+                found.append((where, value))
+            elif isinstance(value, list):
+                stack.extend((v, where + (i,)) for i, v in enumerate(value))
+            elif isinstance(value, dict):
+                stack.extend((v, where + (k,)) for k, v in value.items())
+        for where, value in sorted(found, key=lambda f: (self.doc.span(f[0]).line, self.doc.span(f[0]).column)):
+            self.error(where, "NS105", f"`{value}` refers to a block argument, but this item is not in a block body",
+                       "write the value itself, or move the item into a block that declares the argument")
+        if found:
+            raise _Abort
+
+    def substitute(self, raw, path: tuple, env: dict):
+        self.substituted += 1
+        if self.substituted > MAX_EXPANDED_VALUES:
+            raise _TooLarge(f"{MAX_EXPANDED_VALUES:,} values in block bodies")
+        if isinstance(raw, str):
+            match = ARG_REF.match(raw)
+            if match:
+                arg = match.group(1)
+                if arg not in env:
+                    block = self.block_stack[-1] if self.block_stack else None
+                    self.error(path, "NS105", f"`${arg}` is not an argument of block `{block}`",
+                               did_you_mean(arg, env) or f"declare it under `args:` of `{block}`")
+                    raise _Abort
+                return env[arg]
+            return raw
+        if isinstance(raw, list):
+            return [self.substitute(v, path + (i,), env) for i, v in enumerate(raw)]
+        if isinstance(raw, dict):
+            # items nested in a block body that call other blocks keep their own `$` scope: a block body is
+            # substituted only with its own arguments, so nothing below is special.
+            return {key: self.substitute(value, path + (key,), env) for key, value in raw.items()}
+        return raw

@@ -1,0 +1,77 @@
+"""The initializer pass: every tensor of every layer with its initializer and where that came from.
+
+First match wins: the layer's own `init`; the enclosing block calls' and
+residuals' `init`, innermost first; the model's `init.<kind>.<role>`; the
+model's `init.<role>`; `torch_default`. A model-level default that applies to
+no tensor is reported. Waivers (`allow`) of the layer and its containers are
+attached here too.
+"""
+
+from __future__ import annotations
+
+from nnspec.compiler.ir import InitSpec, Tensor
+from nnspec.compiler.report import Recorder, Scoped
+from nnspec.compiler.syntax import parse_allow, parse_layer_init
+from nnspec.vocabulary.kinds import KINDS
+
+
+def resolve_inits(reached: list, model_init: dict, out: Recorder) -> set:
+    """Give each reached layer its waivers and tensors; return the model-level defaults that were used."""
+    used: set = set()
+    for entry in reached:
+        item, layer = entry.item, entry.layer
+        scoped = Scoped(out, item.calls)
+        kind = KINDS[item.kind]
+        kpath = item.ipath + (item.kind,)
+        body = item.body
+        roles = kind.roles(item.args)
+        if not entry.input_known:  # only what does not depend on the input
+            if body.get("init") is not None:
+                parse_layer_init(scoped, body["init"], kpath + ("init",), item.kind, roles)
+            if body.get("allow") is not None:
+                parse_allow(scoped, body["allow"], kpath + ("allow",))
+            continue
+        if layer is None:  # its shape failed (reported)
+            continue
+        own_init = {}
+        if body.get("init") is not None:
+            own_init = parse_layer_init(scoped, body["init"], kpath + ("init",), item.kind, roles)
+        elif "init" in body:
+            scoped.error(kpath + ("init",), "NS004", "`init` must be a mapping role -> initializer")
+        if body.get("allow") is not None:
+            layer.allow = parse_allow(scoped, body["allow"], kpath + ("allow",))
+        for _label, _, allow in item.inherited:
+            for code, waiver in allow.items():
+                layer.allow.setdefault(code, waiver)
+        if kind.tensors is None:
+            continue
+        for ts in kind.tensors(item.args, layer.in_shape):
+            init, origin, span = _resolve(item.kind, ts.role, own_init, item.inherited, model_init, used)
+            layer.tensors[ts.role] = Tensor(f"{layer.path}.{ts.role}", ts.role, ts.shape, ts.fan_in, ts.fan_out,
+                                            init, origin, span, layer)
+    return used
+
+
+def _resolve(kind: str, role: str, own: dict, inherited: tuple, model_init: dict, used: set):
+    if role in own:
+        spec = own[role]
+        return spec, "layer", spec.span
+    for label, init, _ in reversed(inherited):
+        for key in ((kind, role), (role,)):
+            if key in init:
+                spec = init[key]
+                return spec, label, spec.span
+    for key, origin in (((kind, role), f"init.{kind}.{role}"), ((role,), f"init.{role}")):
+        if key in model_init:
+            used.add(key)
+            spec = model_init[key]
+            return spec, origin, spec.span
+    return InitSpec("torch_default", {}), "default", None
+
+
+def unused_model_defaults(model_init: dict, used: set, out: Recorder) -> None:
+    for key in model_init:
+        if key not in used:
+            out.error(("init",) + key, "NS212", f"the default `init.{'.'.join(key)}` applies to no tensor",
+                      "every matching tensor sets its own initializer, or no layer has this kind/role; remove it",
+                      key=True)

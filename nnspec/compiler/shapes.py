@@ -1,0 +1,149 @@
+"""The shape pass: the item tree -> IR nodes with every input and output shape inferred.
+
+Shapes flow through each sequence in order; after an item that failed, the
+input of what follows is unknown, so only what does not depend on it is
+checked. Every layer the pass reached is listed with what it learnt, for the
+initializer pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from nnspec.compiler.ir import Layer, Residual, Sequence
+from nnspec.compiler.report import Recorder, Scoped
+from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem, ResidualItem
+from nnspec.vocabulary.kinds import KINDS, ShapeError, conv_geometry, pool_geometry
+
+SHAPE_HINTS = {
+    "NS102": "use a smaller kernel or dilation, add padding, or downsample less before this layer",
+    "NS103": "make the input channels and `out` multiples of `groups`",
+    "NS104": "check `input` and the layers before this one (`flatten` turns [C, H, W] into [C*H*W])",
+}
+
+
+@dataclass
+class Reached:
+    """A layer item the pass reached: its IR layer, or None when its input was unknown or its shape failed."""
+
+    item: LayerItem
+    layer: Optional[Layer]
+    input_known: bool
+
+
+@dataclass
+class Shaped:
+    root: Optional[Sequence]
+    reached: list = field(default_factory=list)  # Reached, in model order
+    failed: bool = False
+
+
+def infer_shapes(tree: GroupItem, shape: tuple, dtype: str, out: Recorder) -> Shaped:
+    result = Shaped(None)
+    items, out_shape, _ = _Shapes(out, result).sequence(tree.items, shape, dtype)
+    result.root = Sequence("", "", "model", items, shape, out_shape, tree.span)
+    return result
+
+
+class _Shapes:
+    def __init__(self, out: Recorder, result: Shaped):
+        self.recorder, self.doc, self.result = out, out.doc, result
+
+    def sequence(self, items: list, shape: Optional[tuple], dtype: str) -> tuple[list, Optional[tuple], str]:
+        nodes = []
+        for item in items:
+            node = None if isinstance(item, FailedItem) else self.node(item, shape, dtype)
+            if node is None:
+                self.result.failed = True
+                shape = None
+                continue
+            nodes.append(node)
+            shape, dtype = node.out_shape, getattr(node, "out_dtype", "float32")
+        return nodes, shape, dtype
+
+    def node(self, item, shape, dtype):
+        if isinstance(item, LayerItem):
+            return self.layer(item, shape, dtype)
+        if isinstance(item, ResidualItem):
+            return self.residual(item, shape, dtype)
+        if item.kind == "repeat":
+            return self.repeat(item, shape, dtype)
+        nodes, out_shape, out_dtype = self.sequence(item.items, shape, dtype)
+        seq = Sequence(item.path, item.name, item.kind, nodes, shape, out_shape, item.span, block=item.block)
+        seq.out_dtype = out_dtype
+        return seq
+
+    def repeat(self, group: GroupItem, shape, dtype):
+        copies, cur, cur_dtype = [], shape, dtype
+        for item in group.items:
+            node = self.node(item, cur, cur_dtype)
+            if node is None:
+                return None
+            copies.append(node)
+            cur, cur_dtype = node.out_shape, getattr(node, "out_dtype", "float32")
+        seq = Sequence(group.path, group.name, "repeat", copies, shape, cur, group.span)
+        seq.out_dtype = cur_dtype
+        return seq
+
+    def residual(self, item: ResidualItem, shape, dtype):
+        out = Scoped(self.recorder, item.calls)
+        if shape is not None and dtype != "float32":
+            out.error(item.ipath, "NS104", "a residual needs a float input, got integer ids")
+            return None
+        b_items, b_shape, _ = self.sequence(item.branch.items, shape, dtype)
+        branch = Sequence(item.branch.path, "branch", "branch", b_items, shape, b_shape, item.branch.span)
+        shortcut, s_shape = None, shape
+        if item.shortcut is not None:
+            s_items, s_shape, _ = self.sequence(item.shortcut.items, shape, dtype)
+            shortcut = Sequence(item.shortcut.path, "shortcut", "shortcut", s_items, shape, s_shape,
+                                item.shortcut.span)
+        if b_shape is None or s_shape is None:
+            return None  # the failure is reported already
+        if b_shape != s_shape:
+            which = "shortcut" if shortcut is not None else "identity shortcut"
+            out.error(item.ipath, "NS101", f"residual branch gives {list(b_shape)} but the {which} gives "
+                                           f"{list(s_shape)}",
+                      "add a projection shortcut (e.g. a 1x1 conv with the branch's stride) or fix the branch")
+            return None
+        node = Residual(item.path, item.name, branch, shortcut, shape, b_shape, self.doc.span(item.ipath))
+        node.out_dtype = "float32"
+        return node
+
+    def layer(self, item: LayerItem, shape, dtype):
+        if shape is None:  # an earlier item failed: the initializer pass checks what does not depend on the input
+            self.result.reached.append(Reached(item, None, False))
+            return None
+        layer = self.infer(item, shape, dtype)
+        self.result.reached.append(Reached(item, layer, True))
+        return layer
+
+    def infer(self, item: LayerItem, shape: tuple, dtype: str) -> Optional[Layer]:
+        out = Scoped(self.recorder, item.calls)
+        kind_name, args, ipath = item.kind, item.args, item.ipath
+        kind = KINDS[kind_name]
+        kpath = ipath + (kind_name,)
+        if dtype != "float32" and kind_name != "embedding":
+            out.error(ipath, "NS104", f"`{kind_name}` needs a float input, got integer ids {list(shape)}",
+                      "integer ids feed an `embedding` layer first")
+            return None
+        if kind_name == "embedding" and dtype != "int64":
+            out.error(ipath, "NS104", f"`embedding` needs integer ids, got a float input {list(shape)}",
+                      "declare the input as `input: {shape: [T], dtype: int64}`")
+            return None
+        try:
+            out_shape = kind.infer(args, shape, dtype)
+            geometry = {}
+            if kind.category == "conv":
+                geometry = conv_geometry(args, kind.ndim)
+            elif kind.category == "pool":
+                geometry = pool_geometry(args, kind.ndim)
+            if any(s < 1 for s in out_shape):
+                raise ShapeError("NS102", f"output size {list(out_shape)} has an axis below 1")
+        except ShapeError as exc:
+            target = kpath + (exc.arg,) if exc.arg and exc.arg in item.body else ipath
+            msg = exc.message if exc.code == "NS004" else f"`{kind_name}` on input {list(shape)}: {exc.message}"
+            out.error(target, exc.code, msg, exc.hint or SHAPE_HINTS.get(exc.code, ""))
+            return None
+        return Layer(item.path, item.name, kind_name, args, geometry, shape, out_shape, dtype, "float32",
+                     self.doc.span(ipath), ipath, calls=item.calls)

@@ -1,0 +1,147 @@
+"""Reading `init` and `allow` mappings: initializers with their arguments and spans, waivers with reasons.
+
+Each function takes the place to report to (a `Recorder` or a `Scoped` one),
+the raw value and its document path, and returns what it could read; what it
+could not read is reported and left out.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import ValidationError
+
+from nnspec.codes import CODES
+from nnspec.compiler.ir import InitSpec
+from nnspec.diagnostics import Diagnostic
+from nnspec.names import did_you_mean
+from nnspec.schema.errors import pydantic_diagnostics
+from nnspec.vocabulary import initializers as inits
+from nnspec.vocabulary.kinds import KINDS, ROLES
+
+
+def parse_layer_init(out, raw, path: tuple, kind: str, roles: tuple) -> dict:
+    """A layer's own `init`: role -> InitSpec, for the roles the layer has."""
+    if not isinstance(raw, dict):
+        out.error(path, "NS004", "`init` must be a mapping role -> initializer, e.g. `init: {weight: zeros}`")
+        return {}
+    found = {}
+    for role, value in raw.items():
+        if role not in roles:
+            if roles:
+                hint = did_you_mean(role, roles) or f"`{kind}` here has: {', '.join(roles)}"
+            else:
+                hint = f"`{kind}` has no tensors to initialise"
+            extra = " (bias: false)" if role == "bias" and kind in KINDS and KINDS[kind].category in (
+                "linear", "conv") else ""
+            out.error(path + (role,), "NS003", f"`{kind}` has no tensor `{role}`{extra}", hint, key=True)
+            continue
+        spec = parse_init(out, value, path + (role,))
+        if spec is not None:
+            found[role] = spec
+    return found
+
+
+def parse_container_init(out, raw, path: tuple) -> dict:
+    """The model's, a block call's or a residual's `init`: keyed by (role,) or (kind, role)."""
+    found: dict = {}
+    if not isinstance(raw, dict):
+        out.error(path, "NS004", "`init` must be a mapping")
+        return found
+    for key, value in raw.items():
+        if key in ROLES:
+            spec = parse_init(out, value, path + (key,))
+            if spec is not None:
+                found[(key,)] = spec
+        elif key in KINDS:
+            found.update(_kind_defaults(out, key, value, path))
+        else:
+            out.error(path + (key,), "NS003", f"unknown key `{key}` in init: not a role or a layer kind",
+                      did_you_mean(key, list(ROLES) + list(KINDS)) or "roles: weight, bias, gamma, beta", key=True)
+    return found
+
+
+def _kind_defaults(out, key: str, value, path: tuple) -> dict:
+    roles = KINDS[key].roles({"bias": True})
+    if not roles:
+        out.error(path + (key,), "NS003", f"`{key}` has no tensors to initialise", key=True)
+        return {}
+    if not isinstance(value, dict):
+        out.error(path + (key,), "NS004", f"`init.{key}` must map roles ({', '.join(roles)}) to initializers")
+        return {}
+    found = {}
+    for role, sub in value.items():
+        if role not in roles:
+            out.error(path + (key, role), "NS003", f"`{key}` has no tensor `{role}`",
+                      did_you_mean(role, roles) or f"its roles: {', '.join(roles)}", key=True)
+            continue
+        spec = parse_init(out, sub, path + (key, role))
+        if spec is not None:
+            found[(key, role)] = spec
+    return found
+
+
+def parse_init(out, raw, path: tuple) -> Optional[InitSpec]:
+    """One initializer: a name, `{name: {args}}`, or the short form `{name: value}`."""
+    if isinstance(raw, str):
+        name, args_raw, short = raw, {}, False
+    elif isinstance(raw, dict) and len(raw) == 1:
+        name, args_raw = next(iter(raw.items()))
+        short = False
+        if args_raw is None:
+            args_raw = {}
+        elif not isinstance(args_raw, dict):
+            init = inits.REGISTRY.get(name)
+            if init is not None and init.short:
+                args_raw, short = {init.short: args_raw}, True
+            elif init is not None:
+                out.error(path + (name,), "NS004", f"`{name}` has no short form; give its arguments as a "
+                                                   "mapping", f"e.g. `{{{name}: {{...}}}}`")
+                return None
+    else:
+        out.error(path, "NS004", "an initializer is a name or a one-key mapping `name: {arguments}`",
+                  "e.g. `zeros`, `{constant: 0.1}`, `{normal: {std: 0.02}}`")
+        return None
+    if not isinstance(name, str) or name not in inits.REGISTRY:
+        out.error(path if isinstance(raw, str) else path + (name,), "NS008", f"unknown initializer `{name}`",
+                  did_you_mean(name, inits.NAMES) or "`nnspec initializers` lists them", key=not isinstance(raw, str))
+        return None
+    init = inits.REGISTRY[name]
+    base = path if isinstance(raw, str) else path + (name,)
+    try:
+        model = init.args.model_validate(args_raw)
+    except ValidationError as exc:
+        if short:
+            for diag in pydantic_diagnostics(exc, args_raw, out.doc, base[:-1], init.args.model_fields):
+                out.report(Diagnostic.at(out.doc.span(base), diag.code, diag.message.replace(
+                    f"`{init.short}`", f"`{name}`"), diag.hint))
+        else:
+            for diag in pydantic_diagnostics(exc, args_raw, out.doc, base, init.args.model_fields, what=f"`{name}`"):
+                out.report(diag)
+        return None
+    args = model.model_dump()
+    problems = inits.check_arguments(name, args)
+    for arg, message in problems:
+        out.error(base if short else base + (arg,), "NS211", f"{name}: {message}")
+    if problems:
+        return None
+    return InitSpec(name, args, out.doc.span(path))
+
+
+def parse_allow(out, raw, path: tuple) -> dict:
+    """Waivers: rule code -> (reason, span of the code)."""
+    found = {}
+    if not isinstance(raw, dict):
+        out.error(path, "NS004", "`allow` must map rule codes to reasons, e.g. `allow: {NS201: \"why\"}`")
+        return found
+    for code, reason in raw.items():
+        if code not in CODES:
+            out.error(path + (code,), "NS213", f"`allow` names unknown rule code `{code}`",
+                      did_you_mean(code, CODES) or "`nnspec rule --list` lists the codes", key=True)
+            continue
+        if not isinstance(reason, str) or not reason.strip():
+            out.error(path + (code,), "NS004", f"the waiver of {code} needs a reason (non-empty text)",
+                      f'e.g. `{code}: "zero-init residual tail"`')
+            continue
+        found[code] = (reason, out.doc.key_span(path + (code,)))
+    return found

@@ -1,0 +1,57 @@
+"""The item tree: a spec with its blocks expanded, arguments substituted, repeats unrolled and every item named.
+
+It is what the expansion pass gives and the shape pass reads. Layer arguments
+are validated; shapes are not known yet. Every item keeps its document path,
+so later passes report at the YAML line it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from nnspec.diagnostics import Span
+
+
+@dataclass
+class LayerItem:
+    kind: str
+    args: dict  # validated arguments, item keys removed
+    body: dict  # the item's mapping as written (after substitution): its `init` and `allow` are read later
+    ipath: tuple  # document path of the item
+    name: str
+    path: str
+    calls: tuple = ()  # enclosing block calls, outermost first: (path, span)
+    inherited: tuple = ()  # enclosing containers' (label, init, allow), outermost first
+
+
+@dataclass
+class GroupItem:
+    """A container: the model, a block call, a `repeat` container, a residual's branch or shortcut."""
+
+    kind: str  # "model", "block", "repeat", "branch", "shortcut"
+    name: str
+    path: str
+    span: Span
+    items: list = field(default_factory=list)
+    block: Optional[str] = None
+
+
+@dataclass
+class ResidualItem:
+    name: str
+    path: str
+    ipath: tuple
+    branch: GroupItem
+    shortcut: Optional[GroupItem]  # None: identity
+    calls: tuple = ()
+
+
+@dataclass
+class FailedItem:
+    """An item that could not be expanded (reported already): what follows it has an unknown input."""
+
+    ipath: tuple
+
+
+Item = Union[LayerItem, GroupItem, ResidualItem, FailedItem]
