@@ -29,7 +29,7 @@ train training type xpu zero_grad
 # Names the generated code itself uses.
 GENERATED_NAMES = frozenset("""
 torch nn math hashlib keras np numpy self x y inputs outputs model build seed super OrderedDict Residual
-GlobalAvgPool ConstantPad initialize tensor_seed generator layers ops initializers params branch shortcut
+GlobalAvgPool GlobalPool Merge Slice ToTokens ToMap ChannelShuffle ConstantPad initialize tensor_seed generator layers ops initializers params branch shortcut
 weight bias gamma beta
 """.split())
 

@@ -114,9 +114,9 @@ def expected_module_class(layer):
 
     if layer.kind == "batchnorm":
         return {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}[len(layer.in_shape)]
-    if layer.kind == "global_avg_pool":
-        return nn.Module
-    names = {"linear": "Linear", "layernorm": "LayerNorm", "embedding": "Embedding", "relu": "ReLU",
+    if layer.kind in ("global_avg_pool", "global_max_pool", "slice", "to_tokens", "to_map"):
+        return nn.Module  # nnspec's own helper modules
+    names = {"channel_shuffle": "ChannelShuffle", "linear": "Linear", "layernorm": "LayerNorm", "embedding": "Embedding", "relu": "ReLU",
              "relu6": "ReLU6", "leaky_relu": "LeakyReLU", "gelu": "GELU", "tanh": "Tanh", "sigmoid": "Sigmoid",
              "silu": "SiLU", "elu": "ELU", "softmax": "Softmax", "identity": "Identity", "dropout": "Dropout",
              "flatten": "Flatten"}

@@ -311,7 +311,10 @@ class SpecGenerator:
                                                                                              "dropout"]}
         if not preserving:
             groups["linear"] = ["linear"]
-            groups["reshape"] = ["flatten"] + (["global_avg_pool"] if 1 <= n <= 3 else [])
+            groups["reshape"] = ["flatten", "slice"] + (["global_avg_pool", "global_max_pool", "tokens_roundtrip"]
+                                                        if 1 <= n <= 3 else [])
+            if 1 <= n <= 3 and any(shape[0] % g == 0 for g in (2, 3)):
+                groups["reshape"].append("channel_shuffle")
             if 1 <= n <= 3:
                 groups["conv"] = [f"conv{n}d"]
                 groups["pool"] = [f"maxpool{n}d", f"avgpool{n}d"]
@@ -338,7 +341,7 @@ class SpecGenerator:
             if made is None:
                 return self.layer(shape, preserving=True)
             args, out = made
-        elif "pool" in kind and kind != "global_avg_pool":
+        elif kind[:-2] in ("maxpool", "avgpool"):
             args, out = self.pool(shape, kind)
         elif kind in ("batchnorm", "layernorm"):
             args, out = self.norm(shape, kind)
@@ -348,8 +351,21 @@ class SpecGenerator:
             args, out = ({"p": c.pick([0.0, 0.1, 0.5])} if c.chance() else {}), shape
         elif kind == "flatten":
             args, out = {}, (math.prod(shape),)
-        elif kind == "global_avg_pool":
-            args, out = {}, (shape[0],)
+        elif kind in ("global_avg_pool", "global_max_pool"):
+            keep = c.chance(0.3)
+            args, out = ({"keep_dims": True}, (shape[0],) + (1,) * n) if keep else ({}, (shape[0],))
+        elif kind == "slice":
+            start = c.integer(0, shape[0] - 1)
+            stop = c.integer(start + 1, shape[0])
+            args = {"start": start} if start or c.chance() else {}
+            if stop != shape[0] or c.chance():
+                args["stop"] = stop
+            out = (stop - start, *shape[1:])
+        elif kind == "channel_shuffle":
+            args, out = {"groups": c.pick([g for g in (2, 3) if shape[0] % g == 0])}, shape
+        elif kind == "tokens_roundtrip":  # a map as tokens [prod(S), C], a layer on the tokens, back to the map
+            inner = c.pick(["layernorm", "gelu", {"linear": {"out": shape[0]}}])
+            return ["to_tokens", inner, "to_map"], shape
         else:
             args, out = {}, shape
         return self.item(kind, self.decorate(args)), out
@@ -368,6 +384,10 @@ class SpecGenerator:
                 item, after = self.block_call(shape, depth)
             else:
                 item, after = self.layer(shape, preserving)
+                if isinstance(item, list):  # several items that belong together
+                    items.extend(item)
+                    shape = after
+                    continue
                 if after == shape and c.chance(0.15):
                     item = self.repeat(item)
             items.append(item)
@@ -466,7 +486,8 @@ class SpecGenerator:
             if c.chance():
                 emb["init"] = {"weight": weight_init(c, "embedding", (num, dim))}
             layers.append({"embedding": self.decorate(emb)})
-            shape = (*shape, dim)
+            layers.append("to_map")  # tokens [T, D] -> a map [D, T], which everything below accepts
+            shape = (dim, *shape)
         else:
             spec["input"] = list(shape) if c.chance(0.7) else {"shape": list(shape)}
         if c.chance():

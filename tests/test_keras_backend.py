@@ -64,7 +64,8 @@ def test_layer_named_by_its_dotted_path():
 KERAS_CLASS = {"linear": "Dense", "batchnorm": "BatchNormalization", "layernorm": "LayerNormalization",
                "embedding": "Embedding", "relu": "ReLU", "relu6": "ReLU", "leaky_relu": "LeakyReLU",
                "tanh": "Activation", "sigmoid": "Activation", "silu": "Activation", "elu": "ELU",
-               "softmax": "Softmax", "identity": "Identity", "dropout": "Dropout", "flatten": "Flatten"}
+               "softmax": "Softmax", "identity": "Identity", "dropout": "Dropout", "flatten": "Flatten",
+               "slice": "Slice", "channel_shuffle": "ChannelShuffle", "to_tokens": "Reshape", "to_map": "Reshape"}
 
 
 def expected_class(layer) -> str:
@@ -72,8 +73,10 @@ def expected_class(layer) -> str:
         return KERAS_CLASS[layer.kind]
     if layer.kind == "gelu":
         return "Gelu" if layer.args["approximate"] == "tanh" else "Activation"
-    if layer.kind == "global_avg_pool":
-        return f"GlobalAveragePooling{len(layer.in_shape) - 1}D"
+    if layer.kind in ("global_avg_pool", "global_max_pool"):
+        pooling = "Average" if layer.kind == "global_avg_pool" else "Max"
+        n = 1 if layer.in_shape.layout == "tokens" else len(layer.in_shape) - 1
+        return f"Global{pooling}Pooling{n}D"
     n = layer.kind[-2]
     prefix = {"conv": "Conv", "maxpool": "MaxPooling", "avgpool": "AveragePooling"}[layer.kind[:-2]]
     return f"{prefix}{n}D"

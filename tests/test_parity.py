@@ -164,6 +164,7 @@ KIND_FIXTURES = {
         input: {shape: [6], dtype: int64}
         layers:
           - embedding: {num: 11, dim: 5}
+          - to_map
           - conv1d: {out: 4, kernel: 3, padding: 1}
           - relu
           - global_avg_pool
@@ -177,7 +178,7 @@ KIND_FIXTURES = {
           - embedding: {num: 11, dim: 5}
           - layernorm
           - linear: {out: 4}
-          - batchnorm
+          - slice: {start: 1, stop: 4}
           - softmax: {axis: 0}
     """,
     "embedding_2d": """
@@ -192,6 +193,39 @@ KIND_FIXTURES = {
           - softmax: {axis: 0}
           - maxpool2d: {kernel: 2}
           - flatten
+    """,
+    "layouts": """
+        nnspec: 1
+        name: layouts
+        input: [8, 4, 6]
+        layers:
+          - channel_shuffle: {groups: 4}
+          - slice: {start: 2, stop: 7}
+          - to_tokens
+          - layernorm
+          - linear: {out: 6}
+          - slice: {start: 3, axis: tokens}
+          - slice: {stop: 5}
+          - global_max_pool: {keep_dims: true}
+          - to_map
+          - conv1d: {out: 3, kernel: 1}
+          - to_tokens
+          - linear: {out: 4}
+          - to_map: {size: [1, 1]}
+          - global_max_pool
+    """,
+    "tokens_input": """
+        nnspec: 1
+        name: tokens_input
+        input: {shape: [6, 8], layout: tokens}
+        layers:
+          - layernorm
+          - linear: {out: 8}
+          - to_map: {size: [2, 3]}
+          - conv2d: {out: 4, kernel: 3, padding: 1}
+          - global_avg_pool: {keep_dims: true}
+          - to_tokens
+          - global_avg_pool
     """,
     "activations": """
         nnspec: 1

@@ -203,6 +203,11 @@ KIND_CASES = {
     "maxpool3d": ("[1, 4, 6, 8]", "{kernel: 2}", (1, 2, 3, 4)),
     "avgpool3d": ("[1, 4, 6, 8]", "{kernel: [1, 2, 3], stride: 1}", (1, 4, 5, 6)),
     "global_avg_pool": ("[7, 5, 5]", "null", (7,)),
+    "global_max_pool": ("[7, 5, 5]", "{keep_dims: true}", (7, 1, 1)),
+    "slice": ("[7, 5, 5]", "{start: 2, stop: 6}", (4, 5, 5)),
+    "channel_shuffle": ("[6, 5, 5]", "{groups: 3}", (6, 5, 5)),
+    "to_tokens": ("[7, 5, 4]", "null", (20, 7)),
+    "to_map": ("{shape: [12, 7], layout: tokens}", "{size: [3, 4]}", (7, 3, 4)),
 }
 
 

@@ -25,6 +25,7 @@ from nnspec.names import class_name, identifier_problem
 from nnspec.schema.errors import pydantic_diagnostics
 from nnspec.schema.loader import Document, LoadError, decode, load_document
 from nnspec.schema.models import SpecModel
+from nnspec.vocabulary.layouts import Shape, input_layout, layout_problem
 
 SUPPORTED_VERSIONS = (1,)
 
@@ -147,11 +148,16 @@ def lower(doc: Document, spec: SpecModel, out: Recorder) -> Optional[Graph]:
     if name_problem:
         out.error(("name",), "NS007", f"model name: {name_problem}", "use a name like `my_model`")
     input_spec = spec.input_spec()
-    shape = tuple(input_spec.shape)
-    if not 1 <= len(shape) <= 4:
-        where = ("input",) if isinstance(spec.input, list) else ("input", "shape")
-        out.error(where, "NS004", f"`input` must have 1 to 4 axes (batch excluded), got {len(shape)}")
+    dims = tuple(input_spec.shape)
+    where = ("input",) if isinstance(spec.input, list) else ("input", "shape")
+    if not 1 <= len(dims) <= 4:
+        out.error(where, "NS004", f"`input` must have 1 to 4 axes (batch excluded), got {len(dims)}")
         return None
+    problem = layout_problem(dims, input_spec.layout) if input_spec.layout else None
+    if problem:
+        out.error(("input", "layout"), "NS004", problem, "`features`: [F]; `map`: [C, *S]; `tokens`: [T, D]")
+        return None
+    shape = Shape(dims, input_layout(dims, input_spec.dtype, input_spec.layout))
     recursive = check_blocks(spec.blocks, out)
     model_init = parse_container_init(out, spec.init, ("init",))
     bodies = {name: [] if name in recursive else block.layers for name, block in spec.blocks.items()}

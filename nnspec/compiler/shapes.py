@@ -15,11 +15,17 @@ from nnspec.compiler.ir import Layer, Residual, Sequence
 from nnspec.compiler.report import Recorder, Scoped
 from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem, ResidualItem
 from nnspec.vocabulary.kinds import KINDS, ShapeError, conv_geometry, pool_geometry
+from nnspec.vocabulary.layouts import MAP, TOKENS, WRITTEN, Shape, as_shape
 
 SHAPE_HINTS = {
     "NS102": "use a smaller kernel or dilation, add padding, or downsample less before this layer",
     "NS103": "make the input channels and `out` multiples of `groups`",
     "NS104": "check `input` and the layers before this one (`flatten` turns [C, H, W] into [C*H*W])",
+}
+LAYOUT_HINTS = {
+    (TOKENS, MAP): "`to_map` first: tokens [T, D] -> a map [D, *S] (the grid the tokens came from, or "
+                   "`to_map: {size: [H, W]}`)",
+    (MAP, TOKENS): "`to_tokens` first: a map [C, *S] -> tokens [prod(S), C]",
 }
 
 
@@ -39,7 +45,7 @@ class Shaped:
     failed: bool = False
 
 
-def infer_shapes(tree: GroupItem, shape: tuple, dtype: str, out: Recorder) -> Shaped:
+def infer_shapes(tree: GroupItem, shape: Shape, dtype: str, out: Recorder) -> Shaped:
     result = Shaped(None)
     items, out_shape, _ = _Shapes(out, result).sequence(tree.items, shape, dtype)
     result.root = Sequence("", "", "model", items, shape, out_shape, tree.span)
@@ -131,8 +137,13 @@ class _Shapes:
             out.error(ipath, "NS104", f"`embedding` needs integer ids, got a float input {list(shape)}",
                       "declare the input as `input: {shape: [T], dtype: int64}`")
             return None
+        if kind.layouts is not None and shape.layout not in kind.layouts:
+            want = " or ".join(WRITTEN[layout] for layout in kind.layouts)
+            out.error(ipath, "NS104", f"`{kind_name}` needs {want} input, got {shape.describe()}",
+                      LAYOUT_HINTS.get((shape.layout, kind.layouts[0]), SHAPE_HINTS["NS104"]))
+            return None
         try:
-            out_shape = kind.infer(args, shape, dtype)
+            out_shape = as_shape(kind.infer(args, shape, dtype), shape, kind.out_layout)
             geometry = {}
             if kind.category == "conv":
                 geometry = conv_geometry(args, kind.ndim)

@@ -16,6 +16,7 @@ from nnspec.vocabulary.args import NonNegInt, PosInt, Strict
 class InputSpec(Strict):
     shape: list[PosInt] = Field(min_length=1, max_length=4)
     dtype: Literal["float32", "int64"] = "float32"
+    layout: Optional[Literal["features", "map", "tokens"]] = None  # default: [F] features, [C, *S] a map
 
 
 class BlockDef(Strict):

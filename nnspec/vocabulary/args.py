@@ -92,3 +92,21 @@ class PoolArgs(ItemKeys):
     kernel: IntOrList
     stride: Optional[IntOrList] = None
     padding: Union[NonNegInt, list[NonNegInt]] = 0
+
+
+class GlobalPoolArgs(ItemKeys):
+    keep_dims: bool = False
+
+
+class SliceArgs(ItemKeys):
+    start: NonNegInt = 0
+    stop: Optional[PosInt] = None  # None: to the end
+    axis: Literal["channels", "tokens"] = "channels"
+
+
+class ChannelShuffleArgs(ItemKeys):
+    groups: PosInt
+
+
+class ToMapArgs(ItemKeys):
+    size: Optional[Annotated[list[PosInt], Field(min_length=1, max_length=3)]] = None

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nnspec.vocabulary import args as m
-
-Shape = tuple
+from nnspec.vocabulary.layouts import FEATURES, MAP, TOKENS, Shape
 
 
 class ShapeError(Exception):
@@ -39,6 +38,8 @@ class Kind:
     tensors: Callable = None  # (args, in_shape) -> list[TensorShape]
     activation: bool = False
     summary: str = ""
+    layouts: tuple | None = None  # the input layouts it accepts; None: any float layout
+    out_layout: object = None  # None: the input's; a layout name; or (in_shape, dims) -> Shape
 
     @property
     def parametrised(self) -> bool:
@@ -156,6 +157,11 @@ def _embedding_infer(args, shape, dtype):
     return (*shape, args["dim"])
 
 
+def _embedding_layout(in_shape: Shape, dims: tuple) -> Shape:
+    # ids [T] give tokens; ids of more axes give v1's reading, a map whose channels are the first ids axis
+    return Shape(dims, TOKENS if len(dims) == 2 else MAP)
+
+
 def _embedding_tensors(args, shape):
     return [TensorShape("weight", (args["num"], args["dim"]), args["dim"], args["num"])]
 
@@ -198,9 +204,58 @@ def _pool_infer(n: int, name: str):
     return infer
 
 
-def _gap_infer(args, shape, dtype):
-    _need_rank(shape, (2, 3, 4), "global_avg_pool")
-    return (shape[0],)
+def _global_pool(name: str):
+    def infer(args, shape, dtype):
+        if shape.layout == TOKENS:  # pool over the positions T
+            return Shape((1, shape[1]), TOKENS) if args["keep_dims"] else Shape((shape[1],), FEATURES)
+        _need_rank(shape, (2, 3, 4), name)
+        if args["keep_dims"]:
+            return Shape((shape[0],) + (1,) * (len(shape) - 1), MAP)
+        return Shape((shape[0],), FEATURES)
+
+    return infer
+
+
+def _slice_infer(args, shape, dtype):
+    if args["axis"] == "tokens":
+        if shape.layout != TOKENS:
+            raise ShapeError("NS104", f"`axis: tokens` slices the positions of tokens [T, D], got {shape.describe()}",
+                             "axis")
+        axis = 0
+    else:
+        axis = shape.channel_axis
+    size, start = shape[axis], args["start"]
+    stop = size if args["stop"] is None else args["stop"]
+    if stop > size:
+        raise ShapeError("NS004", f"`stop` {stop} is past the end of an axis of size {size}", "stop",
+                         f"a range of 0 to {size}")
+    if start >= stop:
+        raise ShapeError("NS004", f"`start` {start} must be below `stop` {stop}", "start")
+    dims = list(shape)
+    dims[axis] = stop - start
+    return Shape(dims, shape.layout, shape.grid if shape.layout == TOKENS and axis == 1 else None)
+
+
+def _channel_shuffle_infer(args, shape, dtype):
+    if shape[0] % args["groups"]:
+        raise ShapeError("NS103", f"channels {shape[0]} are not divisible by groups={args['groups']}", "groups")
+    return shape
+
+
+def _to_tokens_infer(args, shape, dtype):
+    return Shape((math.prod(shape[1:]), shape[0]), TOKENS, grid=shape[1:])
+
+
+def _to_map_infer(args, shape, dtype):
+    tokens, dim = shape
+    if args["size"] is not None:
+        size = tuple(args["size"])
+        if math.prod(size) != tokens:
+            raise ShapeError("NS004", f"`size` {list(size)} holds {math.prod(size)} positions, but there are "
+                                      f"{tokens} tokens", "size", f"sizes whose product is {tokens}")
+    else:
+        size = shape.grid or (tokens,)
+    return Shape((dim, *size), MAP)
 
 
 KINDS: dict[str, Kind] = {}
@@ -214,13 +269,14 @@ _add(Kind("linear", m.LinearArgs, "linear", infer=_linear_infer, tensors=_linear
           summary="y = x W^T + b on the last axis"))
 for _n in (1, 2, 3):
     _add(Kind(f"conv{_n}d", m.ConvArgs, "conv", _n, _conv_infer(_n), _conv_tensors(_n),
-              summary=f"{_n}-D convolution, channels first"))
+              summary=f"{_n}-D convolution, channels first", layouts=(MAP,)))
 _add(Kind("batchnorm", m.BatchNormArgs, "norm", infer=_bn_infer, tensors=_norm_tensors(0),
-          summary="batch normalisation over the channel axis (axis 0); 1-D to 4-D inputs"))
+          summary="batch normalisation over the channel axis (axis 0) of a map or features",
+          layouts=(MAP, FEATURES)))
 _add(Kind("layernorm", m.LayerNormArgs, "norm", infer=_same, tensors=_norm_tensors(-1),
           summary="layer normalisation over the last axis"))
 _add(Kind("embedding", m.EmbeddingArgs, "embedding", infer=_embedding_infer, tensors=_embedding_tensors,
-          summary="integer ids [T] -> vectors [T, dim]"))
+          summary="integer ids [T] -> tokens [T, dim]", out_layout=_embedding_layout))
 for _name, _args in (("relu", m.NoLayerArgs), ("relu6", m.NoLayerArgs), ("leaky_relu", m.LeakyReluArgs),
                      ("gelu", m.GeluArgs), ("tanh", m.NoLayerArgs), ("sigmoid", m.NoLayerArgs),
                      ("silu", m.NoLayerArgs), ("elu", m.EluArgs)):
@@ -229,12 +285,26 @@ _add(Kind("softmax", m.SoftmaxArgs, "activation", infer=_softmax_infer, activati
           summary="softmax over a logical axis"))
 _add(Kind("identity", m.NoLayerArgs, "reshape", infer=_same, summary="passes its input through"))
 _add(Kind("dropout", m.DropoutArgs, "dropout", infer=_same, summary="dropout (off in inference)"))
-_add(Kind("flatten", m.NoLayerArgs, "reshape", infer=_flatten_infer, summary="all axes to one, in logical order"))
+_add(Kind("flatten", m.NoLayerArgs, "reshape", infer=_flatten_infer, summary="all axes to one, in logical order",
+          out_layout=FEATURES))
 for _n in (1, 2, 3):
     _add(Kind(f"maxpool{_n}d", m.PoolArgs, "pool", _n, _pool_infer(_n, f"maxpool{_n}d"),
-              summary="max pooling; padding with -inf"))
+              summary="max pooling; padding with -inf", layouts=(MAP,)))
     _add(Kind(f"avgpool{_n}d", m.PoolArgs, "pool", _n, _pool_infer(_n, f"avgpool{_n}d"),
-              summary="average pooling; padded zeros count"))
-_add(Kind("global_avg_pool", m.NoLayerArgs, "reshape", infer=_gap_infer, summary="mean over spatial axes -> [C]"))
+              summary="average pooling; padded zeros count", layouts=(MAP,)))
+_add(Kind("global_avg_pool", m.GlobalPoolArgs, "reshape", infer=_global_pool("global_avg_pool"),
+          summary="mean over the spatial axes of a map -> [C], or over the positions of tokens -> [D]",
+          layouts=(MAP, TOKENS)))
+_add(Kind("global_max_pool", m.GlobalPoolArgs, "reshape", infer=_global_pool("global_max_pool"),
+          summary="max over the spatial axes of a map -> [C], or over the positions of tokens -> [D]",
+          layouts=(MAP, TOKENS)))
+_add(Kind("slice", m.SliceArgs, "reshape", infer=_slice_infer,
+          summary="a range [start, stop) of the channel axis (map C, tokens D, features F), or of T"))
+_add(Kind("channel_shuffle", m.ChannelShuffleArgs, "reshape", infer=_channel_shuffle_infer, layouts=(MAP,),
+          summary="ShuffleNet's channel shuffle: [g, C/g] -> [C/g, g] on the channel axis"))
+_add(Kind("to_tokens", m.NoLayerArgs, "reshape", infer=_to_tokens_infer, layouts=(MAP,),
+          summary="a map [C, *S] -> tokens [prod(S), C] that remember the grid S"))
+_add(Kind("to_map", m.ToMapArgs, "reshape", infer=_to_map_infer, layouts=(TOKENS,),
+          summary="tokens [T, D] -> a map [D, *S]: S from `size`, the remembered grid, or [D, T]"))
 
 ROLES = ("weight", "bias", "gamma", "beta")

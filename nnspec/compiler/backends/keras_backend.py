@@ -39,12 +39,14 @@ class Program:
 
 
 def keras_input_shape(shape: tuple, dtype: str) -> tuple:
-    if dtype == "float32" and len(shape) >= 2:
+    if input_layout(shape, dtype) == kt.CL:
         return tuple(shape[1:]) + (shape[0],)
     return tuple(shape)
 
 
 def input_layout(shape: tuple, dtype: str) -> str:
+    if getattr(shape, "layout", None) == "tokens":
+        return kt.PLAIN
     return kt.CL if dtype == "float32" and len(shape) >= 2 else kt.PLAIN
 
 

@@ -182,3 +182,54 @@ class Gelu(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "approximate": self.approximate}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class Slice(keras.layers.Layer):
+    """Elements start to stop - 1 of one axis (batch included in `axis`)."""
+
+    def __init__(self, start, stop, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop, self.axis = start, stop, axis
+
+    def call(self, x):
+        index = [slice(None)] * len(x.shape)
+        index[self.axis] = slice(self.start, self.stop)
+        return x[tuple(index)]
+
+    def compute_output_shape(self, shape):
+        shape = list(shape)
+        shape[self.axis] = self.stop - self.start
+        return tuple(shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "start": self.start,
+            "stop": self.stop,
+            "axis": self.axis,
+        }
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class ChannelShuffle(keras.layers.Layer):
+    """ShuffleNet's channel shuffle on the last axis: channels [g, C/g] -> [C/g, g], as torch.nn.ChannelShuffle."""
+
+    def __init__(self, groups, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = groups
+
+    def call(self, x):
+        shape = keras.ops.shape(x)
+        channels = x.shape[-1]
+        grouped = keras.ops.reshape(
+            x, (-1, *x.shape[1:-1], self.groups, channels // self.groups)
+        )
+        swapped = keras.ops.swapaxes(grouped, -1, -2)
+        return keras.ops.reshape(swapped, shape)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}

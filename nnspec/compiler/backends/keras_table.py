@@ -21,11 +21,16 @@ CL, PLAIN = "channels_last", "logical"
 KERAS_INIT_ARG = {"weight": "kernel_initializer", "bias": "bias_initializer", "gamma": "gamma_initializer",
                   "beta": "beta_initializer"}
 CUSTOM_INITIALIZERS = ("Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values")
-CUSTOM_LAYERS = ("ConstantPad", "Gelu")
+CUSTOM_LAYERS = ("ConstantPad", "Gelu", "Slice", "ChannelShuffle")
 
 
 def seed_ref(tensor: Tensor) -> Ref:
     return Ref("seed:" + tensor.path)
+
+
+def native(shape) -> str:
+    """The Keras layout a logical shape is kept in: a map channels-last, tokens and features as they are."""
+    return CL if getattr(shape, "layout", None) == "map" else PLAIN
 
 
 def keras_axis(logical_axis: int, rank: int, layout: str) -> int:
@@ -229,9 +234,34 @@ def _gelu(layer: Layer, layout: str):
     return [call("keras.layers.Activation", activation="gelu", name=layer.path)], None, None
 
 
-def _global_avg_pool(layer: Layer, layout: str):
-    n = len(layer.in_shape) - 1
-    return [call(f"keras.layers.GlobalAveragePooling{n}D", name=layer.path)], CL, PLAIN
+def _global_pool(mode: str):
+    def lower(layer: Layer, layout: str):
+        cls = "GlobalAveragePooling" if mode == "avg" else "GlobalMaxPooling"
+        extra = {"keepdims": True} if layer.args["keep_dims"] else {}
+        if layer.in_shape.layout == "tokens":  # [T, D] is channels-last already: pool over T
+            return [call(f"keras.layers.{cls}1D", **extra, name=layer.path)], PLAIN, PLAIN
+        n = len(layer.in_shape) - 1
+        return [call(f"keras.layers.{cls}{n}D", **extra, name=layer.path)], CL, CL if extra else PLAIN
+
+    return lower
+
+
+def _slice(layer: Layer, layout: str):
+    shape, args = layer.in_shape, layer.args
+    axis = 0 if args["axis"] == "tokens" else shape.channel_axis
+    stop = shape[axis] if args["stop"] is None else args["stop"]
+    needs = native(shape)
+    return [call("Slice", args["start"], stop, axis=keras_axis(axis, len(shape), needs), name=layer.path)], \
+        needs, needs
+
+
+def _to_tokens(layer: Layer, layout: str):
+    return [call("keras.layers.Reshape", tuple(layer.out_shape), name=layer.path)], CL, PLAIN
+
+
+def _to_map(layer: Layer, layout: str):
+    dim, *size = layer.out_shape
+    return [call("keras.layers.Reshape", (*size, dim), name=layer.path)], PLAIN, CL
 
 
 LAYERS = {
@@ -262,7 +292,13 @@ LAYERS = {
     "avgpool1d": _pool(1, False),
     "avgpool2d": _pool(2, False),
     "avgpool3d": _pool(3, False),
-    "global_avg_pool": _global_avg_pool,
+    "global_avg_pool": _global_pool("avg"),
+    "global_max_pool": _global_pool("max"),
+    "slice": _slice,
+    "channel_shuffle": lambda layer, layout: ([call("ChannelShuffle", layer.args["groups"], name=layer.path)], CL,
+                                              CL),
+    "to_tokens": _to_tokens,
+    "to_map": _to_map,
 }
 
 

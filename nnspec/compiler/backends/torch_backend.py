@@ -52,9 +52,8 @@ def _namespace():
 
     from nnspec.compiler.backends import torch_runtime
 
-    return {"torch": torch, "nn": nn, "math": math, "Residual": torch_runtime.Residual,
-            "GlobalAvgPool": torch_runtime.GlobalAvgPool, "sequential": torch_runtime.sequential,
-            "sparse_": torch_runtime.sparse_}
+    helpers = {"Residual", "sequential", *torch_table.HELPERS_BY_KIND.values(), *torch_table.HELPERS_BY_INIT.values()}
+    return {"torch": torch, "nn": nn, "math": math, **{name: getattr(torch_runtime, name) for name in helpers}}
 
 
 def build_torch(spec, seed=None, device="cpu"):
@@ -111,8 +110,9 @@ def emit_torch(spec) -> str:
     helpers = []
     if uses_residual(graph):
         helpers.append(runtime_source(RUNTIME, "Residual"))
-    if any(k in kinds_used(graph) for k in torch_table.HELPERS_BY_KIND):
-        helpers.append(runtime_source(RUNTIME, "GlobalAvgPool"))
+    used = kinds_used(graph)
+    for helper in dict.fromkeys(h for k, h in torch_table.HELPERS_BY_KIND.items() if k in used):
+        helpers.append(runtime_source(RUNTIME, helper))
     helpers.append(runtime_source(RUNTIME, "sequential"))
     init_names = {tensor.init.name for tensor in graph.tensors()}
     helpers += [runtime_source(RUNTIME, helper) for name, helper in torch_table.HELPERS_BY_INIT.items()
@@ -166,7 +166,8 @@ def emit_torch(spec) -> str:
 
 
 # Module-level names of the emitted file that a generated class must not shadow.
-RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "GlobalAvgPool", "SEED"})
+RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "SEED", *torch_table.HELPERS_BY_KIND.values(),
+                                  *torch_table.HELPERS_BY_INIT.values()})
 
 
 def _signature(node: Sequence) -> tuple:

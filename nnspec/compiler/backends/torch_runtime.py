@@ -25,11 +25,50 @@ class Residual(nn.Module):
         return self.branch(x) + self.shortcut(x)
 
 
-class GlobalAvgPool(nn.Module):
-    """Mean over every spatial axis: [N, C, *S] -> [N, C]."""
+class GlobalPool(nn.Module):
+    """Mean or max over the spatial axes of a map [N, C, *S] -> [N, C], or the positions of tokens
+    [N, T, D] -> [N, D]; `keep_dims` keeps the pooled axes with size 1."""
+
+    def __init__(
+        self, mode: str = "avg", keep_dims: bool = False, tokens: bool = False
+    ) -> None:
+        super().__init__()
+        self.mode, self.keep_dims, self.tokens = mode, keep_dims, tokens
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(2).mean(dim=2)
+        dims = (1,) if self.tokens else tuple(range(2, x.dim()))
+        if self.mode == "max":
+            return x.amax(dim=dims, keepdim=self.keep_dims)
+        return x.mean(dim=dims, keepdim=self.keep_dims)
+
+
+class Slice(nn.Module):
+    """Elements start to stop - 1 of one axis."""
+
+    def __init__(self, start: int, stop: int, dim: int = 1) -> None:
+        super().__init__()
+        self.start, self.stop, self.dim = start, stop, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.narrow(self.dim, self.start, self.stop - self.start)
+
+
+class ToTokens(nn.Module):
+    """A map [N, C, *S] -> tokens [N, prod(S), C]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).transpose(1, 2)
+
+
+class ToMap(nn.Module):
+    """Tokens [N, T, D] -> a map [N, D, *size], prod(size) == T."""
+
+    def __init__(self, size: tuple) -> None:
+        super().__init__()
+        self.size = tuple(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *self.size)
 
 
 def sequential(**layers: nn.Module) -> nn.Sequential:

@@ -94,6 +94,25 @@ def _simple(cls: str, **fixed):
     return lambda layer: call(cls, **fixed)
 
 
+def _slice(layer: Layer) -> Call:
+    shape, args = layer.in_shape, layer.args
+    axis = 0 if args["axis"] == "tokens" else shape.channel_axis
+    stop = shape[axis] if args["stop"] is None else args["stop"]
+    return call("Slice", args["start"], stop, dim=axis + 1) if axis else call("Slice", args["start"], stop)
+
+
+def _global_pool(mode: str):
+    def lower(layer: Layer) -> Call:
+        kwargs = {}
+        if layer.args["keep_dims"]:
+            kwargs["keep_dims"] = True
+        if layer.in_shape.layout == "tokens":
+            kwargs["tokens"] = True
+        return call("GlobalPool", mode, **kwargs)
+
+    return lower
+
+
 LAYERS = {
     "linear": _linear,
     "conv1d": _conv(1),
@@ -120,10 +139,17 @@ LAYERS = {
     "avgpool1d": _pool("nn.AvgPool1d"),
     "avgpool2d": _pool("nn.AvgPool2d"),
     "avgpool3d": _pool("nn.AvgPool3d"),
-    "global_avg_pool": _simple("GlobalAvgPool"),
+    "global_avg_pool": _global_pool("avg"),
+    "global_max_pool": _global_pool("max"),
+    "slice": _slice,
+    "channel_shuffle": lambda layer: call("nn.ChannelShuffle", layer.args["groups"]),
+    "to_tokens": _simple("ToTokens"),
+    "to_map": lambda layer: call("ToMap", tuple(layer.out_shape[1:])),
 }
 
-HELPERS_BY_KIND = {"global_avg_pool": "GlobalAvgPool"}
+# torch_runtime helpers that the emitted code of a kind must carry
+HELPERS_BY_KIND = {"global_avg_pool": "GlobalPool", "global_max_pool": "GlobalPool", "slice": "Slice",
+                   "to_tokens": "ToTokens", "to_map": "ToMap"}
 HELPERS_BY_INIT = {"sparse": "sparse_"}  # torch_runtime helpers that emitted code must carry
 
 
