@@ -137,6 +137,17 @@ _TABLE = [
          "Two layers with one name would overwrite each other in the module and in the state dict.",
          "- linear: {out: 8, name: fc}\n- linear: {out: 8, name: fc}\n",
          "- linear: {out: 8, name: fc1}\n- linear: {out: 8, name: fc2}\n"),
+    Code("NS107", "last-axis-of-a-map", "warning",
+         "`linear`, `layernorm`, `rmsnorm` or `softmax` (default axis) on a map acts on its last spatial axis.",
+         "Reports a layer that acts on the last logical axis (as PyTorch's nn.Linear and nn.LayerNorm do) placed "
+         "on a map [C, *S], where the last axis is a spatial one (the width), not the channels. The meaning is "
+         "version 1's and stays; the warning says what it is.",
+         "On features [F] and tokens [T, D] these layers act on the channels (F, D). On a map they mix or "
+         "normalise the pixels of each row instead, which is almost never meant: a `linear` after a conv "
+         "usually wants `flatten` or global pooling first, and a ConvNeXt LayerNorm wants the channels.",
+         "input: [3, 32, 32]\nlayers:\n  - conv2d: {out: 16, kernel: 3}\n  - layernorm\n  - linear: {out: 10}\n",
+         "input: [3, 32, 32]\nlayers:\n  - conv2d: {out: 16, kernel: 3}\n  - layernorm: {over: channels}\n"
+         "  - global_avg_pool\n  - linear: {out: 10}\n"),
     Code("NS201", "hidden-constant-weight", "error",
          "zeros, ones or constant on the weight of a hidden linear, conv or embedding layer.",
          "Flags a constant weight on a layer that is neither the output head (the last layer with tensors before "

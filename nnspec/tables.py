@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nnspec.compiler.budget import BYTES_PER_PARAM, human_bytes
+from nnspec.compiler.ir import Layer, Merge
 from nnspec.vocabulary.initializers import REGISTRY
 
 
@@ -35,16 +36,36 @@ def inits_table(spec) -> str:
 
 def build_table(spec) -> str:
     rows = []
-    for layer in spec.graph.layers():
-        inits = ", ".join(f"{r}={t.init.describe()}" for r, t in layer.tensors.items()) or "-"
-        rows.append([layer.path, layer.kind, "x".join(map(str, layer.out_shape)), f"{layer.params:,}", inits])
+    for node in _summary_nodes(spec.graph.root):
+        shape = node.out_shape
+        output, layout = "x".join(map(str, shape)), getattr(shape, "layout", "-")
+        if isinstance(node, Merge):
+            joined = ", ".join(b.name + ("" if b.items else " (identity)") for b in node.branches)
+            rows.append([node.path, "residual" if node.residual else node.op, layout, output, "0",
+                         f"joins {joined}"])
+            continue
+        inits = ", ".join(f"{r}={t.init.describe()}" for r, t in node.tensors.items()) or "-"
+        rows.append([node.path, node.kind, layout, output, f"{node.params:,}", inits])
     params = spec.params
-    text = table(["layer", "kind", "output", "params", "initializers"], rows)
+    text = table(["layer", "kind", "layout", "output", "params", "initializers"], rows)
     text += (f"\ninput {list(spec.graph.input_shape)} ({spec.graph.input_dtype}) -> output "
              f"{list(spec.graph.output_shape)}\n"
              f"parameters: {params:,}\nmemory: {human_bytes(params * BYTES_PER_PARAM)} of float32 parameters "
              f"(weights only; training with Adam needs about 4x)\n")
     return text
+
+
+def _summary_nodes(node):
+    """Layers in model order, each merge after the layers of its branches (where its output is made)."""
+    if isinstance(node, Layer):
+        yield node
+    elif isinstance(node, Merge):
+        for branch in node.branches:
+            yield from _summary_nodes(branch)
+        yield node
+    else:
+        for child in node.items:
+            yield from _summary_nodes(child)
 
 
 def initializers_table() -> str:

@@ -155,13 +155,16 @@ def test_build_prints_the_summary_and_totals(capsys):
     assert code == 0, err
     spec = nnspec.load(CIFAR)
     header = out.splitlines()[0].split()
-    assert header == ["layer", "kind", "output", "params", "initializers"]
+    assert header == ["layer", "kind", "layout", "output", "params", "initializers"]
     for layer in spec.graph.layers():
         row = next(line for line in out.splitlines() if line.split()[:1] == [layer.path])
         cells = row.split()
         assert cells[1] == layer.kind
-        assert cells[2] == "x".join(map(str, layer.out_shape))
-        assert cells[3] == f"{layer.params:,}"
+        assert cells[2] == layer.out_shape.layout
+        assert cells[3] == "x".join(map(str, layer.out_shape))
+        assert cells[4] == f"{layer.params:,}"
+    residuals = [line.split() for line in out.splitlines() if line.split()[1:2] == ["residual"]]
+    assert residuals and all(cells[5:7] == ["joins", "branch,"] for cells in residuals)
     assert f"parameters: {spec.params:,}" in out
     assert "memory:" in out
     assert "on cpu" in out

@@ -21,7 +21,7 @@ from test_parity import KIND_FIXTURES
 import nnspec
 from nnspec import cli
 from nnspec.compiler.backends import keras_runtime
-from nnspec.compiler.ir import Residual, iter_nodes
+from nnspec.compiler.ir import Merge, iter_nodes
 
 CUSTOM_CLASSES = {"Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values", "ConstantPad", "Gelu"}
 
@@ -89,7 +89,7 @@ def test_every_keras_layer_is_a_spec_path_or_a_named_helper(name):
     names = [layer.name for layer in model.layers]
     assert len(names) == len(set(names))
     layers = {layer.path: layer for layer in spec.graph.layers()}
-    residuals = {node.path for node in iter_nodes(spec.graph.root) if isinstance(node, Residual)}
+    residuals = {node.path for node in iter_nodes(spec.graph.root) if isinstance(node, Merge)}
     for path, layer in layers.items():
         assert type(model.get_layer(path)).__name__ == expected_class(layer), path
     for path in residuals:

@@ -7,6 +7,8 @@ zero, constant and identity initializers cannot hide a difference between the ta
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -315,6 +317,9 @@ KIND_FIXTURES = {
           - flatten
     """,
 }
+
+
+KIND_FIXTURES["merges"] = (Path(__file__).parent / "fixtures" / "torch" / "merges.yaml").read_text()
 
 
 def fixture_spec(name: str):

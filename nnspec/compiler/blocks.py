@@ -8,11 +8,12 @@ from nnspec.compiler.report import Recorder
 from nnspec.names import identifier_problem
 from nnspec.vocabulary import initializers as inits
 from nnspec.vocabulary.kinds import KINDS, ROLES
+from nnspec.vocabulary.merges import MERGES
 
 ARG_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ITEM_KEYS = ("name", "repeat", "init", "allow")
-RESERVED_BLOCK_NAMES = set(KINDS) | {"residual"} | set(ROLES) | set(inits.REGISTRY)
+RESERVED_BLOCK_NAMES = set(KINDS) | {"residual"} | set(MERGES) | set(ROLES) | set(inits.REGISTRY)
 
 
 def check_blocks(blocks: dict, out: Recorder) -> set:
@@ -69,21 +70,28 @@ def arg_refs(raw) -> set:
 
 def _called_names(items) -> list:
     names = []
-    for item in items or []:
+    for item in items if isinstance(items, list) else []:
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, dict) and len(item) == 1:
             kind, body = next(iter(item.items()))
             names.append(kind)
-            if kind == "residual":
-                parts = body if isinstance(body, list) else [body.get("branch"), body.get("shortcut")] \
-                    if isinstance(body, dict) else []
-                if isinstance(body, list):
-                    names.extend(_called_names(body))
-                else:
-                    for part in parts:
-                        names.extend(_called_names(part if isinstance(part, list) else []))
+            for part in _nested_lists(kind, body):
+                names.extend(_called_names(part))
     return names
+
+
+def _nested_lists(kind: str, body) -> list:
+    """The item lists inside a residual or a merge."""
+    if kind == "residual":
+        return [body] if isinstance(body, list) else [body.get("branch"), body.get("shortcut")] \
+            if isinstance(body, dict) else []
+    if kind in MERGES:
+        branches = body.get("branches") if isinstance(body, dict) else body
+        if isinstance(branches, dict):
+            return list(branches.values())
+        return branches if isinstance(branches, list) else []
+    return []
 
 
 def _reaches(graph: dict, start: str, target: str) -> bool:

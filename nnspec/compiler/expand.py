@@ -13,14 +13,16 @@ from typing import Optional
 from pydantic import ValidationError
 
 from nnspec.compiler.blocks import ARG_REF, ITEM_KEYS
-from nnspec.compiler.report import Recorder, Scoped
+from nnspec.compiler.merges import expand_merge
+from nnspec.compiler.report import Abort, Recorder, Scoped
 from nnspec.compiler.syntax import parse_allow, parse_container_init
-from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem, ResidualItem
+from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem
 from nnspec.names import did_you_mean, identifier_problem
 from nnspec.schema.errors import pydantic_diagnostics
 from nnspec.vocabulary.kinds import KINDS
+from nnspec.vocabulary.merges import MERGES
 
-RESIDUAL_KEYS = ("branch", "shortcut") + ITEM_KEYS
+CONTAINERS = ("residual",) + MERGES
 
 # Blocks and `repeat` multiply (a block of 100 repeats called 100 times in a block called 100 times...): bound
 # the expanded model like the loader bounds alias expansion, so that `check` stays fast on any input.
@@ -33,10 +35,6 @@ class Expansion:
 
     def __init__(self, root: Optional[GroupItem], failed: bool):
         self.root, self.failed = root, failed
-
-
-class _Abort(Exception):
-    """Stop expanding the current item; its diagnostics are already recorded."""
 
 
 class _TooLarge(Exception):
@@ -91,7 +89,7 @@ class _Expander:
                 name = self.name_of(kind, body, ipath, counters, names)
                 path = f"{prefix}.{name}" if prefix else name
                 items.append(self.item(kind, body, ipath, name, path, env, inherited))
-            except _Abort:
+            except Abort:
                 # Keep going so that every problem (and every block call a body problem applies to) is
                 # reported; what follows has an unknown input shape.
                 self.failed = True
@@ -127,25 +125,27 @@ class _Expander:
             self.error(ipath, "NS004", f"an item is one kind with its arguments, got {len(raw)} keys: "
                                        + ", ".join(f"`{k}`" for k in raw),
                        "indent the arguments under the kind: `- linear: {out: 10, bias: false}`")
-            raise _Abort
+            raise Abort
         else:
             self.error(ipath, "NS004", "an item is a kind name or a one-key mapping `kind: {arguments}`",
                        "e.g. `- relu` or `- linear: {out: 10}`")
-            raise _Abort
-        if kind not in KINDS and kind != "residual" and kind not in self.bodies:
-            hint = did_you_mean(kind, list(KINDS) + ["residual"] + list(self.bodies))
+            raise Abort
+        if kind not in KINDS and kind not in CONTAINERS and kind not in self.bodies:
+            hint = did_you_mean(kind, list(KINDS) + list(CONTAINERS) + list(self.bodies))
             self.error(ipath if isinstance(raw, str) else ipath + (kind,), "NS008",
                        f"unknown layer kind or block `{kind}`", hint or "see `nnspec rule NS008` for the kinds",
                        key=not isinstance(raw, str))
-            raise _Abort
+            raise Abort
         if body is None:
             body = {}
         if kind == "residual" and isinstance(body, list):
             body = {"branch": body}
+        elif kind in MERGES and isinstance(body, list):
+            body = {"branches": body}
         if not isinstance(body, dict):
             self.error(ipath + (kind,), "NS004", f"the arguments of `{kind}` must be a mapping, got "
                                                  f"{type(body).__name__}", f"e.g. `{kind}: {{...}}`")
-            raise _Abort
+            raise Abort
         return kind, body
 
     def item(self, kind, body, ipath, name, path, env, inherited):
@@ -154,7 +154,7 @@ class _Expander:
             return self.one(kind, body, ipath, name, path, env, inherited)
         if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
             self.error(ipath + (kind, "repeat"), "NS004", f"`repeat` must be an integer >= 1, got {repeat!r}")
-            raise _Abort
+            raise Abort
         body = {k: v for k, v in body.items() if k != "repeat"}
         copies = [self.one(kind, body, ipath, str(i), f"{path}.{i}", env, inherited) for i in range(repeat)]
         return GroupItem("repeat", name, path, self.doc.span(ipath), copies)
@@ -163,8 +163,8 @@ class _Expander:
         self.expanded += 1
         if self.expanded > MAX_EXPANDED_ITEMS:
             raise _TooLarge(f"{MAX_EXPANDED_ITEMS:,} layers")
-        if kind == "residual":
-            return self.residual(body, ipath, name, path, env, inherited)
+        if kind == "residual" or kind in MERGES:
+            return expand_merge(self, kind, body, ipath, name, path, env, inherited)
         if kind in self.bodies:
             return self.call(kind, body, ipath, name, path, inherited)
         return self.layer(kind, body, ipath, name, path, inherited)
@@ -173,38 +173,6 @@ class _Expander:
         init = parse_container_init(self.out, body.get("init") or {}, kpath + ("init",)) if "init" in body else {}
         allow = parse_allow(self.out, body.get("allow"), kpath + ("allow",)) if "allow" in body else {}
         return inherited + ((label, init, allow),) if init or allow else inherited
-
-    def residual(self, body, ipath, name, path, env, inherited):
-        kpath = ipath + ("residual",)
-        for key in body:
-            if key not in RESIDUAL_KEYS:
-                self.error(kpath + (key,), "NS003", f"unknown key `{key}` in residual",
-                           did_you_mean(key, RESIDUAL_KEYS) or "allowed: branch, shortcut, name, repeat, init, allow",
-                           key=True)
-                raise _Abort
-        if "branch" not in body:
-            self.error(ipath, "NS009", "missing required argument `branch` of residual",
-                       "write `residual: [items]` or `residual: {branch: [...], shortcut: [...]}`")
-            raise _Abort
-        ctx = self.container_context(body, kpath, f"residual {path}", inherited)
-        for part in ("branch", "shortcut"):
-            if part in body and not isinstance(body[part], list):
-                self.error(kpath + (part,), "NS004", f"`{part}` must be a list of items")
-                raise _Abort
-        if not body["branch"]:
-            self.error(kpath + ("branch",), "NS004", "a residual's branch is empty: the block would compute x + x",
-                       "give the branch at least one item")
-            raise _Abort
-        # `residual: [items]` is the branch itself: its items sit directly under `residual` in the document
-        branch_path = kpath + ("branch",) if kpath + ("branch",) in self.doc.spans else kpath
-        branch = GroupItem("branch", "branch", f"{path}.branch", self.doc.span(branch_path),
-                           self.sequence(body["branch"], branch_path, f"{path}.branch", env, ctx))
-        shortcut = None
-        if body.get("shortcut"):
-            spath = kpath + ("shortcut",)
-            shortcut = GroupItem("shortcut", "shortcut", f"{path}.shortcut", self.doc.span(spath),
-                                 self.sequence(body["shortcut"], spath, f"{path}.shortcut", env, ctx))
-        return ResidualItem(name, path, ipath, branch, shortcut, tuple(self.calls))
 
     def call(self, block_name, body, ipath, name, path, inherited):
         block = self.spec.blocks[block_name]
@@ -217,14 +185,14 @@ class _Expander:
                 self.error(kpath + (key,), "NS105", f"block `{block_name}` has no argument `{key}`",
                            did_you_mean(key, block.args) or f"its arguments: {', '.join(block.args) or 'none'}",
                            key=True)
-                raise _Abort
+                raise Abort
             env[key] = value
         for arg, default in block.args.items():
             if arg not in env:
                 if default == "required":
                     self.error(ipath, "NS105", f"block `{block_name}` needs argument `{arg}`",
                                f"add `{arg}: ...` to the call")
-                    raise _Abort
+                    raise Abort
                 env[arg] = default
         ctx = self.container_context(body, kpath, f"block call {path}", inherited)
         self.calls.append((path, self.doc.span(ipath)))
@@ -245,7 +213,7 @@ class _Expander:
             for diag in pydantic_diagnostics(exc, body, self.doc, kpath, kind.args.model_fields,
                                              what=f"`{kind_name}`"):
                 self.out.report(diag)
-            raise _Abort from None
+            raise Abort from None
         args = model.model_dump(exclude=set(ITEM_KEYS))
         return LayerItem(kind_name, args, body, ipath, name, path, tuple(self.calls), inherited)
 
@@ -266,7 +234,7 @@ class _Expander:
             self.error(where, "NS105", f"`{value}` refers to a block argument, but this item is not in a block body",
                        "write the value itself, or move the item into a block that declares the argument")
         if found:
-            raise _Abort
+            raise Abort
 
     def substitute(self, raw, path: tuple, env: dict):
         self.substituted += 1
@@ -280,7 +248,7 @@ class _Expander:
                     block = self.block_stack[-1] if self.block_stack else None
                     self.error(path, "NS105", f"`${arg}` is not an argument of block `{block}`",
                                did_you_mean(arg, env) or f"declare it under `args:` of `{block}`")
-                    raise _Abort
+                    raise Abort
                 return env[arg]
             return raw
         if isinstance(raw, list):

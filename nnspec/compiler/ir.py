@@ -1,9 +1,10 @@
 """The IR: a tree of named nodes with inferred shapes and resolved initializers.
 
 The tree mirrors the module structure of the built model: a `Sequence` is a
-container (the model, a block call, a `repeat` container, a residual's branch
-or shortcut), a `Residual` adds its branch and shortcut, a `Layer` is one
-framework layer. Every node carries the span of the YAML item it came from.
+container (the model, a block call, a `repeat` container, a branch), a `Merge`
+joins the outputs of its branches (add, multiply, concat; `residual` is an add
+of `branch` and `shortcut`), a `Layer` is one framework layer. Every node
+carries the span of the YAML item it came from.
 """
 
 from __future__ import annotations
@@ -92,17 +93,25 @@ class Sequence:
 
 
 @dataclass
-class Residual:
+class Merge:
+    """Every branch reads the merge's input; their outputs are added, multiplied or concatenated."""
+
     path: str
     name: str
-    branch: Sequence
-    shortcut: Optional[Sequence]  # None: identity
+    op: str  # "add", "multiply", "concat"
+    branches: list  # Sequence per branch, in order; a branch without items is the identity
     in_shape: tuple
     out_shape: tuple
     span: Span
+    axis: str = "channels"  # concat: the channel axis, or "tokens" (T)
+    residual: bool = False  # written as `residual`: branches `branch` and `shortcut`
+
+    @property
+    def shortcut_is_identity(self) -> bool:
+        return self.residual and not self.branches[1].items
 
 
-Node = Union[Layer, Sequence, Residual]
+Node = Union[Layer, Sequence, Merge]
 
 
 @dataclass
@@ -139,9 +148,8 @@ def iter_layers(node: Node) -> Iterator[Layer]:
         for item in node.items:
             yield from iter_layers(item)
     else:
-        yield from iter_layers(node.branch)
-        if node.shortcut is not None:
-            yield from iter_layers(node.shortcut)
+        for branch in node.branches:
+            yield from iter_layers(branch)
 
 
 def iter_nodes(node: Node) -> Iterator[Node]:
@@ -149,7 +157,6 @@ def iter_nodes(node: Node) -> Iterator[Node]:
     if isinstance(node, Sequence):
         for item in node.items:
             yield from iter_nodes(item)
-    elif isinstance(node, Residual):
-        yield from iter_nodes(node.branch)
-        if node.shortcut is not None:
-            yield from iter_nodes(node.shortcut)
+    elif isinstance(node, Merge):
+        for branch in node.branches:
+            yield from iter_nodes(branch)

@@ -12,6 +12,10 @@ from nnspec.schema.loader import Document
 MAX_CALLS_NAMED = 5
 
 
+class Abort(Exception):
+    """Stop lowering the current item; its diagnostics are already recorded."""
+
+
 class Recorder:
     """The diagnostics of one lowering, each with the block calls (path, span) it was found under."""
 

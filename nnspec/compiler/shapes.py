@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from nnspec.compiler.ir import Layer, Residual, Sequence
+from nnspec.compiler.ir import Layer, Merge, Sequence
 from nnspec.compiler.report import Recorder, Scoped
-from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem, ResidualItem
+from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem, MergeItem
 from nnspec.vocabulary.kinds import KINDS, ShapeError, conv_geometry, pool_geometry
 from nnspec.vocabulary.layouts import MAP, TOKENS, WRITTEN, Shape, as_shape
+from nnspec.vocabulary.merges import MergeError, merge_shape
 
 SHAPE_HINTS = {
     "NS102": "use a smaller kernel or dilation, add padding, or downsample less before this layer",
@@ -55,6 +56,7 @@ def infer_shapes(tree: GroupItem, shape: Shape, dtype: str, out: Recorder) -> Sh
 class _Shapes:
     def __init__(self, out: Recorder, result: Shaped):
         self.recorder, self.doc, self.result = out, out.doc, result
+        self.add_depth = 0  # how many `add`/`residual` branches enclose the current item (for drop_path)
 
     def sequence(self, items: list, shape: Optional[tuple], dtype: str) -> tuple[list, Optional[tuple], str]:
         nodes = []
@@ -71,8 +73,8 @@ class _Shapes:
     def node(self, item, shape, dtype):
         if isinstance(item, LayerItem):
             return self.layer(item, shape, dtype)
-        if isinstance(item, ResidualItem):
-            return self.residual(item, shape, dtype)
+        if isinstance(item, MergeItem):
+            return self.merge(item, shape, dtype)
         if item.kind == "repeat":
             return self.repeat(item, shape, dtype)
         nodes, out_shape, out_dtype = self.sequence(item.items, shape, dtype)
@@ -92,27 +94,36 @@ class _Shapes:
         seq.out_dtype = cur_dtype
         return seq
 
-    def residual(self, item: ResidualItem, shape, dtype):
+    def merge(self, item: MergeItem, shape, dtype):
         out = Scoped(self.recorder, item.calls)
         if shape is not None and dtype != "float32":
-            out.error(item.ipath, "NS104", "a residual needs a float input, got integer ids")
+            what = "a residual" if item.residual else f"`{item.op}`"
+            out.error(item.ipath, "NS104", f"{what} needs a float input, got integer ids")
             return None
-        b_items, b_shape, _ = self.sequence(item.branch.items, shape, dtype)
-        branch = Sequence(item.branch.path, "branch", "branch", b_items, shape, b_shape, item.branch.span)
-        shortcut, s_shape = None, shape
-        if item.shortcut is not None:
-            s_items, s_shape, _ = self.sequence(item.shortcut.items, shape, dtype)
-            shortcut = Sequence(item.shortcut.path, "shortcut", "shortcut", s_items, shape, s_shape,
-                                item.shortcut.span)
-        if b_shape is None or s_shape is None:
+        branches, shapes = [], []
+        self.add_depth += item.op == "add"
+        try:
+            for group in item.branches:
+                nodes, b_shape, _ = self.sequence(group.items, shape, dtype)
+                branches.append(Sequence(group.path, group.name, "branch", nodes, shape, b_shape, group.span))
+                shapes.append(b_shape)
+        finally:
+            self.add_depth -= item.op == "add"
+        if any(s is None for s in shapes):
             return None  # the failure is reported already
-        if b_shape != s_shape:
-            which = "shortcut" if shortcut is not None else "identity shortcut"
-            out.error(item.ipath, "NS101", f"residual branch gives {list(b_shape)} but the {which} gives "
-                                           f"{list(s_shape)}",
+        if item.residual and tuple(shapes[0]) != tuple(shapes[1]):
+            which = "identity shortcut" if not item.branches[1].items else "shortcut"
+            out.error(item.ipath, "NS101", f"residual branch gives {list(shapes[0])} but the {which} gives "
+                                           f"{list(shapes[1])}",
                       "add a projection shortcut (e.g. a 1x1 conv with the branch's stride) or fix the branch")
             return None
-        node = Residual(item.path, item.name, branch, shortcut, shape, b_shape, self.doc.span(item.ipath))
+        try:
+            out_shape = merge_shape(item.op, shapes, [b.name for b in branches], item.axis)
+        except MergeError as exc:
+            out.error(item.ipath, "NS101", exc.message, exc.hint)
+            return None
+        node = Merge(item.path, item.name, item.op, branches, shape, out_shape, self.doc.span(item.ipath), item.axis,
+                     item.residual)
         node.out_dtype = "float32"
         return node
 
@@ -137,6 +148,11 @@ class _Shapes:
             out.error(ipath, "NS104", f"`embedding` needs integer ids, got a float input {list(shape)}",
                       "declare the input as `input: {shape: [T], dtype: int64}`")
             return None
+        if kind_name == "drop_path" and not self.add_depth:
+            out.error(ipath, "NS104", "`drop_path` drops a whole branch per sample; here it is not inside a branch "
+                                      "of an `add` or `residual`, so it would drop the model's whole signal",
+                      "put it at the end of a residual branch (stochastic depth), or use `dropout`")
+            return None
         if kind.layouts is not None and shape.layout not in kind.layouts:
             want = " or ".join(WRITTEN[layout] for layout in kind.layouts)
             out.error(ipath, "NS104", f"`{kind_name}` needs {want} input, got {shape.describe()}",
@@ -156,5 +172,19 @@ class _Shapes:
             msg = exc.message if exc.code == "NS004" else f"`{kind_name}` on input {list(shape)}: {exc.message}"
             out.error(target, exc.code, msg, exc.hint or SHAPE_HINTS.get(exc.code, ""))
             return None
+        if shape.layout == MAP and _acts_on_last_axis(item):
+            out.error(ipath, "NS107", f"`{kind_name}` on {shape.describe()} acts on its last spatial axis "
+                                      f"(size {shape[-1]}), not on its channels",
+                      "to act on the channels, write `to_tokens` first (a map [C, *S] -> tokens [prod(S), C]) or "
+                      "`flatten`; `layernorm: {over: channels}` normalises each position over C")
         return Layer(item.path, item.name, kind_name, args, geometry, shape, out_shape, dtype, "float32",
                      self.doc.span(ipath), ipath, calls=item.calls)
+
+
+def _acts_on_last_axis(item: LayerItem) -> bool:
+    """A kind that acts on the last axis (the channels of features and tokens) with that axis not chosen."""
+    if item.kind == "linear":
+        return True
+    if item.kind in ("layernorm", "rmsnorm"):
+        return item.args.get("over", "last") == "last" and "over" not in item.body
+    return item.kind == "softmax" and "axis" not in item.body

@@ -29,7 +29,7 @@ class LayerItem:
 class GroupItem:
     """A container: the model, a block call, a `repeat` container, a residual's branch or shortcut."""
 
-    kind: str  # "model", "block", "repeat", "branch", "shortcut"
+    kind: str  # "model", "block", "repeat", "branch"
     name: str
     path: str
     span: Span
@@ -38,13 +38,17 @@ class GroupItem:
 
 
 @dataclass
-class ResidualItem:
+class MergeItem:
+    """`add`, `multiply`, `concat`, or `residual` (an add of `branch` and `shortcut`)."""
+
+    op: str
     name: str
     path: str
     ipath: tuple
-    branch: GroupItem
-    shortcut: Optional[GroupItem]  # None: identity
+    branches: list  # GroupItem per branch; one without items is the identity
     calls: tuple = ()
+    axis: str = "channels"
+    residual: bool = False
 
 
 @dataclass
@@ -54,4 +58,4 @@ class FailedItem:
     ipath: tuple
 
 
-Item = Union[LayerItem, GroupItem, ResidualItem, FailedItem]
+Item = Union[LayerItem, GroupItem, MergeItem, FailedItem]

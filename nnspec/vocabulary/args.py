@@ -61,6 +61,7 @@ class BatchNormArgs(ItemKeys):
 
 class LayerNormArgs(ItemKeys):
     eps: PosFloat = 1e-5
+    over: Literal["last", "channels"] = "last"  # channels: each position of a map over C (ConvNeXt)
 
 
 class EmbeddingArgs(ItemKeys):

@@ -14,7 +14,7 @@ from nnspec.compiler.backends import keras_table as kt
 from nnspec.compiler.backends import seeding
 from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, Const, Ref, evaluate, flat, render
 from nnspec.compiler.backends.structure import comment_for, runtime_source
-from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
+from nnspec.compiler.ir import Graph, Layer, Merge, Sequence
 
 RUNTIME = "nnspec.compiler.backends.keras_runtime"
 SEEDING = "nnspec.compiler.backends.seeding"
@@ -64,7 +64,9 @@ def _walk(node, var: str, layout: str, prog: Program, graph: Graph) -> str:
         for child in node.items:
             layout = _walk(child, var, layout, prog, graph)
         return layout
-    return _residual(node, var, layout, prog, graph)
+    if node.residual:
+        return _residual(node, var, layout, prog, graph)
+    return _merge(node, var, layout, prog, graph)
 
 
 def _layer(layer: Layer, var: str, layout: str, prog: Program, graph: Graph) -> str:
@@ -82,17 +84,50 @@ def _layer(layer: Layer, var: str, layout: str, prog: Program, graph: Graph) -> 
     return out if len(layer.out_shape) >= 2 else kt.PLAIN
 
 
-def _residual(node: Residual, var: str, layout: str, prog: Program, graph: Graph) -> str:
+def _residual(node: Merge, var: str, layout: str, prog: Program, graph: Graph) -> str:
+    branch, shortcut = node.branches
     prog.skips += 1
     skip = f"skip_{prog.skips}"
     prog.steps.append(Step(skip, None, (var,), comment_for(node, graph.file)))
-    b_layout = _walk(node.branch, var, layout, prog, graph)
-    s_layout = _walk(node.shortcut, skip, layout, prog, graph) if node.shortcut is not None else layout
+    b_layout = _walk(branch, var, layout, prog, graph)
+    s_layout = _walk(shortcut, skip, layout, prog, graph)
     rank = len(node.out_shape)
     if rank >= 2 and s_layout != b_layout:
         prog.steps.append(Step(skip, kt.permute(rank, s_layout, b_layout, f"{node.path}.permute"), (skip,)))
     prog.steps.append(Step(var, Call("keras.layers.Add", (_kw("name", node.path),)), (var, skip)))
     return b_layout
+
+
+MERGE_LAYERS = {"add": "keras.layers.Add", "multiply": "keras.layers.Multiply", "concat": "keras.layers.Concatenate"}
+
+
+def _merge(node: Merge, var: str, layout: str, prog: Program, graph: Graph) -> str:
+    """Each branch reads a copy of the input; the outputs are brought to one Keras layout, then joined."""
+    prog.skips += 1
+    base = f"skip_{prog.skips}"
+    prog.steps.append(Step(base, None, (var,), comment_for(node, graph.file)))
+    outs = []
+    for i, branch in enumerate(node.branches):
+        target = f"{base}_{i}"
+        prog.steps.append(Step(target, None, (base,)))
+        outs.append((target, branch, _walk(branch, target, layout, prog, graph)))
+    rank = len(node.out_shape)
+    want = kt.native(node.out_shape) if rank >= 2 else kt.PLAIN
+    for target, branch, got in outs:
+        where = f"{node.path}.{branch.name}"
+        if len(branch.out_shape) < rank:  # features [C] against a map: [1, ..., C], channels-last
+            size = (1,) * (rank - 1) + (branch.out_shape[0],)
+            reshape = Call("keras.layers.Reshape", (Arg(size), _kw("name", f"{where}.reshape")))
+            prog.steps.append(Step(target, reshape, (target,)))
+        elif rank >= 2 and got != want:
+            prog.steps.append(Step(target, kt.permute(rank, got, want, f"{where}.permute"), (target,)))
+    extra = ()
+    if node.op == "concat":
+        logical = 0 if node.axis == "tokens" else node.out_shape.channel_axis
+        extra = (_kw("axis", kt.keras_axis(logical, rank, want)),)
+    layer = Call(MERGE_LAYERS[node.op], extra + (_kw("name", node.path),))
+    prog.steps.append(Step(var, layer, tuple(target for target, _, _ in outs)))
+    return want
 
 
 def _kw(name, value):

@@ -8,7 +8,7 @@ import json
 import os
 from functools import cache
 
-from nnspec.compiler.ir import Graph, Residual, Sequence
+from nnspec.compiler.ir import Graph, Merge, iter_nodes
 
 
 def comment_for(node, spec_file: str) -> str:
@@ -41,15 +41,8 @@ def kinds_used(graph: Graph) -> set[str]:
     return {layer.kind for layer in graph.layers()}
 
 
-def uses_residual(graph: Graph) -> bool:
-    def walk(node) -> bool:
-        if isinstance(node, Residual):
-            return True
-        if isinstance(node, Sequence):
-            return any(walk(child) for child in node.items)
-        return False
-
-    return walk(graph.root)
+def merges_used(graph: Graph) -> list[Merge]:
+    return [node for node in iter_nodes(graph.root) if isinstance(node, Merge)]
 
 
-__all__ = ["comment_for", "kinds_used", "runtime_source", "uses_residual"]
+__all__ = ["comment_for", "kinds_used", "merges_used", "runtime_source"]

@@ -15,10 +15,10 @@ from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, Const, Ref, ev
 from nnspec.compiler.backends.structure import (
     comment_for,
     kinds_used,
+    merges_used,
     runtime_source,
-    uses_residual,
 )
-from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
+from nnspec.compiler.ir import Graph, Layer, Merge, Sequence
 
 RUNTIME = "nnspec.compiler.backends.torch_runtime"
 
@@ -27,16 +27,32 @@ def module_tree(node, graph: Graph, block_class) -> Call:
     """The constructor call of `node`; `block_class(node)` names a block call's class."""
     if isinstance(node, Layer):
         return torch_table.LAYERS[node.kind](node)
-    if isinstance(node, Residual):
-        kwargs = [Arg(_named(node.branch, graph, block_class), "branch")]
-        if node.shortcut is not None:
-            kwargs.append(Arg(_named(node.shortcut, graph, block_class), "shortcut"))
-        return Call("Residual", tuple(kwargs))
+    if isinstance(node, Merge):
+        return _merge(node, graph, block_class)
     if node.kind == "repeat":
         return Call("nn.Sequential", tuple(Arg(module_tree(c, graph, block_class)) for c in node.items))
     if node.kind == "block":
         return _named(node, graph, block_class, block_class(node))
     return _named(node, graph, block_class)
+
+
+def _merge(node: Merge, graph: Graph, block_class) -> Call:
+    if node.residual:
+        branch, shortcut = node.branches
+        kwargs = [Arg(_named(branch, graph, block_class), "branch")]
+        if shortcut.items:
+            kwargs.append(Arg(_named(shortcut, graph, block_class), "shortcut"))
+        return Call("Residual", tuple(kwargs))
+    args = [Arg(node.op), Arg([b.name for b in node.branches])]
+    args += [Arg(_named(b, graph, block_class) if b.items else None) for b in node.branches]
+    dim = merge_dim(node)
+    return Call("Merge", tuple(args + ([Arg(dim, "dim")] if dim != 1 else [])))
+
+
+def merge_dim(node: Merge) -> int:
+    """The torch dim a concat joins (batch first): the channel axis, or T of tokens."""
+    shape = node.out_shape
+    return 1 if node.axis == "tokens" else shape.channel_axis + 1
 
 
 def _named(seq: Sequence, graph: Graph, block_class, func: str = "sequential") -> Call:
@@ -52,7 +68,7 @@ def _namespace():
 
     from nnspec.compiler.backends import torch_runtime
 
-    helpers = {"Residual", "sequential", *torch_table.HELPERS_BY_KIND.values(), *torch_table.HELPERS_BY_INIT.values()}
+    helpers = {"Residual", "Merge", "sequential", *torch_table.HELPERS_BY_KIND.values(), *torch_table.HELPERS_BY_INIT.values()}
     return {"torch": torch, "nn": nn, "math": math, **{name: getattr(torch_runtime, name) for name in helpers}}
 
 
@@ -108,8 +124,11 @@ def emit_torch(spec) -> str:
     graph = spec.graph
     model_class, classes, blocks = _classes(graph, class_name)
     helpers = []
-    if uses_residual(graph):
+    merges = merges_used(graph)
+    if any(m.residual for m in merges):
         helpers.append(runtime_source(RUNTIME, "Residual"))
+    if any(not m.residual for m in merges):
+        helpers.append(runtime_source(RUNTIME, "Merge"))
     used = kinds_used(graph)
     for helper in dict.fromkeys(h for k, h in torch_table.HELPERS_BY_KIND.items() if k in used):
         helpers.append(runtime_source(RUNTIME, helper))
@@ -166,7 +185,7 @@ def emit_torch(spec) -> str:
 
 
 # Module-level names of the emitted file that a generated class must not shadow.
-RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "SEED", *torch_table.HELPERS_BY_KIND.values(),
+RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "Merge", "SEED", *torch_table.HELPERS_BY_KIND.values(),
                                   *torch_table.HELPERS_BY_INIT.values()})
 
 
@@ -202,10 +221,9 @@ def _classes(graph: Graph, class_name) -> tuple[str, dict, list]:
                                "line": graph.blocks[node.block].line})
             for child in node.items:
                 walk(child)
-        elif isinstance(node, Residual):
-            walk(node.branch)
-            if node.shortcut is not None:
-                walk(node.shortcut)
+        elif isinstance(node, Merge):
+            for branch in node.branches:
+                walk(branch)
 
     walk(graph.root)
     return model_class, classes, blocks

@@ -25,6 +25,34 @@ class Residual(nn.Module):
         return self.branch(x) + self.shortcut(x)
 
 
+class Merge(nn.Module):
+    """Adds, multiplies or concatenates the outputs of branches that all read the input.
+
+    A branch given as None is the identity. `add` and `multiply` broadcast per
+    channel: features [N, C] or a map [N, C, 1, ...] against a map [N, C, *S].
+    """
+
+    def __init__(
+        self, op: str, names: list, *branches: nn.Module | None, dim: int = 1
+    ) -> None:
+        super().__init__()
+        self.op, self.names, self.dim = op, list(names), dim
+        for name, branch in zip(names, branches):
+            if branch is not None:
+                self.add_module(name, branch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [self._modules[n](x) if n in self._modules else x for n in self.names]
+        if self.op == "concat":
+            return torch.cat(outs, dim=self.dim)
+        rank = max(out.dim() for out in outs)
+        outs = [out.reshape(*out.shape, *[1] * (rank - out.dim())) for out in outs]
+        result = outs[0]
+        for out in outs[1:]:
+            result = result + out if self.op == "add" else result * out
+        return result
+
+
 class GlobalPool(nn.Module):
     """Mean or max over the spatial axes of a map [N, C, *S] -> [N, C], or the positions of tokens
     [N, T, D] -> [N, D]; `keep_dims` keeps the pooled axes with size 1."""

@@ -11,23 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
+from nnspec.compiler.ir import Graph, Layer, Merge, Sequence
 from nnspec.compiler.safety.facts import is_activation
 
 
 @dataclass(frozen=True)
 class End:
-    """The end of a chain: the model output (residual None) or a residual's add."""
+    """The end of a chain: the model output (merge None) or the join of a merge (an add, a concat...)."""
 
-    residual: Residual | None
+    merge: Merge | None
 
 
-Token = Layer | Residual | End
+Token = Layer | Merge | End
 
 
 @dataclass
 class Chain:
-    tokens: list  # Layer | Residual, in order
+    tokens: list  # Layer | Merge, in order
     end: End
 
 
@@ -35,7 +35,7 @@ class Chain:
 class Flow:
     root: Chain
     where: dict = field(default_factory=dict)  # id(layer) -> (chain, index)
-    paths: dict = field(default_factory=dict)  # id(residual) -> (branch chain, shortcut chain or None)
+    paths: dict = field(default_factory=dict)  # id(merge) -> a chain per branch (no tokens: the identity)
     in_repeat: set = field(default_factory=set)  # id(layer) of layers inside a `repeat` container
 
     def after(self, layer: Layer) -> Iterator[Token]:
@@ -62,35 +62,39 @@ def _flatten(node, flow: Flow, chain: Chain, in_repeat: bool) -> None:
             _flatten(item, flow, chain, in_repeat or node.kind == "repeat")
     else:
         chain.tokens.append(node)
-        branch = Chain([], End(node))
-        _flatten(node.branch, flow, branch, in_repeat)
-        shortcut = None
-        if node.shortcut is not None:
-            shortcut = Chain([], End(node))
-            _flatten(node.shortcut, flow, shortcut, in_repeat)
-        flow.paths[id(node)] = (branch, shortcut)
+        chains = []
+        for branch in node.branches:
+            chains.append(Chain([], End(node)))
+            _flatten(branch, flow, chains[-1], in_repeat)
+        flow.paths[id(node)] = chains
 
 
 def exempt_positions(flow: Flow) -> dict:
-    """id(layer) -> why it is exempt: the output head and the tail of each residual path."""
+    """id(layer) -> why it is exempt: the output head and the tail of each branch of an add (a residual path).
+
+    A zero tail of an add branch leaves the other branches' sum: the zero-init residual. The branches of a
+    concat or a multiply get no exemption: a constant tail there is constant channels, or a constant gate.
+    """
     exempt = {}
     head = _last_holder(flow.root, passes=lambda layer: True)
     if head is not None:
         exempt[id(head)] = "the output head"
-    for branch, shortcut in flow.paths.values():
-        for chain in (branch, shortcut):
-            if chain is None:
-                continue
+    for chains in flow.paths.values():
+        merge = chains[0].end.merge
+        if merge.op != "add":
+            continue
+        why = "the last layer of a residual path" if merge.residual else "the last layer of an `add` branch"
+        for chain in chains:
             tail = _last_holder(chain, passes=lambda layer: not is_activation(layer))
             if tail is not None:
-                exempt.setdefault(id(tail), "the last layer of a residual path")
+                exempt.setdefault(id(tail), why)
     return exempt
 
 
 def _last_holder(chain: Chain, passes: Callable[[Layer], bool]) -> Layer | None:
     """The last tensor-holding layer of a chain, walking back through parameter-free layers that `passes`."""
     for token in reversed(chain.tokens):
-        if isinstance(token, Residual):
+        if isinstance(token, Merge):
             return None
         if token.tensors:
             return token

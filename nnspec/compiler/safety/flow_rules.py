@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from nnspec.compiler.ir import Layer, Residual, Tensor
+from nnspec.compiler.ir import Layer, Merge, Tensor
 from nnspec.compiler.safety.facts import (
     Finding,
     at_line,
@@ -131,7 +131,7 @@ def dead_relu(layer: Layer, ctx: Context) -> Iterator[Finding]:
     level, norms = start, []
     for token in ctx.flow.after(layer):
         if not isinstance(token, Layer):
-            return  # a residual (its shortcut carries the gradient) or the chain's end
+            return  # a merge (another branch carries the gradient) or the chain's end
         if kills_non_positive(token):
             if level.value <= 0:
                 yield dead_relu_finding(layer, start, cause, token, norms)
@@ -188,24 +188,25 @@ class Ahead:
         self.reaches_add = self.reaches_add or other.reaches_add
 
 
-def next_constant_layers(flow: Flow, tokens: Iterable[Token], entered: Residual | None = None) -> Ahead | None:
+def next_constant_layers(flow: Flow, tokens: Iterable[Token], entered: Merge | None = None) -> Ahead | None:
     """The first weight layer on every path ahead, if every one of them has a constant weight; else None.
 
     Units stay interchangeable while everything they meet treats them alike: parameter-free layers, norm
     layers with constant gamma and beta, and weight layers with constant weights (whose columns stay equal).
-    A residual is entered on both paths; a path that reaches its add unchanged (an identity shortcut) is
-    followed on after the residual. The model output (the loss tells units apart) and the add of a residual
-    the units did not enter (the other path adds values of its own) end the search with None.
+    An add (a residual) is entered on every branch; a path that reaches the add unchanged (an identity
+    shortcut) is followed on after it. The model output (the loss tells units apart), the join of a merge
+    the units did not enter (the other branches add values of their own), and a concat or multiply (which
+    mixes the units with other channels, or gates them) end the search with None.
     """
     ahead = Ahead()
     for token in tokens:
         if isinstance(token, End):
-            if entered is not None and token.residual is entered:
+            if entered is not None and token.merge is entered:
                 ahead.reaches_add = True
                 return ahead
             return None
-        if isinstance(token, Residual):
-            inner = _into_residual(flow, token)
+        if isinstance(token, Merge):
+            inner = _into_add(flow, token) if token.op == "add" else None
             if inner is None:
                 return None
             ahead.extend(Ahead(inner.layers, inner.dropouts))
@@ -224,11 +225,10 @@ def next_constant_layers(flow: Flow, tokens: Iterable[Token], entered: Residual 
     return None
 
 
-def _into_residual(flow: Flow, residual: Residual) -> Ahead | None:
+def _into_add(flow: Flow, merge: Merge) -> Ahead | None:
     total = Ahead()
-    for chain in flow.paths[id(residual)]:
-        tokens = chain.tokens + [chain.end] if chain is not None else [End(residual)]
-        path = next_constant_layers(flow, tokens, entered=residual)
+    for chain in flow.paths[id(merge)]:
+        path = next_constant_layers(flow, chain.tokens + [chain.end], entered=merge)
         if path is None:
             return None
         total.extend(path)
