@@ -295,7 +295,7 @@ def cmd_probe(args) -> int:
         sys.stderr.write(formats.render_concise(diags))
     fmt = None
     if args.plot:
-        fmt = _picture_format(args.plot, None)
+        fmt = _picture_format(args.plot, None, with_option=False)
         if fmt is None:
             return EXIT_USAGE
     report = run_probe(spec, steps=args.steps, seed=args.seed, lr=args.lr)
@@ -308,14 +308,14 @@ def cmd_probe(args) -> int:
     return EXIT_FOUND if report.failed else EXIT_OK
 
 
-def _picture_format(path: str, given: str | None) -> str | None:
+def _picture_format(path: str, given: str | None, with_option: bool = True) -> str | None:
     if given:
         return given
     ext = os.path.splitext(path)[1].lower()
     fmt = {".html": "html", ".htm": "html", ".svg": "svg"}.get(ext)
     if fmt is None:
         print(f"nnspec: error: cannot tell the picture format of {path!r} (extension {ext or 'none'!r}); "
-              "name a .html or .svg file, or pass --format html|svg", file=sys.stderr)
+              "name a .html or .svg file" + (", or pass --format html|svg" if with_option else ""), file=sys.stderr)
     return fmt
 
 
