@@ -61,7 +61,7 @@ def _panel(report, x0: int, y0: int, lo: int, hi: int, out: list) -> None:
                f'<tspan fill="{DEAD_COLOUR if report.failed else "#2e7d32"}">{esc(verdict)}</tspan></text>')
     # std through depth
     top, bottom = y0 + TOP, y0 + TOP + STD_H
-    out.append(f'<text x="{x0 + 4}" y="{top - 8}" class="a">output std at init (log)</text>')
+    out.append(f'<text x="{x0 + 4}" y="{top - 8}" class="a">output std at init (log scale; \u25cf layer with parameters, \u25cb without)</text>')
     for d in range(lo, hi + 1):
         y = py(10.0 ** d)
         out.append(f'<line x1="{x0 + LEFT}" y1="{y:.1f}" x2="{x0 + LEFT + plot_w}" y2="{y:.1f}" class="grid"/>'
@@ -97,6 +97,9 @@ def _panel(report, x0: int, y0: int, lo: int, hi: int, out: list) -> None:
                                                   (p.dead_fraction, DEAD_COLOUR, "dead"))):
             h = BAR_H * frac
             x = px(i) - bw + k * bw
+            if h < 1.5:  # measured, and none: a tick on the floor, so that 0% reads as 0, not as missing
+                out.append(f'<rect class="tick" x="{x:.1f}" y="{btop + BAR_H - 1.5:.1f}" width="{bw:.1f}" '
+                           f'height="1.5" fill="{colour}" fill-opacity="0.6"/>')
             out.append(f'<rect class="bar {what}" x="{x:.1f}" y="{btop + BAR_H - h:.1f}" width="{bw:.1f}" '
                        f'height="{h:.1f}" fill="{colour}"><title>{esc(p.path)}: {frac:.0%} {what} '
                        f'({p.units} units, {p.distinct_after} distinct after training, {p.dead_units} without '
