@@ -336,3 +336,12 @@ def test_graph_usage_errors(tmp_path):
     assert proc.returncode == 2
     proc = run_cli("graph", "examples/mlp.yaml", "-o", str(tmp_path / "no" / "dir.svg"))
     assert proc.returncode == 2 and "cannot write" in proc.stderr
+
+
+def test_ci_installs_the_browser_before_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "dev]" in line)
+    assert command.replace("pip install -c", "pip install -q -c") in ci
+    assert ci.index("apt-get install") < ci.index(command.split(" && ")[0])
+    assert "command -v chromium" in ci  # only when missing

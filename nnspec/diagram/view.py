@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from nnspec.compiler.diagnostics import Diagnostic, Span
+from nnspec.compiler.diagnostics import Diagnostic
 from nnspec.compiler.ir import Graph, Layer, Residual, Sequence
 
 # initializer name -> family (the colour of its chip)
@@ -117,11 +117,6 @@ def residual_branches(node: Residual) -> tuple[list[tuple[str, Optional[Sequence
 MERGES: dict[type, Callable] = {Residual: residual_branches}
 
 
-def _last_line(span: Span) -> int:
-    last = span.end_line if span.end_column > 1 else span.end_line - 1
-    return max(span.line, last)
-
-
 def _severity_rank(severity: str) -> int:
     return {"error": 3, "warning": 2, "info": 1}.get(severity, 0)
 
@@ -133,7 +128,7 @@ class _Builder:
         self.parents: list = [None]
         self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
 
-    def item(self, node, depth: int) -> Optional[Item]:
+    def item(self, node) -> Item:
         if isinstance(node, Layer):
             box = Box(_ident(node.path), node.path, node.name, node.kind, tuple(node.out_shape), node.params,
                       node.span.line,
@@ -146,7 +141,7 @@ class _Builder:
             self.nodes.append((node.span, self.parents[-1], merge))
             self.parents.append(merge)
             for label, seq in parts:
-                items = [] if seq is None else self.items(seq.items, depth + 1)
+                items = [] if seq is None else self.items(seq.items)
                 merge.branches.append(Branch(label, items))
             self.parents.pop()
             return merge
@@ -160,13 +155,13 @@ class _Builder:
             group = Group(_ident(node.path), node.path, node.name, node.kind, label, [], tuple(node.out_shape))
             self.nodes.append((node.span, self.parents[-1], group))
             self.parents.append(group)
-            group.items = self.items(node.items, depth + 1)
+            group.items = self.items(node.items)
             self.parents.pop()
             return group
         raise TypeError(f"no drawing for IR node {type(node).__name__}")
 
-    def items(self, nodes, depth: int) -> list:
-        return [self.item(n, depth) for n in nodes]
+    def items(self, nodes) -> list:
+        return [self.item(n) for n in nodes]
 
     def place(self, diag: Diagnostic) -> list:
         """The drawn nodes of the innermost YAML item that holds the diagnostic's position: one node,
@@ -222,7 +217,7 @@ def _summarise(items: list) -> tuple[int, int, int, int]:
 
 def build_view(graph: Graph, diagnostics: list[Diagnostic]) -> View:
     builder = _Builder(graph, diagnostics)
-    items = builder.items(graph.root.items, 0)
+    items = builder.items(graph.root.items)
     unplaced = []
     for diag in builder.diagnostics:
         targets = builder.place(diag)
