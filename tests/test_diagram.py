@@ -241,6 +241,26 @@ def test_a_new_merge_node_is_one_function(monkeypatch):
     ET.fromstring(render_graph(graph, [], "svg"))
 
 
+def test_every_fixture_that_lowers_draws_with_all_its_findings():
+    """Specs with errors draw as long as they lower (safety errors, budgets, huge counts, fuzz finds)."""
+    drawn = with_errors = 0
+    for path in sorted((ROOT / "tests" / "fixtures").glob("**/*.yaml")):
+        spec, diags = analyse_file(str(path))
+        if spec is None:
+            continue
+        drawn += 1
+        with_errors += any(d.is_error for d in diags)
+        view = build_view(spec.graph, diags)
+        placed = [id(d) for b in iter_boxes(view.items) for d in b.findings]
+        assert len(set(placed)) + len(view.unplaced) <= len(diags)
+        svg = ET.fromstring(render_graph(spec.graph, diags, "svg"))
+        assert sum(1 for g in svg.iter(f"{SVG_NS}g") if "layer" in g.get("class", "").split()) == \
+            sum(1 for _ in spec.graph.layers()), path.name
+        html = render_graph(spec.graph, diags, "html")
+        assert html.count('data-layer="') == sum(1 for _ in spec.graph.layers()), path.name
+    assert drawn > 50 and with_errors > 20
+
+
 # -- layout at scale --------------------------------------------------------------------------
 
 

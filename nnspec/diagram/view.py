@@ -237,7 +237,10 @@ def shape_text(shape: tuple) -> str:
 def params_text(n: int) -> str:
     if n < 10_000:
         return f"{n:,} params" if n else "no params"
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    if n >= 10**12:  # integer arithmetic: a spec may count more parameters than a float can hold
+        digits = str(n)
+        return f"{digits[0]}.{digits[1:3]}e{len(digits) - 1} params"
+    for div, unit in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
         if n >= div:
             return f"{n / div:.3g}{unit} params"
     return f"{n} params"
