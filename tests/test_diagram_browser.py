@@ -79,6 +79,9 @@ def test_findings_page(chromium, tmp_path):
         panel = p.page.locator("#panel").inner_text()
         assert "conv2d_4" in panel and "examples/bad_choices.yaml:18:74" in panel and "NS202" in panel
         assert "NS212" in p.page.locator("ul.unplaced").inner_text()
+        p.page.focus("#n-linear_4")  # the keyboard reaches the details too
+        p.page.keyboard.press("Enter")
+        assert "NS207" in p.page.locator("#panel").inner_text()
         assert p.errors == [] and p.requests == []
     finally:
         p.close()

@@ -43,7 +43,8 @@ main{display:flex;align-items:flex-start}
 .layer .s{font-size:11px;color:#52606d}
 .layer .i{font-family:%(mono)s;font-size:10px;line-height:14px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .layer .i b{display:inline-block;width:8px;height:8px;margin-right:4px;border-radius:1px}
-.layer.selected{box-shadow:0 0 0 3px #90caf9}
+.layer.selected,.join.selected{box-shadow:0 0 0 3px #90caf9}
+.layer:focus-visible,.join:focus-visible{outline:2px solid #1e88e5;outline-offset:2px}
 .finding.error{border:2.5px solid %(error)s}
 .finding.warning{border:2.5px solid %(warning)s}
 .finding.info{border:2.5px solid %(info)s}
@@ -100,6 +101,10 @@ JS = """
   document.getElementById('canvas').addEventListener('click', function(ev){
     var t = ev.target.closest('[data-info]'); if(t){show(t.id);}
   });
+  document.getElementById('canvas').addEventListener('keydown', function(ev){
+    if(ev.key !== 'Enter' && ev.key !== ' '){return;}
+    var t = ev.target.closest('[data-info]'); if(t){ev.preventDefault(); show(t.id);}
+  });
   function setAll(open){document.querySelectorAll('details.group').forEach(function(d){d.open=open;});}
   document.getElementById('expand').addEventListener('click', function(){setAll(true);});
   document.getElementById('collapse').addEventListener('click', function(){setAll(false);});
@@ -124,7 +129,7 @@ class _Writer:
                                        params_text(box.params)]
                              + [f"{i.role}: {i.text} [{i.family}] from {i.source}" for i in box.inits],
                              "findings": [self.finding_info(d) for d in box.findings]}
-        self.out.append(f'<div class="{cls}" id="{box.id}" data-layer="{esc(box.path)}" data-info="1" '
+        self.out.append(f'<div class="{cls}" id="{box.id}" data-layer="{esc(box.path)}" data-info="1" tabindex="0" '
                         f'data-findings="{len(box.findings)}" title="{esc(box_tooltip(box))}">')
         if sev:
             codes = " ".join(sorted({d.code for d in box.findings}))
@@ -153,7 +158,7 @@ class _Writer:
                            "findings": [self.finding_info(d) for d in m.findings]}
         tip = f"{m.path}: {m.join}, output {shape_text(m.shape)}" + "".join("\n" + finding_text(d)
                                                                            for d in m.findings)
-        self.out.append(f'<div class="join{f" finding {sev}" if sev else ""}" id="{m.id}" data-info="1" '
+        self.out.append(f'<div class="join{f" finding {sev}" if sev else ""}" id="{m.id}" data-info="1" tabindex="0" '
                         f'title="{esc(tip)}">{esc(m.join)}</div></div>')
 
     def group(self, g: Group) -> None:

@@ -9,6 +9,7 @@ from nnspec.diagram.style import FAMILY_COLOURS, FONT, MONO, SEVERITY_COLOURS, c
 from nnspec.diagram.view import FAMILY_ORDER, Box, View, finding_text, params_text, shape_text
 
 LINE_H = 15
+LEGEND_W, LEGEND_H = 118, 14
 
 
 def box_tooltip(box: Box) -> str:
@@ -79,8 +80,10 @@ def _join(p, out: list) -> None:
 def render_svg(view: View, drawing: Drawing | None = None) -> str:
     d = drawing or layout(view)
     foot = view.unplaced
-    height = d.height + (LINE_H * (len(foot) + 1) + 8 if foot else 0)
     width = max(d.width, 640)
+    legend_rows = -(-len(FAMILY_ORDER) // max(1, (width - 2 * MARGIN) // LEGEND_W))
+    shift = LEGEND_H * legend_rows + 6  # room for the legend above the drawing
+    height = d.height + shift + (LINE_H * (len(foot) + 1) + 8 if foot else 0)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="{esc(FONT)}">',
            f"<title>{esc(view.name)}: nnspec architecture diagram</title>",
@@ -96,12 +99,13 @@ def render_svg(view: View, drawing: Drawing | None = None) -> str:
                f'<text x="{MARGIN}" y="{MARGIN + 26}" class="hs">{esc(shape_text(view.input_shape))} \u2192 '
                f'{esc(shape_text(view.output_shape))} \u00b7 {view.layers} layers \u00b7 '
                f'{view.params:,} parameters \u00b7 {errors} errors, {warnings} warnings</text>')
-    lx = max(MARGIN + 420, width - MARGIN - 8 * 110)
-    if lx + 8 * 110 <= width:
-        for i, fam in enumerate(FAMILY_ORDER):
-            x = lx + 110 * i
-            out.append(f'<rect x="{x}" y="{MARGIN + 2}" width="8" height="8" fill="{FAMILY_COLOURS[fam]}"/>'
-                       f'<text x="{x + 11}" y="{MARGIN + 10}" class="hs">{esc(fam)}</text>')
+    per_row = max(1, (width - 2 * MARGIN) // LEGEND_W)
+    for i, fam in enumerate(FAMILY_ORDER):  # the initializer families, under the title
+        x = MARGIN + LEGEND_W * (i % per_row)
+        y = MARGIN + 34 + LEGEND_H * (i // per_row)
+        out.append(f'<rect x="{x}" y="{y}" width="8" height="8" fill="{FAMILY_COLOURS[fam]}"/>'
+                   f'<text x="{x + 11}" y="{y + 8}" class="hs">{esc(fam)}</text>')
+    out.append(f'<g transform="translate(0 {shift})">')
     out.append('<g class="edges" fill="none" stroke="#7b8794" stroke-width="1.2">')
     for edge in d.edges:
         out.append('<polyline points="' + " ".join(f"{x},{y}" for x, y in edge) + '"/>')
@@ -116,8 +120,9 @@ def render_svg(view: View, drawing: Drawing | None = None) -> str:
             _join(p, out)
         elif p.kind == "branch-label" and p.text != "branch":
             out.append(f'<text x="{p.x}" y="{p.y + 9}" class="bl">{esc(p.text)}</text>')
+    out.append("</g>")
     if foot:
-        y = d.height + 4
+        y = d.height + shift + 4
         out.append(f'<text x="{MARGIN}" y="{y + 10}" class="hs">Findings on no layer:</text>')
         for f in foot:
             y += LINE_H
