@@ -365,3 +365,15 @@ def test_ci_installs_the_browser_before_the_readme_test_command():
     assert command.replace("pip install -c", "pip install -q -c") in ci
     assert ci.index("apt-get install") < ci.index(command.split(" && ")[0])
     assert "command -v chromium" in ci  # only when missing
+
+
+def test_names_from_the_file_system_are_escaped(tmp_path):
+    path = tmp_path / "<b>&\"x'<script>.yaml"
+    path.write_text("nnspec: 1\nname: esc\ninput: [4]\nlayers:\n  - linear: {out: 4, init: {weight: zeros}}\n"
+                    "  - relu\n  - linear: {out: 2}\n")
+    spec, diags = analyse_file(str(path))
+    assert spec is not None and diags
+    html = render_graph(spec.graph, diags, "html")
+    assert "<b>" not in html and "<script>.yaml" not in html
+    assert html.count("</script>") == 2  # the data block and the code block, nothing else
+    ET.fromstring(render_graph(spec.graph, diags, "svg"))

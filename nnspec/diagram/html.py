@@ -199,7 +199,8 @@ def render_html(view: View) -> str:
     if view.unplaced:
         unplaced = '<ul class="unplaced">' + "".join(
             f'<li class="sev-{d.severity}">{esc(finding_text(d))}</li>' for d in view.unplaced) + "</ul>"
-    data = json.dumps(w.info, sort_keys=True, ensure_ascii=True).replace("</", "<\\/")
+    # no "<" at all inside the script element: nothing in a spec's names or messages can end it early
+    data = json.dumps(w.info, sort_keys=True, ensure_ascii=True).replace("<", "\\u003c")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{esc(view.name)}: nnspec architecture diagram</title>"

@@ -126,18 +126,29 @@ class _Builder:
         self.graph = graph
         self.nodes: list = []  # (span, parent target, target) for finding placement
         self.parents: list = [None]
+        self.ids: set = set()
         self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
+
+    def ident(self, path: str) -> str:
+        """An HTML id for a node: its path with the characters ids dislike replaced, made unique."""
+        base = _ident(path)
+        ident, n = base, 1
+        while ident in self.ids:
+            n += 1
+            ident = f"{base}--{n}"
+        self.ids.add(ident)
+        return ident
 
     def item(self, node) -> Item:
         if isinstance(node, Layer):
-            box = Box(_ident(node.path), node.path, node.name, node.kind, tuple(node.out_shape), node.params,
+            box = Box(self.ident(node.path), node.path, node.name, node.kind, tuple(node.out_shape), node.params,
                       node.span.line,
                       [Init(t.role, t.init.describe(), family(t.init.name), t.source) for t in node.tensors.values()])
             self.nodes.append((node.span, self.parents[-1], box))
             return box
         if type(node) in MERGES:
             parts, join = MERGES[type(node)](node)
-            merge = Merge(_ident(node.path), node.path, node.name, [], join, tuple(node.out_shape))
+            merge = Merge(self.ident(node.path), node.path, node.name, [], join, tuple(node.out_shape))
             self.nodes.append((node.span, self.parents[-1], merge))
             self.parents.append(merge)
             for label, seq in parts:
@@ -152,7 +163,7 @@ class _Builder:
                 label = f"block {node.block}"
             else:
                 label = node.kind
-            group = Group(_ident(node.path), node.path, node.name, node.kind, label, [], tuple(node.out_shape))
+            group = Group(self.ident(node.path), node.path, node.name, node.kind, label, [], tuple(node.out_shape))
             self.nodes.append((node.span, self.parents[-1], group))
             self.parents.append(group)
             group.items = self.items(node.items)
