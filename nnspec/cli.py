@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--steps", type=int, default=20)
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--lr", type=float, default=0.1)
+    pr.add_argument("--plot", metavar="FILE", help="also draw the per-layer chart (FILE.svg or FILE.html)")
+
+    g = sub.add_parser("graph", help="draw the architecture with shapes, initializers and findings")
+    g.add_argument("spec")
+    g.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.html or FILE.svg")
+    g.add_argument("--format", choices=("html", "svg"), help="default: from the output file's extension")
     return p
 
 
@@ -287,14 +293,69 @@ def cmd_probe(args) -> int:
         return EXIT_USAGE if any(d.code == "NS001" and not os.path.isfile(args.spec) for d in diags) else EXIT_FOUND
     if diags:
         sys.stderr.write(formats.render_concise(diags))
+    fmt = None
+    if args.plot:
+        fmt = _picture_format(args.plot, None, with_option=False)
+        if fmt is None:
+            return EXIT_USAGE
     report = run_probe(spec, steps=args.steps, seed=args.seed, lr=args.lr)
     sys.stdout.write(report.text())
+    if args.plot:
+        from nnspec.diagram.chart import render_probe
+
+        if not _write_picture(args.plot, render_probe([report], fmt)):
+            return EXIT_USAGE
     return EXIT_FOUND if report.failed else EXIT_OK
+
+
+def _picture_format(path: str, given: str | None, with_option: bool = True) -> str | None:
+    if given:
+        return given
+    ext = os.path.splitext(path)[1].lower()
+    fmt = {".html": "html", ".htm": "html", ".svg": "svg"}.get(ext)
+    if fmt is None:
+        print(f"nnspec: error: cannot tell the picture format of {path!r} (extension {ext or 'none'!r}); "
+              "name a .html or .svg file" + (", or pass --format html|svg" if with_option else ""), file=sys.stderr)
+    return fmt
+
+
+def _write_picture(path: str, text: str) -> bool:
+    try:
+        with open(path, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+    except OSError as exc:
+        print(f"nnspec: error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    print(f"wrote {path}", file=sys.stderr)
+    return True
+
+
+def cmd_graph(args) -> int:
+    """Draw a spec. Findings of any severity are drawn on their layers; only a spec that cannot be
+    lowered to the IR (syntax, schema, unknown names) has no picture: its diagnostics, exit 1."""
+    from nnspec import formats
+    from nnspec.compiler.pipeline import analyse_file
+    from nnspec.diagram.render import render_graph
+
+    fmt = _picture_format(args.output, args.format)
+    if fmt is None:
+        return EXIT_USAGE
+    if os.path.abspath(args.output) == os.path.abspath(args.spec):
+        print(f"nnspec: error: the output {args.output} is the spec itself", file=sys.stderr)
+        return EXIT_USAGE
+    spec, diags = analyse_file(args.spec)
+    if spec is None:
+        sys.stderr.write(formats.render_full(diags))
+        sys.stderr.write(formats.summary(diags, 1) + "\n")
+        return EXIT_USAGE if any(d.code == "NS001" and not os.path.isfile(args.spec) for d in diags) else EXIT_FOUND
+    if diags:
+        sys.stderr.write(formats.render_concise(diags))
+    return EXIT_OK if _write_picture(args.output, render_graph(spec.graph, diags, fmt)) else EXIT_USAGE
 
 
 COMMANDS = {"check": cmd_check, "rule": cmd_rule, "inits": cmd_inits, "schema": cmd_schema,
             "initializers": cmd_initializers, "compile": cmd_compile, "build": cmd_build, "parity": cmd_parity,
-            "probe": cmd_probe}
+            "probe": cmd_probe, "graph": cmd_graph}
 
 
 def main(argv: list[str] | None = None) -> int:

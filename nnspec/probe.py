@@ -5,8 +5,10 @@ model is built with PyTorch, dropout is switched off (so that only the
 initialisation can break symmetry), and N steps of SGD are run on random
 inputs against random targets. Reported per parametrised layer: how many
 distinct units (weight rows, with their bias) it has at init and after
-training, which tensors never received a non-zero gradient, and the scale of
-its output at init.
+training, which tensors never received a non-zero gradient, how many units
+(weight rows) never did, and the scale of its output at init. Recorded for
+every layer, in the order the forward pass runs them: the std of its output at
+init (`ProbeReport.activations`, what `nnspec probe --plot` draws through depth).
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ class LayerProbe:
     distinct_weights_at_init: int  # distinct weight rows alone
     init_std: float
     zero_grad: list = field(default_factory=list)  # tensor roles whose gradient was always exactly zero
+    dead_units: int = 0  # units (weight rows) whose gradient was always exactly zero
+
+    @property
+    def identical_fraction(self) -> float:
+        """Share of units that duplicate another after training (0 for a layer without units)."""
+        return (self.units - self.distinct_after) / self.units if self.units else 0.0
+
+    @property
+    def dead_fraction(self) -> float:
+        """Share of units that never received a gradient (0 for a layer without units)."""
+        return self.dead_units / self.units if self.units else 0.0
 
     @property
     def stuck(self) -> bool:
@@ -35,12 +48,20 @@ class LayerProbe:
 
 
 @dataclass
+class Activation:
+    path: str
+    kind: str
+    std: float  # of the layer's output at init, over the probe's batch
+
+
+@dataclass
 class ProbeReport:
     name: str
     steps: int
     layers: list
     loss_before: float
     loss_after: float
+    activations: list = field(default_factory=list)  # Activation, in forward order
 
     @property
     def failed(self) -> bool:
@@ -104,7 +125,7 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
     x = torch.from_numpy(random_batch(spec, batch, seed))
     unit_layers = [layer for layer in spec.graph.layers() if layer.kind in ("linear", "embedding")
                    or layer.kind.startswith("conv")]
-    stds: dict[str, float] = {}
+    stds: dict[str, float] = {}  # filled in the order the forward pass runs the layers
 
     def record(path):
         def hook(module, inputs, output):
@@ -113,7 +134,7 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
         return hook
 
     hooks = [modules[layer.path].register_forward_hook(record(layer.path))
-             for layer in spec.graph.layers() if layer.tensors]
+             for layer in spec.graph.layers() if layer.path in modules]
     at_init = {layer.path: _distinct_units(layer, modules) for layer in unit_layers}
     weights_at_init = {layer.path: _distinct_units(layer, modules, with_bias=False)[1] for layer in unit_layers}
     with torch.no_grad():
@@ -123,6 +144,9 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
     target = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     ever_nonzero = {name: False for name in params}
+    # an embedding row only gets a gradient when its token is in the batch: not a dead unit
+    row_nonzero = {layer.path: torch.zeros(modules[layer.path].weight.shape[0], dtype=torch.bool)
+                   for layer in unit_layers if layer.kind != "embedding"}
     loss_before = loss_after = float("nan")
     for step in range(steps):
         optimizer.zero_grad()
@@ -131,6 +155,10 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
         for name, p in params.items():
             if p.grad is not None and bool(p.grad.abs().sum() > 0):
                 ever_nonzero[name] = True
+        for path, rows in row_nonzero.items():
+            grad = modules[path].weight.grad
+            if grad is not None:
+                rows |= grad.detach().reshape(grad.shape[0], -1).abs().sum(dim=1) > 0
         optimizer.step()
         if step == 0:
             loss_before = float(loss.detach())
@@ -142,6 +170,10 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
         units, distinct_init = at_init.get(layer.path, (0, 0))
         distinct_after = _distinct_units(layer, modules)[1] if layer.path in at_init else 0
         zero = [t.role for t in layer.tensors.values() if not ever_nonzero[torch_path(t)]]
+        dead_units = int((~row_nonzero[layer.path]).sum()) if layer.path in row_nonzero else 0
         layers.append(LayerProbe(layer.path, layer.kind, units, distinct_init, distinct_after,
-                                 weights_at_init.get(layer.path, 0), stds.get(layer.path, float("nan")), zero))
-    return ProbeReport(spec.name, steps, layers, loss_before, loss_after)
+                                 weights_at_init.get(layer.path, 0), stds.get(layer.path, float("nan")), zero,
+                                 dead_units))
+    kinds = {layer.path: layer.kind for layer in spec.graph.layers()}
+    activations = [Activation(path, kinds[path], std) for path, std in stds.items()]
+    return ProbeReport(spec.name, steps, layers, loss_before, loss_after, activations)

@@ -88,3 +88,32 @@ def test_probe_command_exit_codes():
     assert "ok" in head.stdout.splitlines()[-1]
     broken = run("NS101_residual_mismatch.yaml")
     assert broken.returncode == 1 and "NS101" in broken.stderr
+
+
+def test_activations_follow_the_forward_pass_and_dead_units_are_counted():
+    spec, _ = analyse_file(str(FIXTURES / "NS202_dead_relu.yaml"))
+    report = run_probe(spec, steps=3, seed=0)
+    assert [a.path for a in report.activations] == [layer.path for layer in spec.graph.layers()]
+    dead = [layer for layer in report.layers if layer.dead]
+    assert dead and all(layer.dead_units == layer.units and layer.dead_fraction == 1.0
+                        for layer in dead if layer.units and "weight" in layer.zero_grad)
+    live = [layer for layer in report.layers if layer.units and not layer.dead]
+    assert all(layer.dead_units == 0 for layer in live)
+
+
+def test_probe_plot(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "probe.svg"
+    proc = subprocess.run([sys.executable, "-m", "nnspec", "probe", str(FIXTURES / "NS202_dead_relu.yaml"),
+                           "--steps", "3", "--plot", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr  # dead units: the probe fails, and still draws
+    root = ET.fromstring(out.read_text())
+    ns = "{http://www.w3.org/2000/svg}"
+    spec, _ = analyse_file(str(FIXTURES / "NS202_dead_relu.yaml"))
+    points = [c for c in root.iter(f"{ns}circle") if c.get("class") == "pt"]
+    assert len(points) == sum(1 for _ in spec.graph.layers())
+    assert any("dead" in (r.get("class") or "") for r in root.iter(f"{ns}rect"))
+    bad = subprocess.run([sys.executable, "-m", "nnspec", "probe", str(FIXTURES / "NS202_dead_relu.yaml"),
+                          "--plot", str(tmp_path / "x.pdf")], capture_output=True, text=True)
+    assert bad.returncode == 2 and ".pdf" in bad.stderr and "DEAD" not in bad.stdout
