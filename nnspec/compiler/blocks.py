@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from nnspec.compiler.arithmetic import names_in
 from nnspec.compiler.report import Recorder
 from nnspec.names import identifier_problem
 from nnspec.vocabulary import initializers as inits
@@ -60,7 +61,7 @@ def arg_refs(raw) -> set:
     """Every `$name` a block body refers to, anywhere in its raw data."""
     if isinstance(raw, str):
         match = ARG_REF.match(raw)
-        return {match.group(1)} if match else set()
+        return {match.group(1)} if match else names_in(raw)
     values = raw.values() if isinstance(raw, dict) else raw if isinstance(raw, list) else ()
     found: set = set()
     for value in values:

@@ -12,6 +12,7 @@ from typing import Optional
 
 from pydantic import ValidationError
 
+from nnspec.compiler.arithmetic import ExpressionError, evaluate, tokens_of
 from nnspec.compiler.blocks import ARG_REF, ITEM_KEYS
 from nnspec.compiler.merges import expand_merge
 from nnspec.compiler.report import Abort, Recorder, Scoped
@@ -224,7 +225,7 @@ class _Expander:
         stack = [(raw, path)]
         while stack:
             value, where = stack.pop()
-            if isinstance(value, str) and ARG_REF.match(value):
+            if isinstance(value, str) and (ARG_REF.match(value) or tokens_of(value) is not None):
                 found.append((where, value))
             elif isinstance(value, list):
                 stack.extend((v, where + (i,)) for i, v in enumerate(value))
@@ -242,14 +243,22 @@ class _Expander:
             raise _TooLarge(f"{MAX_EXPANDED_VALUES:,} values in block bodies")
         if isinstance(raw, str):
             match = ARG_REF.match(raw)
+            block = self.block_stack[-1] if self.block_stack else None
             if match:
                 arg = match.group(1)
                 if arg not in env:
-                    block = self.block_stack[-1] if self.block_stack else None
                     self.error(path, "NS105", f"`${arg}` is not an argument of block `{block}`",
                                did_you_mean(arg, env) or f"declare it under `args:` of `{block}`")
                     raise Abort
                 return env[arg]
+            if tokens_of(raw) is not None:
+                try:
+                    return evaluate(raw, env, block)
+                except ExpressionError as exc:
+                    hint = exc.hint or (did_you_mean(exc.name, env) or f"declare it under `args:` of `{block}`"
+                                        if exc.name else "")
+                    self.error(path, exc.code, exc.message, hint)
+                    raise Abort from None
             return raw
         if isinstance(raw, list):
             return [self.substitute(v, path + (i,), env) for i, v in enumerate(raw)]
