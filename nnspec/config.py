@@ -47,6 +47,15 @@ def _toml_load(path: str) -> dict:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+def _mentions_nnspec(path: str) -> bool:
+    """A cheap test before parsing: a pyproject.toml that never says `nnspec` has no [tool.nnspec]."""
+    try:
+        with open(path, "rb") as fh:
+            return b"nnspec" in fh.read()
+    except OSError:
+        return True  # let the parse report it
+
+
 def find_config(start: str) -> Optional[tuple[str, dict]]:
     """(path, the nnspec table) of the nearest configuration at or above `start`, or None."""
     directory = os.path.abspath(start)
@@ -56,7 +65,7 @@ def find_config(start: str) -> Optional[tuple[str, dict]]:
             data = _toml_load(own)
             return own, data.get("tool", {}).get("nnspec", data)
         project = os.path.join(directory, "pyproject.toml")
-        if os.path.isfile(project):
+        if os.path.isfile(project) and _mentions_nnspec(project):
             table = _toml_load(project).get("tool", {}).get("nnspec")
             if table is not None:
                 return project, table
@@ -131,12 +140,21 @@ class Globs:
     """Gitignore-style patterns matched relative to a base directory."""
 
     def __init__(self, patterns: list[str], base: str):
-        import pathspec
-
         self.base = os.path.abspath(base)
-        self.spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+        self.patterns = list(patterns)
+        self._spec = None
+
+    @property
+    def spec(self):
+        if self._spec is None:  # pathspec is imported only when something is matched
+            import pathspec
+
+            self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+        return self._spec
 
     def matches(self, path: str, is_dir: bool = False) -> bool:
+        if not self.patterns:
+            return False
         absolute = os.path.abspath(path)
         rel = os.path.relpath(absolute, self.base) if _inside(absolute, self.base) else None
         candidates = [rel] if rel is not None else [path.lstrip("./") or path, os.path.basename(absolute)]

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import assert_gitlab_report
 
 from nnspec import __version__, formats
 from nnspec.cli import _parser, main
@@ -249,27 +250,6 @@ def test_rule_family(capsys):
 
 
 # -- GitLab Code Quality and the GitHub step summary ---------------------------------------------------------
-
-GITLAB_SEVERITIES = {"info", "minor", "major", "critical", "blocker"}
-
-
-def assert_gitlab_report(text: str) -> list:
-    """The fields GitLab documents for a Code Quality report."""
-    report = json.loads(text)
-    assert isinstance(report, list)
-    for issue in report:
-        assert isinstance(issue["description"], str) and issue["description"]
-        assert isinstance(issue["check_name"], str) and issue["check_name"] in CODES
-        assert isinstance(issue["fingerprint"], str) and re.fullmatch(r"[0-9a-f]{64}", issue["fingerprint"])
-        assert issue["severity"] in GITLAB_SEVERITIES
-        path = issue["location"]["path"]
-        assert isinstance(path, str) and not os.path.isabs(path) and "\\" not in path
-        begin = issue["location"]["lines"]["begin"]
-        assert isinstance(begin, int) and begin >= 1
-    fingerprints = [i["fingerprint"] for i in report]
-    assert len(set(fingerprints)) == len(fingerprints)
-    return report
-
 
 def test_gitlab_format(tmp_path, monkeypatch, capsys):
     write(tmp_path, {"sub/bad.yaml": BAD, "warn.yaml": WARN, "twice.yaml": BAD.replace("stirde: 1", "stirde: 1, x: 2")})
