@@ -17,7 +17,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Defaults in the help, but not `(default: None)` on options that have none."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False:
+        if action.default is None or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             return action.help
         return super()._get_help_string(action)
 
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default=None, metavar="FILE",
                    help="read this configuration file instead of the nearest pyproject.toml / nnspec.toml")
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
-    c.add_argument("--output-file", "-o", help="write the report here instead of stdout")
+    c.add_argument("--output-file", "-o", metavar="FILE", help="write the report here instead of stdout")
     c.add_argument("--specs-only", action="store_true",
                    help="skip named files without a top-level `nnspec` key (for pre-commit)")
     c.add_argument("--quiet", "-q", action="store_true", help="no summary line")
@@ -149,9 +149,12 @@ def cmd_check(args) -> int:
     ignore = _codes(args.ignore) if args.ignore is not None else [c.upper() for c in config.ignore or []]
     per_file = [(Globs([glob], config.root), [c.upper() for c in codes])
                 for glob, codes in config.per_file_ignores.items()]
-    for pattern in select + ignore + [c for _, codes in per_file for c in codes]:
+    from_file = f" (in {formats._one_line(config.path)})" if config.path else ""
+    for pattern, origin in ([(p, "" if args.select is not None else from_file) for p in select]
+                            + [(p, "" if args.ignore is not None else from_file) for p in ignore]
+                            + [(c, from_file) for _, codes in per_file for c in codes]):
         if not any(code.startswith(pattern) for code in CODES):
-            return _usage_error(f"`{pattern}` matches no rule code (see `nnspec rule --list`)")
+            return _usage_error(f"`{pattern}` matches no rule code{origin} (see `nnspec rule --list`)")
     max_params = args.max_params if args.max_params is not None else config.max_params
     if max_params is not None and max_params < 1:
         return _usage_error(f"--max-params must be positive, got {max_params}")

@@ -187,7 +187,8 @@ def test_configuration_is_found_upward_and_nnspec_toml_wins(project, capsys, mon
     ('[tool.nnspec]\nselct = ["NS2"]\n', "unknown key `selct` in the nnspec configuration; did you mean `select`?"),
     ('[tool.nnspec]\nselect = 3\n', "`select` must be a list of strings, got 3"),
     ('[tool.nnspec]\nmax-params = -1\n', "`max-params` must be a positive integer, got -1"),
-    ('[tool.nnspec]\nignore = ["NS9"]\n', "`NS9` matches no rule code"),
+    ('[tool.nnspec]\nignore = ["NS9"]\n', "`NS9` matches no rule code (in "),
+    ('[tool.nnspec]\nper-file-ignores = {"a.yaml" = ["NS2011"]}\n', "`NS2011` matches no rule code (in "),
     ('[tool.nnspec\n', "not valid TOML"),
 ])
 def test_bad_configuration_exits_2(project, capsys, text, message):
