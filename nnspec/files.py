@@ -53,14 +53,19 @@ def _gitignore(directory: str):
 
 
 def _excluded_itself(directory: str, *specs) -> bool:
-    """Whether `directory` or a directory above it (up to the working directory) matches one of `specs`."""
+    """Whether `directory` or a directory above it, below the working directory, matches one of `specs`
+    (a directory outside the working directory: only itself)."""
     current = os.path.abspath(directory)
     stop = os.path.abspath(os.getcwd())
+    try:
+        inside = os.path.commonpath([current, stop]) == stop
+    except ValueError:
+        inside = False
     while True:
-        if any(spec.matches(current, is_dir=True) for spec in specs):
+        if current != stop and any(spec.matches(current, is_dir=True) for spec in specs):
             return True
         parent = os.path.dirname(current)
-        if current == stop or parent == current:
+        if not inside or current == stop or parent == current:
             return False
         current = parent
 
