@@ -25,7 +25,8 @@ DEFAULT_EXCLUDE = (".*", "node_modules", "__pycache__")
 
 def _gitignores_above(directory: str) -> list:
     """The .gitignore files from the enclosing git repository's root down to `directory` (exclusive), as
-    (base, spec); none when `directory` is not inside a git repository."""
+    `nnspec.config.Globs`; none when `directory` is not inside a git repository. (A negation `!x` applies
+    within its own file only.)"""
     chain, current = [], os.path.abspath(directory)
     while True:
         parent = os.path.dirname(current)
@@ -78,7 +79,12 @@ def discover(paths: list[str], specs_only: bool = False, exclude=None, force_exc
              respect_gitignore: bool = True) -> tuple[list[str], list[str]]:
     """(files to check, paths that do not exist). A file named explicitly is always checked unless
     `specs_only`, or unless `force_exclude` and `exclude` (a `nnspec.config.Globs`) matches it; a directory
-    contributes its *.yaml / *.yml spec files, recursively, except what `exclude` or a .gitignore matches."""
+    contributes its *.yaml / *.yml spec files, recursively, except what `exclude` (default: hidden folders,
+    node_modules and __pycache__) or a .gitignore matches."""
+    if exclude is None:
+        from nnspec.config import Globs
+
+        exclude = Globs(list(DEFAULT_EXCLUDE), os.getcwd())
     files, missing = [], []
     for path in paths:
         if os.path.isdir(path):
