@@ -102,8 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance")
     q.add_argument("--rtol", type=float, default=1e-4,
                    help="relative tolerance: each element must be within atol + rtol * |torch output|")
-    q.add_argument("--seed", type=int, help="random seed of the weights and the batch (default: the spec's "
-                                            "`seed`, else 0)")
+    q.add_argument("--seed", type=int, help="random seed of the weights, the perturbation and the batch "
+                                            "(default: the spec's `seed` for the weights, else a fresh one; "
+                                            "0 for the perturbation and the batch)")
     q.add_argument("--batch", type=int, default=2, help="batch size of the random input")
     q.add_argument("--perturb", action=argparse.BooleanOptionalAction, default=True,
                    help="add noise to every weight and normalisation statistic first, so that zero, constant and "

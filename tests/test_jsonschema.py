@@ -259,3 +259,18 @@ def test_schema_command_writes_a_file(tmp_path, capsys):
     assert target.read_text() == schema_text()
     assert main(["schema"]) == 0
     assert capsys.readouterr().out == schema_text()
+
+
+def test_readme_editor_setup_matches_the_naming_convention():
+    """The README's VS Code settings parse, and their glob matches `*.nnspec.yaml` files, not other YAML."""
+    import fnmatch
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", readme, re.DOTALL)]
+    (settings,) = [b for b in blocks if "yaml.schemas" in b]
+    ((schema_path, globs),) = settings["yaml.schemas"].items()
+    assert schema_path == "./nnspec.schema.json"
+    for name, expected in [("resnet.nnspec.yaml", True), ("cfg/a.nnspec.yml", True), ("compose.yaml", False)]:
+        assert any(fnmatch.fnmatch(name.rsplit("/", 1)[-1], g) for g in globs) is expected, name
+    assert "nnspec schema -o nnspec.schema.json" in readme and "yaml-language-server" in readme
