@@ -12,9 +12,19 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
+# Every number a layer hands to a framework is bounded here, so that what passes `check` never makes
+# PyTorch or Keras fail: sizes fit a C int (the frameworks' int32 paths, cuDNN, XLA), floats are finite and
+# nonzero in float32 (every tensor is float32), seeds are what torch.manual_seed accepts.
+MAX_DIM = 2**31 - 1  # one size, width or count
+MAX_SEED = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32: a smaller eps is 0 or denormal there
+
+PosInt = Annotated[int, Field(ge=1, le=MAX_DIM)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_DIM)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+PosFloat = Annotated[float, Field(gt=0, le=FLOAT32_MAX)]
+Epsilon = Annotated[float, Field(ge=FLOAT32_TINY, le=FLOAT32_MAX)]
 Probability = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -26,7 +36,7 @@ class ItemKeys(Strict):
     """Keys every item accepts (init/allow/repeat/name); their values are checked separately."""
 
     name: Optional[str] = None
-    repeat: Optional[PosInt] = None
+    repeat: Optional[Annotated[int, Field(ge=1)]] = None  # bounded by the expansion limit
     init: Optional[dict] = None
     allow: Optional[dict] = None
 
@@ -55,12 +65,12 @@ class ConvArgs(ItemKeys):
 
 
 class BatchNormArgs(ItemKeys):
-    eps: PosFloat = 1e-5
+    eps: Epsilon = 1e-5
     momentum: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
 class LayerNormArgs(ItemKeys):
-    eps: PosFloat = 1e-5
+    eps: Epsilon = 1e-5
 
 
 class EmbeddingArgs(ItemKeys):
@@ -69,7 +79,7 @@ class EmbeddingArgs(ItemKeys):
 
 
 class LeakyReluArgs(ItemKeys):
-    slope: Annotated[float, Field(ge=0)] = 0.01
+    slope: Annotated[float, Field(ge=0, le=FLOAT32_MAX)] = 0.01
 
 
 class EluArgs(ItemKeys):
@@ -81,7 +91,7 @@ class GeluArgs(ItemKeys):
 
 
 class SoftmaxArgs(ItemKeys):
-    axis: int = -1
+    axis: Annotated[int, Field(ge=-MAX_DIM, le=MAX_DIM)] = -1
 
 
 class DropoutArgs(ItemKeys):
@@ -111,7 +121,7 @@ class SpecModel(Strict):
     name: str
     input: Union[Annotated[list[PosInt], Field(min_length=1, max_length=4)], InputSpec]
     description: Optional[str] = None
-    seed: Optional[NonNegInt] = None
+    seed: Optional[Seed] = None
     init: dict = Field(default_factory=dict)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list = Field(min_length=1)
