@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 # Every number a layer hands to a framework is bounded here, so that what passes `check` never makes
 # PyTorch or Keras fail: sizes fit a C int (the frameworks' int32 paths, cuDNN, XLA), floats are finite and
@@ -20,11 +21,28 @@ MAX_SEED = 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32: a smaller eps is 0 or denormal there
 
+
+
+def _float32(value: float) -> float:
+    if abs(value) > FLOAT32_MAX:
+        raise PydanticCustomError("less_than_equal", "Input should be within float32's range (at most about 3.4e38), "
+                                  "where every tensor computes")
+    return value
+
+
+def _normal_float32(value: float) -> float:
+    if value < FLOAT32_TINY:
+        raise PydanticCustomError("greater_than_equal", "Input should be at least about 1.2e-38, float32's smallest "
+                                  "normal number (a smaller eps is 0 or denormal there)")
+    return value
+
+
+Float32 = AfterValidator(_float32)
 PosInt = Annotated[int, Field(ge=1, le=MAX_DIM)]
 NonNegInt = Annotated[int, Field(ge=0, le=MAX_DIM)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
-PosFloat = Annotated[float, Field(gt=0, le=FLOAT32_MAX)]
-Epsilon = Annotated[float, Field(ge=FLOAT32_TINY, le=FLOAT32_MAX)]
+PosFloat = Annotated[float, Field(gt=0), Float32]
+Epsilon = Annotated[float, Field(gt=0), Float32, AfterValidator(_normal_float32)]
 Probability = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -79,7 +97,7 @@ class EmbeddingArgs(ItemKeys):
 
 
 class LeakyReluArgs(ItemKeys):
-    slope: Annotated[float, Field(ge=0, le=FLOAT32_MAX)] = 0.01
+    slope: Annotated[float, Field(ge=0), Float32] = 0.01
 
 
 class EluArgs(ItemKeys):
