@@ -36,11 +36,21 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
 
 
+def _analyse_path(path: str):
+    """analyse_file, except that a FIFO, device or socket is reported (NS001), never opened: reading it could
+    block forever or never end."""
+    from nnspec.compiler.pipeline import analyse_file
+    from nnspec.files import special_file_diagnostic
+
+    diagnostic = special_file_diagnostic(path)
+    if diagnostic is not None:
+        return None, [diagnostic]
+    return analyse_file(path)
+
+
 def load(path: Union[str, os.PathLike]) -> Spec:
     """Load, validate and lower a spec file; raise SpecError if it has errors (warnings do not raise)."""
-    from nnspec.compiler.pipeline import analyse_file
-
-    return _finish(*analyse_file(os.fspath(path)))
+    return _finish(*_analyse_path(os.fspath(path)))
 
 
 def loads(text: str, filename: str = "<string>") -> Spec:
@@ -52,16 +62,34 @@ def loads(text: str, filename: str = "<string>") -> Spec:
 
 def check(path: Union[str, os.PathLike]) -> list[Diagnostic]:
     """Every diagnostic of a spec file. Never raises, whatever the file holds."""
-    from nnspec.compiler.pipeline import analyse_file
-
     try:
-        return analyse_file(os.fspath(path))[1]
+        return _analyse_path(os.fspath(path))[1]
     except Exception as exc:  # a bug in nnspec must still come out as a located diagnostic
         from nnspec.compiler.diagnostics import Span
 
         return [Diagnostic.at(Span(os.fspath(path), 1, 1, 1, 1), "NS001",
                               f"internal error while checking this file: {type(exc).__name__}: {exc}",
                               "please report this file to the nnspec maintainers")]
+
+
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed, what: str = "seed") -> Optional[int]:
+    """`seed` if it is None or an integer in [0, 2**63); else a ValueError that says what was given. A bool or a
+    float is refused although Python would take it as a number: `True` and `1.0` must not silently seed the same
+    as (or differently from) `1`."""
+    if seed is None:
+        return None
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"{what} must be an integer in [0, 2**63), got {type(seed).__name__} {seed!r:.80}")
+    seed = int(seed)
+    if not 0 <= seed <= MAX_SEED:
+        shown = str(seed) if seed.bit_length() < 256 else f"a {seed.bit_length()}-bit integer"
+        raise ValueError(f"{what} must be an integer in [0, 2**63), got {shown}")
+    return seed
 
 
 def _as_spec(spec: Union[Spec, str, os.PathLike]) -> Spec:
@@ -78,7 +106,10 @@ def _target(target: str) -> str:
 
 def build(spec: Union[Spec, str, os.PathLike], target: str = "torch", seed: Optional[int] = None,
           device: str = "cpu", max_params: Optional[int] = None):
-    """Build the model in memory: a torch `nn.Module` or a functional `keras.Model`."""
+    """Build the model in memory: a torch `nn.Module` or a functional `keras.Model`. `seed` (an integer in
+    [0, 2**63)) overrides the spec's own."""
+    seed = check_seed(seed)
+    _target(target)
     spec = _as_spec(spec)
     from nnspec.compiler.budget import check_budget
 

@@ -11,6 +11,47 @@ from nnspec import __version__
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
+def _integer(low: int, high: int, what: str):
+    """An argparse type: an integer in [low, high], refused with a message that says what is allowed."""
+    def parse(text: str) -> int:
+        body = text.strip()
+        if len(body) > 40 or not body.lstrip("+-").isdigit():
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text[:40]!r}")
+        value = int(body)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _real(low: float, what: str, strict: bool = False):
+    """An argparse type: a finite number >= low (> low when `strict`); nan and inf are refused."""
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text[:40]!r}") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text[:40]}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+SEED = _integer(0, 2**63 - 1, "a seed: an integer from 0 to 2**63 - 1")
+COUNT = _integer(0, 2**63 - 1, "a non-negative integer")
+BYTES = _integer(0, 2**63 - 1, "a number of bytes (a non-negative integer)")
+BATCH = _integer(1, 2**31 - 1, "a batch size: an integer >= 1")
+STEPS = _integer(1, 1_000_000, "a number of steps from 1 to 1,000,000")
+TOLERANCE = _real(0.0, "a tolerance: a finite number >= 0")
+RATE = _real(0.0, "a learning rate: a finite number > 0", strict=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     from nnspec.formats import FORMATS
 
@@ -52,23 +93,29 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("spec")
     b.add_argument("--target", choices=("torch", "keras"), default="torch")
     b.add_argument("--device", default="cpu", help="cpu, meta (no memory), cuda, ...")
-    b.add_argument("--seed", type=int)
-    b.add_argument("--max-params", type=int, help="refuse to build above this many parameters")
+    b.add_argument("--seed", type=SEED)
+    b.add_argument("--max-params", type=COUNT, help="refuse to build above this many parameters")
+    b.add_argument("--max-activation-bytes", type=BYTES, metavar="BYTES",
+                   help="refuse to build when one sample's float32 activations need more bytes")
 
     q = sub.add_parser("parity", help="compare the PyTorch and Keras models on one batch")
     q.add_argument("spec")
-    q.add_argument("--atol", type=float, default=1e-4)
-    q.add_argument("--rtol", type=float, default=1e-4)
-    q.add_argument("--seed", type=int)
-    q.add_argument("--batch", type=int, default=2)
+    q.add_argument("--atol", type=TOLERANCE, default=1e-4)
+    q.add_argument("--rtol", type=TOLERANCE, default=1e-4)
+    q.add_argument("--seed", type=SEED)
+    q.add_argument("--batch", type=BATCH, default=2)
+    q.add_argument("--max-activation-bytes", type=BYTES, metavar="BYTES",
+                   help="refuse above this many bytes of float32 activations for the batch (default 16 GiB)")
     q.add_argument("--perturb", action="store_true",
                    help="add noise to every weight first, so zero and identity initializers hide nothing")
 
     pr = sub.add_parser("probe", help="train a few SGD steps and report stuck and dead units")
     pr.add_argument("spec")
-    pr.add_argument("--steps", type=int, default=20)
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--lr", type=float, default=0.1)
+    pr.add_argument("--steps", type=STEPS, default=20)
+    pr.add_argument("--seed", type=SEED, default=0)
+    pr.add_argument("--lr", type=RATE, default=0.1)
+    pr.add_argument("--max-activation-bytes", type=BYTES, metavar="BYTES",
+                    help="refuse above this many bytes of float32 activations for the batch of 16 (default 16 GiB)")
     return p
 
 
@@ -81,10 +128,9 @@ def _matches(code: str, patterns: list[str]) -> bool:
 
 
 def cmd_check(args) -> int:
-    from nnspec import formats
+    from nnspec import _analyse_path, formats
     from nnspec.compiler.codes import CODES
-    from nnspec.compiler.pipeline import analyse_file
-    from nnspec.files import discover
+    from nnspec.files import ReportRefused, discover, leaves_tree, write_report
 
     select, ignore = _codes(args.select), _codes(args.ignore)
     for pattern in select + ignore:
@@ -94,10 +140,15 @@ def cmd_check(args) -> int:
     files, missing = discover(args.paths, specs_only=args.specs_only)
     for path in missing:
         print(f"nnspec: error: {formats._one_line(path)}: no such file or directory", file=sys.stderr)
+    for path in files:
+        target = leaves_tree(path)
+        if target is not None:
+            print(f"nnspec: warning: {formats._one_line(path)} is a symbolic link that leaves the tree (to "
+                  f"{formats._one_line(target)}); its lines are quoted only if it is a spec", file=sys.stderr)
     diags = []
     unreadable = False
     for path in files:
-        _, found = analyse_file(path)
+        _, found = _analyse_path(path)
         for d in found:
             if d.code == "NS001" and (not os.path.isfile(path) or not os.access(path, os.R_OK)):
                 unreadable = True
@@ -126,8 +177,10 @@ def cmd_check(args) -> int:
         text = formats.render_junit(diags, files, strict=args.strict)
     if args.output_file:
         try:
-            with open(args.output_file, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_report(args.output_file, text, files)
+        except ReportRefused as exc:
+            print(f"nnspec: error: {formats._one_line(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
         except OSError as exc:
             print(f"nnspec: error: cannot write {args.output_file}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -157,10 +210,9 @@ def cmd_rule(args) -> int:
 
 
 def _load_or_report(path: str):
-    from nnspec import formats
-    from nnspec.compiler.pipeline import analyse_file
+    from nnspec import _analyse_path, formats
 
-    spec, diags = analyse_file(path)
+    spec, diags = _analyse_path(path)
     errors = [d for d in diags if d.is_error]
     if spec is None or errors:
         sys.stderr.write(formats.render_full(diags))
@@ -245,13 +297,17 @@ def cmd_build(args) -> int:
         print("nnspec: error: --device applies to the torch target only", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if args.max_activation_bytes is not None:
+            from nnspec.compiler.budget import check_activation_budget
+
+            check_activation_budget(spec, args.max_activation_bytes, 1, "build")
         model = nnspec.build(spec, target=args.target, seed=args.seed, device=args.device,
                              max_params=args.max_params)
     except SpecError as exc:
         sys.stderr.write(formats.render_full(exc.diagnostics))
         return EXIT_FOUND
     except (RuntimeError, ValueError) as exc:
-        print(f"nnspec: error: {exc}", file=sys.stderr)
+        print(f"nnspec: error: {formats._one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.write(build_table(spec))
     print(f"built: {type(model).__module__}.{type(model).__name__} on {args.device if args.target == 'torch' else 'keras'}")
@@ -259,13 +315,19 @@ def cmd_build(args) -> int:
 
 
 def cmd_parity(args) -> int:
+    from nnspec import formats
+    from nnspec.compiler.diagnostics import SpecError
     from nnspec.parity import run_parity
 
     spec, code = _load_or_report(args.spec)
     if spec is None:
         return code
-    report = run_parity(spec, atol=args.atol, rtol=args.rtol, seed=args.seed, batch=args.batch,
-                        perturb_weights=args.perturb)
+    try:
+        report = run_parity(spec, atol=args.atol, rtol=args.rtol, seed=args.seed, batch=args.batch,
+                            perturb_weights=args.perturb, max_activation_bytes=args.max_activation_bytes)
+    except SpecError as exc:
+        sys.stderr.write(formats.render_full(exc.diagnostics))
+        return EXIT_FOUND
     sys.stdout.write(report.text())
     return EXIT_OK if report.ok else EXIT_FOUND
 
@@ -276,18 +338,24 @@ TRAINING_RULES = ("NS201", "NS202", "NS203", "NS204", "NS205")
 def cmd_probe(args) -> int:
     """Probe a spec; unlike build, errors of the training rules (NS201-NS205) do not stop it: the
     probe exists to show what they claim."""
-    from nnspec import formats
-    from nnspec.compiler.pipeline import analyse_file
+    from nnspec import _analyse_path, formats
     from nnspec.probe import run_probe
 
-    spec, diags = analyse_file(args.spec)
+    spec, diags = _analyse_path(args.spec)
     blocking = [d for d in diags if d.is_error and d.code not in TRAINING_RULES]
     if spec is None or blocking:
         sys.stderr.write(formats.render_full(diags))
         return EXIT_USAGE if any(d.code == "NS001" and not os.path.isfile(args.spec) for d in diags) else EXIT_FOUND
     if diags:
         sys.stderr.write(formats.render_concise(diags))
-    report = run_probe(spec, steps=args.steps, seed=args.seed, lr=args.lr)
+    from nnspec.compiler.diagnostics import SpecError
+
+    try:
+        report = run_probe(spec, steps=args.steps, seed=args.seed, lr=args.lr,
+                           max_activation_bytes=args.max_activation_bytes)
+    except SpecError as exc:
+        sys.stderr.write(formats.render_full(exc.diagnostics))
+        return EXIT_FOUND
     sys.stdout.write(report.text())
     return EXIT_FOUND if report.failed else EXIT_OK
 

@@ -49,11 +49,83 @@ def check_budget(spec, max_params, device: str) -> None:
 
 def budget_diagnostics(graph, doc) -> list[Diagnostic]:
     """At check time: report the count and memory of a model above the default build budget."""
+    out = activation_diagnostics(graph, doc)
     params = graph.params
     if params <= DEFAULT_MAX_PARAMS:
-        return []
-    return [Diagnostic.at(doc.key_span(("layers",)), "NS005",
+        return out
+    return out + [Diagnostic.at(doc.key_span(("layers",)), "NS005",
                           f"the model has {size_text(params)}, above the build budget of {DEFAULT_MAX_PARAMS:,}: "
                           "`nnspec build` refuses it unless raised; nothing was allocated to check it",
                           "build with --max-params N (max_params=N), or inspect it with --device meta",
                           severity="warning")]
+
+
+# -- activations ---------------------------------------------------------------------------------------------
+
+DEFAULT_MAX_ACTIVATION_BYTES = 16 * 2**30
+PARITY_BATCH = 2  # `nnspec parity`'s default --batch
+PROBE_BATCH = 16  # the batch `nnspec probe` trains on
+MAX_ELEMENTS = 2**63 - 1  # no framework indexes a tensor with more elements (int64 sizes)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def activation_elements(graph) -> int:
+    """Elements of every tensor a forward pass produces for ONE sample: the input, each layer's output and each
+    residual sum (the IR's shapes; nothing is allocated)."""
+    from nnspec.compiler.ir import Residual, iter_layers, iter_nodes
+
+    total = _numel(graph.input_shape)
+    total += sum(_numel(layer.out_shape) for layer in iter_layers(graph.root))
+    total += sum(_numel(node.out_shape) for node in iter_nodes(graph.root) if isinstance(node, Residual))
+    return total
+
+
+def activation_bytes(graph, batch: int = 1) -> int:
+    """Memory of the activations of one forward pass over `batch` samples, in float32 (int64 ids count the same
+    width: a lower bound, as a framework's workspace and a backward pass come on top)."""
+    return activation_elements(graph) * batch * BYTES_PER_PARAM
+
+
+def check_activation_budget(spec, max_bytes, batch: int, command: str) -> None:
+    """Refuse to run a model whose activations for `batch` samples exceed the budget (the default when None)."""
+    limit = DEFAULT_MAX_ACTIVATION_BYTES if max_bytes is None else max_bytes
+    need = activation_bytes(spec.graph, batch)
+    if need > limit:
+        raise SpecError([Diagnostic.at(spec.doc.key_span(("input",)), "NS005",
+                                       f"`{command}` with a batch of {batch} needs {human_bytes(need)} of float32 "
+                                       f"activations ({count_text(need // BYTES_PER_PARAM)} numbers), above the "
+                                       f"budget of {human_bytes(limit)}",
+                                       "raise it with --max-activation-bytes, use a smaller batch or a smaller input")])
+
+
+def activation_diagnostics(graph, doc) -> list[Diagnostic]:
+    """At check time: activations above the default budget of `probe` (NS005 warning), and any tensor no
+    framework can index (NS005 error)."""
+    from nnspec.compiler.ir import iter_layers
+
+    out = []
+    for layer in iter_layers(graph.root):
+        for shape, what in [(t.shape, f"its {t.role}") for t in layer.tensors.values()] + [(layer.out_shape,
+                                                                                          "its output")]:
+            if _numel(shape) > MAX_ELEMENTS:
+                out.append(Diagnostic.at(layer.span, "NS005",
+                                         f"{what} {list(shape)} has {count_text(_numel(shape))} elements; no "
+                                         f"framework indexes more than 2**63 - 1",
+                                         "reduce the sizes: no device could hold this tensor"))
+                break
+    need = activation_bytes(graph, PROBE_BATCH)
+    if need > DEFAULT_MAX_ACTIVATION_BYTES:
+        out.append(Diagnostic.at(doc.key_span(("input",)), "NS005",
+                                 f"one forward pass needs {human_bytes(activation_bytes(graph))} of float32 activations "
+                                 f"per sample: {human_bytes(need)} for `nnspec probe` (batch {PROBE_BATCH}), "
+                                 f"{human_bytes(activation_bytes(graph, PARITY_BATCH))} for `nnspec parity` (batch "
+                                 f"{PARITY_BATCH}), above the budget of {human_bytes(DEFAULT_MAX_ACTIVATION_BYTES)}: "
+                                 "they refuse it unless raised",
+                                 "run them with --max-activation-bytes N, or reduce the input", severity="warning"))
+    return out
