@@ -124,8 +124,8 @@ def test_sizes_beyond_a_c_int_are_refused(tmp_path, content):
 
 
 @pytest.mark.parametrize("content", [
-    b"nnspec: 1\nname: m\ninput: [2147483647]\nlayers: [{linear: {out: 2147483647}}, flatten]\n",
-    b"nnspec: 1\nname: m\ninput: [2147483647, 2147483647]\nlayers: [flatten, {linear: {out: 2}}]\n",
+    b"nnspec: 1\nname: m\ninput: [2147483647]\nlayers: [{linear: {out: 1073741823}}, flatten]\n",
+    b"nnspec: 1\nname: m\ninput: [1073741823, 1073741823]\nlayers: [flatten, {linear: {out: 2}}]\n",
 ])
 def test_huge_sizes_are_checked_without_overflow(tmp_path, content):
     """Absurd sizes are warnings about the build and activation budgets (nothing is allocated), never an

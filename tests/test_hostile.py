@@ -417,8 +417,8 @@ def test_sizes_beyond_float_range_are_reported_not_overflowed():
     from nnspec.compiler.budget import human_bytes
 
     assert human_bytes(4 * 10**400).endswith(" YiB") and "E+" in human_bytes(4 * 10**400)
-    big = 2**31 - 1  # the largest size a layer takes
-    text = HEADER.replace("[4]", f"[{big}]") + f"layers:\n  - linear: {{out: {big}}}\n"
+    big = 2**31 - 1  # the largest size a layer takes (a tensor's bytes must fit an int64: out below 2**30)
+    text = HEADER.replace("[4]", f"[{big}]") + f"layers:\n  - linear: {{out: {2**30 - 1}}}\n"
     _, diags = analyse_text(text, "x.yaml")
     assert [(d.code, d.severity) for d in diags] == [("NS005", "warning")] * 2  # parameters and activations
-    assert any(f"{big * (big + 1):,} parameters" in d.message for d in diags)
+    assert any(f"{(2**30 - 1) * (big + 1):,} parameters" in d.message for d in diags)

@@ -65,7 +65,7 @@ def budget_diagnostics(graph, doc) -> list[Diagnostic]:
 DEFAULT_MAX_ACTIVATION_BYTES = 16 * 2**30
 PARITY_BATCH = 2  # `nnspec parity`'s default --batch
 PROBE_BATCH = 16  # the batch `nnspec probe` trains on
-MAX_ELEMENTS = 2**63 - 1  # no framework indexes a tensor with more elements (int64 sizes)
+MAX_ELEMENTS = (2**63 - 1) // BYTES_PER_PARAM  # a float32 tensor's size in bytes must fit an int64 (torch)
 
 
 def _numel(shape) -> int:
@@ -111,12 +111,14 @@ def activation_diagnostics(graph, doc) -> list[Diagnostic]:
 
     out = []
     for layer in iter_layers(graph.root):
-        for shape, what in [(t.shape, f"its {t.role}") for t in layer.tensors.values()] + [(layer.out_shape,
-                                                                                          "its output")]:
+        named = [(t.shape, f"the {t.role}") for t in layer.tensors.values()] + [(layer.out_shape, "the output")]
+        for shape, what in named:
             if _numel(shape) > MAX_ELEMENTS:
                 out.append(Diagnostic.at(layer.span, "NS005",
-                                         f"{what} {list(shape)} has {count_text(_numel(shape))} elements; no "
-                                         f"framework indexes more than 2**63 - 1",
+                                         f"{what} of this `{layer.kind}`, {list(shape)}, has "
+                                         f"{count_text(_numel(shape))} elements: its "
+                                         "size in bytes does not fit a 64-bit integer, so no framework can create "
+                                         "it, not even on the meta device",
                                          "reduce the sizes: no device could hold this tensor"))
                 break
     need = activation_bytes(graph, PROBE_BATCH)
