@@ -182,7 +182,8 @@ def cmd_check(args) -> int:
             print(f"nnspec: error: {formats._one_line(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         except OSError as exc:
-            print(f"nnspec: error: cannot write {args.output_file}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"nnspec: error: cannot write {formats._one_line(args.output_file)}: {exc.strerror or exc}",
+                  file=sys.stderr)
             return EXIT_USAGE
     else:
         sys.stdout.write(text)
@@ -260,6 +261,7 @@ def cmd_initializers(args) -> int:
 def cmd_compile(args) -> int:
     import nnspec
     from nnspec.files import WriteRefused, safe_write
+    from nnspec.formats import _one_line
 
     spec, code = _load_or_report(args.spec)
     if spec is None:
@@ -275,12 +277,12 @@ def cmd_compile(args) -> int:
     try:
         safe_write(args.output, source, force=args.force)
     except WriteRefused as exc:
-        print(f"nnspec: error: {exc}", file=sys.stderr)
+        print(f"nnspec: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"nnspec: error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"nnspec: error: cannot write {_one_line(args.output)}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote {args.output}", file=sys.stderr)
+    print(f"wrote {_one_line(args.output)}", file=sys.stderr)
     return EXIT_OK
 
 
