@@ -156,8 +156,13 @@ def render_json(diags: list[Diagnostic]) -> str:
     return json.dumps([d.as_dict() for d in diags], indent=2) + "\n"
 
 
+# GitHub encodes line breaks itself (%0A); every other control character is escaped as in the other formats
+_GH_ESCAPES = {k: v for k, v in _ESCAPES.items() if k not in (0x0A, 0x0D)}
+
+
 def _gh_data(text: str) -> str:
-    return _unsurrogate(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    text = _unsurrogate(text).translate(_GH_ESCAPES)
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _gh_prop(text: str) -> str:

@@ -476,11 +476,12 @@ def _rendering_problems(diags: list, path: str) -> list[str]:
     from nnspec import formats
 
     problems = []
-    for name, text in (("full", formats.render_full(diags)), ("concise", formats.render_concise(diags))):
+    for name, text in (("full", formats.render_full(diags)), ("concise", formats.render_concise(diags)),
+                       ("github", formats.render_github(diags))):
         bad = _RAW_CONTROL.search(text)
         if bad:
             problems.append(f"render: the {name} format holds the raw control character U+{ord(bad.group(0)):04X}")
-        if any(line.startswith("::") for line in text.splitlines()):
+        if name != "github" and any(line.startswith("::") for line in text.splitlines()):
             problems.append(f"render: a line of the {name} format starts a workflow command")
     try:
         xml.dom.minidom.parseString(formats.render_junit(diags, [path]).encode("utf-8"))

@@ -421,3 +421,11 @@ def test_repeated_diagnostics_are_capped_per_code_and_file(capsys, tmp_path):
     assert len(json.loads(out)) == n  # machine formats keep everything
     code, out, _ = run(capsys, "check", "--format", "github", path)
     assert out.count("::error ") == MAX_PER_CODE and "::notice::" in out
+
+
+def test_github_annotations_escape_control_characters(capsys, tmp_path):
+    text = HEADER + 'layers:\n  - linear: {out: 3}\n  - "k\\x1b[2J\\x07\\nx": {}\n'
+    path = write(tmp_path, text)
+    code, out, _err = run(capsys, "check", "--format", "github", path)
+    assert code == 1 and out.count("\n") == 1 and out.startswith("::error ")
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b[2J" in out
