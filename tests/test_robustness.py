@@ -141,15 +141,20 @@ def test_initializer_arguments_are_checked_in_float32(init, column, words):
 @pytest.mark.parametrize("init", [
     "{normal: {std: 3.0e+37}}", "{uniform: {low: -1.7e+38, high: 1.7e+38}}", "{xavier_normal: 3.0e+37}",
     "{trunc_normal: {std: 2.0e+38, low: -3.0e+38, high: 3.0e+38}}", "{sparse: {sparsity: 0.1, std: 3.0e+37}}",
-    "{orthogonal: 3.0e+37}", "{constant: 3.4e+38}",
+    "{orthogonal: 3.0e+37}", "{constant: 3.4e+38}", "{eye: 3.0e+37}", "{normal: {mean: 3.0e+38, std: 4.0e+36}}",
+    "{variance_scaling: {scale: 3.0e+38, distribution: uniform}}",
 ])
-def test_what_passes_check_never_builds_inf_or_nan(init):
-    """At the edge of what check accepts, PyTorch builds finite weights (it refuses none of them)."""
-    pytest.importorskip("torch")
+@pytest.mark.parametrize("target", ["torch", "keras"])
+def test_what_passes_check_never_builds_inf_or_nan(init, target):
+    """At the edge of what check accepts, both frameworks build finite weights (and refuse none of them)."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip(target)
     spec = nnspec.loads(HEADER + f"layers:\n  - linear: {{out: 16, init: {{weight: {init}}}}}\n")
-    for seed in range(3):
-        weight = nnspec.build(spec, seed=seed).state_dict()["linear_1.weight"]
-        assert bool(weight.isfinite().all()), (init, weight)
+    for seed in range(3 if target == "torch" else 1):
+        model = nnspec.build(spec, target=target, seed=seed)
+        weights = ([t.numpy() for t in model.state_dict().values()] if target == "torch"
+                   else model.get_weights())
+        assert all(np.isfinite(w).all() for w in weights), (init, weights)
 
 
 # -- activation memory -------------------------------------------------------------------------------------
