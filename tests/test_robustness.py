@@ -434,3 +434,10 @@ def test_github_annotations_escape_control_characters(capsys, tmp_path):
     code, out, _err = run(capsys, "check", "--format", "github", path)
     assert code == 1 and out.count("\n") == 1 and out.startswith("::error ")
     assert "\x1b" not in out and "\x07" not in out and "\\x1b[2J" in out
+
+
+def test_a_tensor_too_large_is_reported_once_per_place():
+    text = HEADER.replace("[4]", "[2147483647]") + ("blocks:\n  big:\n    layers:\n      - linear: {out: 2147483647}\n"
+                                                    "layers:\n  - big: {repeat: 5}\n")
+    errors = [d for d in analyse_text(text, "x.yaml")[1] if d.is_error]
+    assert [(d.code, d.line) for d in errors] == [("NS005", 7)], errors

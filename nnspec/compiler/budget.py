@@ -110,10 +110,12 @@ def activation_diagnostics(graph, doc) -> list[Diagnostic]:
     from nnspec.compiler.ir import iter_layers
 
     out = []
+    seen = set()  # one report per place in the file: a block body or a repeat expands to many layers
     for layer in iter_layers(graph.root):
         named = [(t.shape, f"the {t.role}") for t in layer.tensors.values()] + [(layer.out_shape, "the output")]
         for shape, what in named:
-            if _numel(shape) > MAX_ELEMENTS:
+            if _numel(shape) > MAX_ELEMENTS and (layer.span, what, shape) not in seen:
+                seen.add((layer.span, what, shape))
                 out.append(Diagnostic.at(layer.span, "NS005",
                                          f"{what} of this `{layer.kind}`, {list(shape)}, has "
                                          f"{count_text(_numel(shape))} elements: its "
