@@ -350,9 +350,9 @@ def control_text(rng, data, others):
     return _join(lines)
 
 
-ARG_LENGTHS = [1, 10, 1000]  # the values a block argument holds, expanded through `repeat`
+ARG_LENGTHS = [1, 10, 1000, 20000]  # the values a block argument holds, expanded through `repeat`
 ARG_REPEATS = [1, 10, 100]
-CHAIN_DEPTHS = [2, 10, 40]  # blocks calling the next, an argument passed down the chain
+CHAIN_DEPTHS = [2, 10, 40, 300]  # blocks calling the next, an argument passed down the chain
 
 
 def _add_blocks(data: bytes, blocks: bytes, call: bytes) -> bytes:

@@ -441,3 +441,33 @@ def test_a_tensor_too_large_is_reported_once_per_place():
                                                     "layers:\n  - big: {repeat: 5}\n")
     errors = [d for d in analyse_text(text, "x.yaml")[1] if d.is_error]
     assert [(d.code, d.line) for d in errors] == [("NS005", 7)], errors
+
+
+def _deep_chain(depth: int) -> str:
+    lines = ["nnspec: 1", "name: deep", "input: [4]", "blocks:"]
+    for i in range(depth):
+        body = f"      - residual: [b{i + 1}, linear: {{out: 4}}]" if i < depth - 1 else "      - linear: {out: 4}"
+        lines += [f"  b{i}:", "    layers:", body]
+    return "\n".join(lines + ["layers:", "  - b0"]) + "\n"
+
+
+def test_blocks_nest_to_the_limit_and_emitted_code_compiles():
+    """At the deepest nesting check allows (blocks in residuals in blocks...), both targets emit code Python parses."""
+    import ast
+
+    from nnspec.compiler.expand import MAX_BLOCK_DEPTH
+
+    spec = nnspec.loads(_deep_chain(MAX_BLOCK_DEPTH))
+    for target in ("torch", "keras"):
+        ast.parse(nnspec.emit(spec, target=target))
+    with pytest.raises(nnspec.SpecError) as info:
+        nnspec.loads(_deep_chain(MAX_BLOCK_DEPTH + 1))
+    assert [d.code for d in info.value.diagnostics] == ["NS005"]
+
+
+def test_a_cycle_through_an_argument_is_a_spec_error_not_a_recursion_error():
+    text = ("nnspec: 1\nname: m\ninput: [4]\nblocks:\n  a:\n    args: {x: required}\n    layers: [$x]\n"
+            "  b:\n    layers: [{a: {x: b}}]\nlayers:\n  - b\n")
+    with pytest.raises(nnspec.SpecError) as info:
+        nnspec.loads(text)
+    assert [d.code for d in info.value.diagnostics] == ["NS105"]

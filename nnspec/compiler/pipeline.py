@@ -17,7 +17,7 @@ from nnspec.compiler.blocks import check_blocks, check_unused_args
 from nnspec.compiler.expand import expand
 from nnspec.compiler.ir import Graph
 from nnspec.compiler.report import Recorder
-from nnspec.compiler.resolve import resolve_inits, unused_model_defaults
+from nnspec.compiler.resolve import resolve_inits, unused_container_defaults, unused_model_defaults
 from nnspec.compiler.shapes import infer_shapes
 from nnspec.compiler.syntax import parse_container_init
 from nnspec.diagnostics import Diagnostic, Span
@@ -170,6 +170,7 @@ def lower(doc: Document, spec: SpecModel, out: Recorder) -> Optional[Graph]:
     if expansion.failed or shaped.failed:
         return None
     unused_model_defaults(model_init, used, out)
+    unused_container_defaults(expansion.contexts, out)
     graph = Graph(spec.name, class_name(spec.name), shape, input_spec.dtype, spec.seed, shaped.root, doc.file,
                   {name: doc.key_span(("blocks", name)) for name in spec.blocks})
     if class_name(spec.name) in {class_name(b) for b in spec.blocks}:
