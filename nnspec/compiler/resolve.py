@@ -56,12 +56,14 @@ def _resolve(kind: str, role: str, own: dict, inherited: tuple, model_init: dict
     if role in own:
         spec = own[role]
         return spec, "layer", spec.span
+    # a role of the same name but another nature (a PReLU's slope `weight`) is reached only by kind
+    generic = () if role in KINDS[kind].own_roles else ((role,),)
     for label, init, _ in reversed(inherited):
-        for key in ((kind, role), (role,)):
+        for key in ((kind, role), *generic):
             if key in init:
                 spec = init[key]
                 return spec, label, spec.span
-    for key, origin in (((kind, role), f"init.{kind}.{role}"), ((role,), f"init.{role}")):
+    for key, origin in (((kind, role), f"init.{kind}.{role}"), *((k, f"init.{role}") for k in generic)):
         if key in model_init:
             used.add(key)
             spec = model_init[key]

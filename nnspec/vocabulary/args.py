@@ -61,6 +61,24 @@ class BatchNormArgs(ItemKeys):
 
 class LayerNormArgs(ItemKeys):
     eps: PosFloat = 1e-5
+    over: Literal["last", "channels"] = "last"
+
+
+class GroupNormArgs(ItemKeys):
+    groups: PosInt
+    eps: PosFloat = 1e-5
+
+
+class RMSNormArgs(ItemKeys):
+    eps: PosFloat = 1e-6
+
+
+class PReLUArgs(ItemKeys):
+    per_channel: bool = False
+
+
+class DropPathArgs(ItemKeys):
+    p: Probability
 
 
 class EmbeddingArgs(ItemKeys):
@@ -92,6 +110,27 @@ class PoolArgs(ItemKeys):
     kernel: IntOrList
     stride: Optional[IntOrList] = None
     padding: Union[NonNegInt, list[NonNegInt]] = 0
+    ceil_mode: bool = False
+
+
+class ConvTransposeArgs(ItemKeys):
+    out: PosInt
+    kernel: IntOrList
+    stride: IntOrList = 1
+    padding: Union[NonNegInt, list[NonNegInt]] = 0
+    output_padding: Union[NonNegInt, list[NonNegInt]] = 0
+    dilation: IntOrList = 1
+    groups: PosInt = 1
+    bias: bool = True
+
+
+class UpsampleArgs(ItemKeys):
+    scale: IntOrList = 2
+    mode: Literal["nearest", "bilinear"] = "nearest"
+
+
+class AdaptivePoolArgs(ItemKeys):
+    size: IntOrList
 
 
 class GlobalPoolArgs(ItemKeys):
