@@ -24,11 +24,6 @@ def target_rules(graph: Graph, doc: Document) -> list[Diagnostic]:
 
 def _conv_transpose_rules(layer, doc: Document) -> list[Diagnostic]:
     g, out = layer.geometry, []
-    if layer.args["groups"] != 1:
-        out.append(Diagnostic.at(
-            doc.span(layer.doc_path + (layer.kind, "groups")), "NS301",
-            f"`{layer.kind}` with groups={layer.args['groups']}: Keras's Conv{layer.kind[-2]}DTranspose has no "
-            "groups", "use groups 1, or split the channels with `slice` branches and `concat` them"))
     for p, op, s in zip(g["padding"], g["output_padding"], g["stride"]):
         if op - p >= s:
             out.append(Diagnostic.at(

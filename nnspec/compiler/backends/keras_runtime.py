@@ -369,3 +369,93 @@ class DropPath(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class GroupedConvTranspose(keras.layers.Layer):
+    """A transposed convolution with groups (Keras's ConvNDTranspose has none), padding
+    valid: the kernel is (*kernel_size, filters / groups, in), PyTorch's
+    [in, filters / groups, *kernel_size] transposed; group g maps input channels
+    [g*in/groups, (g+1)*in/groups) to output channels [g*filters/groups, ...)."""
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        groups,
+        strides=1,
+        output_padding=0,
+        dilation_rate=1,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters, self.groups, self.use_bias = filters, groups, use_bias
+        self.kernel_size = tuple(kernel_size)
+        n = len(self.kernel_size)
+        self.strides = self._tuple(strides, n)
+        self.output_padding = self._tuple(output_padding, n)
+        self.dilation_rate = self._tuple(dilation_rate, n)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    @staticmethod
+    def _tuple(value, n):
+        return (value,) * n if isinstance(value, int) else tuple(value)
+
+    def build(self, shape):
+        shape = (*self.kernel_size, self.filters // self.groups, shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel", shape=shape, initializer=self.kernel_initializer
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.filters,), initializer=self.bias_initializer
+            )
+
+    def call(self, x):
+        per_group = x.shape[-1] // self.groups
+        outputs = []
+        for g in range(self.groups):
+            channels = slice(g * per_group, (g + 1) * per_group)
+            outputs.append(
+                keras.ops.conv_transpose(
+                    x[..., channels],
+                    self.kernel[..., channels],
+                    strides=self.strides,
+                    padding="valid",
+                    output_padding=self.output_padding,
+                    dilation_rate=self.dilation_rate,
+                )
+            )
+        y = keras.ops.concatenate(outputs, axis=-1)
+        return y + self.bias if self.use_bias else y
+
+    def compute_output_shape(self, shape):
+        spatial = [
+            None if s is None else (s - 1) * st + d * (k - 1) + 1 + op
+            for s, k, st, d, op in zip(
+                shape[1:-1],
+                self.kernel_size,
+                self.strides,
+                self.dilation_rate,
+                self.output_padding,
+            )
+        ]
+        return (shape[0], *spatial, self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "groups": self.groups,
+            "strides": self.strides,
+            "output_padding": self.output_padding,
+            "dilation_rate": self.dilation_rate,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }

@@ -22,7 +22,7 @@ KERAS_INIT_ARG = {"weight": "kernel_initializer", "bias": "bias_initializer", "g
                   "beta": "beta_initializer"}
 CUSTOM_INITIALIZERS = ("Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values")
 CUSTOM_LAYERS = ("ConstantPad", "Gelu", "Slice", "ChannelShuffle", "AdaptivePool", "PoolRescale", "RMSNorm",
-                 "LayerScale", "DropPath")
+                 "LayerScale", "DropPath", "GroupedConvTranspose")
 PRELU_DEFAULT = 0.25  # nn.PReLU's init
 
 
@@ -223,8 +223,13 @@ def _conv_transpose(n: int):
             kwargs["dilation_rate"] = g["dilation"]
         if not a["bias"]:
             kwargs["use_bias"] = False
-        calls = [call(f"keras.layers.Conv{n}DTranspose", a["out"], g["kernel"], **kwargs, **_init_kwargs(layer),
-                      name=layer.path)]
+        if a["groups"] == 1:
+            conv = call(f"keras.layers.Conv{n}DTranspose", a["out"], g["kernel"], **kwargs, **_init_kwargs(layer),
+                        name=layer.path)
+        else:  # Keras's has no groups
+            conv = call("GroupedConvTranspose", a["out"], g["kernel"], a["groups"], **kwargs, **_init_kwargs(layer),
+                        name=layer.path)
+        calls = [conv]
         crops = tuple((p, max(p - op, 0)) for p, op in zip(g["padding"], g["output_padding"]))
         if any(a or b for a, b in crops):
             calls.append(call(f"keras.layers.Cropping{n}D", crops[0] if n == 1 else crops, name=f"{layer.path}.crop"))
