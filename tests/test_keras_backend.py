@@ -85,7 +85,10 @@ def expected_class(layer) -> str:
     if layer.kind == "upsample":
         return f"UpSampling{len(layer.in_shape) - 1}D"
     if layer.kind.startswith("conv_transpose"):
-        return "GroupedConvTranspose" if layer.args["groups"] > 1 else f"Conv{n}DTranspose"
+        g = layer.geometry  # Keras's own has no groups, and adds fewer than `stride` positions past the output
+        past = [op - p for op, p in zip(g["output_padding"], g["padding"])]
+        grouped = layer.args["groups"] > 1 or any(e >= s for e, s in zip(past, g["stride"]))
+        return "GroupedConvTranspose" if grouped else f"Conv{n}DTranspose"
     prefix = {"conv": "Conv", "maxpool": "MaxPooling", "avgpool": "AveragePooling"}[layer.kind[:-2]]
     return f"{prefix}{n}D"
 
@@ -203,7 +206,7 @@ def expected_custom_classes(spec) -> set:
             need.add("PoolRescale")
         if layer.kind.startswith("adaptive_"):
             need.add("AdaptivePool")
-        if layer.kind.startswith("conv_transpose") and layer.args["groups"] > 1:
+        if layer.kind.startswith("conv_transpose") and expected_class(layer) == "GroupedConvTranspose":
             need.add("GroupedConvTranspose")
         need |= {name for kind, name in (("rmsnorm", "RMSNorm"), ("scale", "LayerScale"), ("drop_path", "DropPath"))
                  if layer.kind == kind}

@@ -47,6 +47,7 @@ KIND_FIXTURES = {
           - to_map: {size: [168]}
           - conv_transpose1d: {out: 3, kernel: 4, stride: 3, padding: 2, output_padding: 2}
           - conv_transpose1d: {out: 6, kernel: 3, groups: 3, stride: 2, padding: 1, bias: false}
+          - conv_transpose1d: {out: 4, kernel: 3, dilation: 3, output_padding: 2}
     """,
     "upsample_adaptive_ceil": """
         nnspec: 1

@@ -17,19 +17,5 @@ def target_rules(graph: Graph, doc: Document) -> list[Diagnostic]:
                 f"`{layer.kind}` with stride {list(g['stride'])} and dilation {list(g['dilation'])}: Keras "
                 "convolutions cannot combine a stride above 1 with a dilation above 1",
                 "use stride 1 and subsample with a pooling layer, or drop the dilation"))
-        if layer.kind.startswith("conv_transpose"):
-            out += _conv_transpose_rules(layer, doc)
     return out
 
-
-def _conv_transpose_rules(layer, doc: Document) -> list[Diagnostic]:
-    g, out = layer.geometry, []
-    for p, op, s in zip(g["padding"], g["output_padding"], g["stride"]):
-        if op - p >= s:
-            out.append(Diagnostic.at(
-                doc.span(layer.doc_path + (layer.kind, "output_padding")), "NS301",
-                f"`{layer.kind}` with output_padding {op}, padding {p} and stride {s}: Keras can add at most "
-                f"stride - 1 = {s - 1} positions past the full output (output_padding - padding = {op - p})",
-                "raise the padding or lower the output_padding"))
-            break
-    return out

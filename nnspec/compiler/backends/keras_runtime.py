@@ -376,7 +376,9 @@ class GroupedConvTranspose(keras.layers.Layer):
     """A transposed convolution with groups (Keras's ConvNDTranspose has none), padding
     valid: the kernel is (*kernel_size, filters / groups, in), PyTorch's
     [in, filters / groups, *kernel_size] transposed; group g maps input channels
-    [g*in/groups, (g+1)*in/groups) to output channels [g*filters/groups, ...)."""
+    [g*in/groups, (g+1)*in/groups) to output channels [g*filters/groups, ...).
+    `output_padding` adds that many positions (the bias alone) after the full output,
+    of any size (Keras's own must be below the stride)."""
 
     def __init__(
         self,
@@ -426,11 +428,14 @@ class GroupedConvTranspose(keras.layers.Layer):
                     self.kernel[..., channels],
                     strides=self.strides,
                     padding="valid",
-                    output_padding=self.output_padding,
+                    output_padding=0,
                     dilation_rate=self.dilation_rate,
                 )
             )
-        y = keras.ops.concatenate(outputs, axis=-1)
+        y = keras.ops.concatenate(outputs, axis=-1) if self.groups > 1 else outputs[0]
+        if any(self.output_padding):
+            widths = [(0, 0)] + [(0, p) for p in self.output_padding] + [(0, 0)]
+            y = keras.ops.pad(y, widths)
         return y + self.bias if self.use_bias else y
 
     def compute_output_shape(self, shape):

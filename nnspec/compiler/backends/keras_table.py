@@ -213,8 +213,8 @@ def _avg_divisors(layer: Layer) -> list:
 def _conv_transpose(n: int):
     def lower(layer: Layer, layout: str):
         g, a = layer.geometry, layer.args
-        # Keras's full transposed conv (padding valid), then PyTorch's padding cropped from both ends; the
-        # output_padding past the full output is Keras's own output_padding (targets.py refuses the rest)
+        # the full transposed conv (padding valid) and output_padding - padding positions past it, then
+        # PyTorch's padding cropped from both ends
         extra = tuple(max(op - p, 0) for p, op in zip(g["padding"], g["output_padding"]))
         kwargs = {"output_padding": extra}
         if set(g["stride"]) != {1}:
@@ -223,10 +223,10 @@ def _conv_transpose(n: int):
             kwargs["dilation_rate"] = g["dilation"]
         if not a["bias"]:
             kwargs["use_bias"] = False
-        if a["groups"] == 1:
+        if a["groups"] == 1 and all(e < s for e, s in zip(extra, g["stride"])):
             conv = call(f"keras.layers.Conv{n}DTranspose", a["out"], g["kernel"], **kwargs, **_init_kwargs(layer),
                         name=layer.path)
-        else:  # Keras's has no groups
+        else:  # Keras's has no groups, and its output_padding must be below the stride
             conv = call("GroupedConvTranspose", a["out"], g["kernel"], a["groups"], **kwargs, **_init_kwargs(layer),
                         name=layer.path)
         calls = [conv]
