@@ -457,3 +457,15 @@ def test_compile_keras_writes_a_file_and_writes_safely(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["compile", str(spec), "--target", "keras"]) == 0
     assert capsys.readouterr().out == text
+
+
+def test_drop_path_drops_whole_samples_in_training():
+    spec = spec_from_text("nnspec: 1\nname: m\ninput: [3, 4]\nlayers:\n  - drop_path: {p: 0.25}\n")
+    model = nnspec.build(spec, "keras", seed=0)
+    rows = keras.ops.convert_to_numpy(model(np.ones((4000, 4, 3), "float32"), training=True)).reshape(4000, -1)
+    kept = rows[:, 0] != 0
+    np.testing.assert_allclose(rows[kept], 1 / 0.75, rtol=1e-6)
+    assert not rows[~kept].any()
+    assert abs((~kept).mean() - 0.25) < 0.03
+    x = np.random.default_rng(0).standard_normal((5, 4, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x, training=False)), x)

@@ -720,3 +720,18 @@ def test_init_role_the_layer_lacks_is_ns003_at_the_role():
 def test_unused_model_default_is_reported():
     got = diags(spec_text("  - linear: {out: 4}\n", extra="init:\n  conv2d: {weight: xavier_uniform}\n"))
     assert [(d.code, d.line, d.severity) for d in got] == [("NS212", 5, "warning")]
+
+
+@pytest.mark.parametrize("item, input_, code, arg", [
+    ("conv_transpose2d: {out: 2, kernel: 3, stride: 2, output_padding: 2}", "[3, 8, 8]", "NS102", "output_padding"),
+    ("conv_transpose1d: {out: 3, kernel: 3, groups: 2}", "[4, 8]", "NS103", "groups"),
+    ("groupnorm: {groups: 4}", "[6, 8, 8]", "NS103", "groups"),
+    ("upsample: {mode: bilinear}", "[3, 8]", "NS104", "mode"),
+    ("adaptive_max_pool: {size: [2, 2]}", "[3, 8]", "NS004", "size"),
+    ("maxpool1d: {kernel: 2, ceil_mode: 1}", "[3, 8]", "NS004", "ceil_mode"),
+])
+def test_new_kind_problems_point_at_the_argument(item, input_, code, arg):
+    text = spec_text(f"  - {item}\n", input_)
+    line = text.splitlines().index(f"  - {item}") + 1
+    column = f"  - {item}".index(f"{arg}: ") + len(arg) + 3
+    assert found(text) == [(code, line, column)]

@@ -463,3 +463,19 @@ def test_generated_specs_emit_formatted_source_that_builds_the_same_model(tmp_pa
     assert not problems, problems
     for spec, module in emitted:
         assert_same_state(module.build(5).state_dict(), nnspec.build(spec, "torch", seed=5).state_dict())
+
+
+def test_drop_path_drops_whole_samples_in_training():
+    """torchvision's StochasticDepth (mode "row"): a sample is all zero or all scaled by 1/(1-p)."""
+    spec = spec_from_text("nnspec: 1\nname: m\ninput: [3, 4]\nlayers:\n  - drop_path: {p: 0.25}\n")
+    model = nnspec.build(spec, "torch", seed=0).train()
+    torch.manual_seed(0)
+    y = model(torch.ones(4000, 3, 4))
+    rows = y.reshape(4000, -1)
+    kept = rows[:, 0] != 0
+    assert torch.equal(rows[kept], torch.full_like(rows[kept], 1 / 0.75))
+    assert torch.equal(rows[~kept], torch.zeros_like(rows[~kept]))
+    assert abs((~kept).float().mean().item() - 0.25) < 0.03
+    model.eval()
+    x = torch.randn(5, 3, 4)
+    assert torch.equal(model(x), x)
