@@ -7,10 +7,13 @@ the same code.
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 
 import torch
 from torch import nn
+
+from nnspec.compiler.backends.seeding import tensor_seed
 
 
 class Residual(nn.Module):
@@ -56,3 +59,261 @@ def sparse_(
             order = torch.randperm(rows, generator=generator, device=tensor.device)
             tensor[order[:num_zeros], col] = 0
     return tensor
+
+
+def spec_init(key: str, path: str, kind: str, **args) -> tuple:
+    """One tensor's initializer: state_dict key, spec path (its seed), kind, arguments."""
+    return key, path, kind, args
+
+
+def stream_block(seed, index, length, draw, device, dtype) -> torch.Tensor:
+    """Block `index` (2**16 elements; the last may be shorter) of a tensor's stream.
+
+    Its values are torch's own `draw` ("uniform", "normal", "trunc_normal") on a
+    fresh tensor of `length` elements, from a generator seeded with seed + index.
+    """
+    kind, args = draw
+    generator = torch.Generator(device).manual_seed(seed + index)
+    block = torch.empty(length, device=device, dtype=dtype)
+    getattr(nn.init, kind + "_")(block, *args, generator=generator)
+    return block
+
+
+def stream_range(seed, numel, start, stop, draw, out) -> None:
+    """Write elements start..stop of a tensor's stream (numel elements) into `out`."""
+    size = 2**16
+    for index in range(start // size, (stop - 1) // size + 1):
+        first = index * size
+        length = min(size, numel - first)
+        block = stream_block(seed, index, length, draw, out.device, out.dtype)
+        lo, hi = max(start, first), min(stop, first + length)
+        out[lo - start : hi - start] = block[lo - first : hi - first]
+
+
+def shard_indices(tensor: torch.Tensor) -> tuple[torch.Tensor, list | None]:
+    """(local tensor, global index of each of its positions along each dim, or None).
+
+    A DTensor's local shard under Shard / _StridedShard placements on any mesh,
+    sharded left to right over the mesh dims as torch.distributed.tensor does.
+    """
+    if not hasattr(tensor, "placements") or not hasattr(tensor, "to_local"):
+        return tensor, None
+    from torch.distributed.tensor import Replicate, Shard
+
+    local = tensor.to_local()
+    coordinate = tensor.device_mesh.get_coordinate()
+    if coordinate is None:  # this rank holds no part of it
+        return local, [torch.arange(0) for _ in tensor.shape]
+    index = [torch.arange(size) for size in tensor.shape]
+    for mesh_dim, placement in enumerate(tensor.placements):
+        if isinstance(placement, Replicate):
+            continue
+        if not isinstance(placement, Shard):
+            raise TypeError(f"cannot initialise a shard placed as {placement!r}")
+        dim, chunks = placement.dim, tensor.device_mesh.size(mesh_dim)
+        rank = coordinate[mesh_dim]
+        if type(placement) is Shard:
+            size, offset = Shard.local_shard_size_and_offset(
+                len(index[dim]), chunks, rank
+            )
+            index[dim] = index[dim][offset : offset + size]
+        else:  # _StridedShard (FSDP2 over tensor parallelism on the same dim)
+            from torch.distributed.tensor.placement_types import _StridedShardOffsetMode
+
+            _, offsets = placement.local_shard_size_and_offset(
+                len(index[dim]), chunks, rank, _StridedShardOffsetMode.ALL
+            )
+            index[dim] = index[dim][torch.tensor(offsets, dtype=torch.long)]
+    if tuple(local.shape) != tuple(len(i) for i in index):
+        raise ValueError(
+            f"local shard {tuple(local.shape)} does not match its placements"
+        )
+    return local, index
+
+
+def deterministic(kind, args, shape, index, device, dtype) -> torch.Tensor:
+    """The values at the positions `index` (one vector per dim) of a deterministic init."""
+    if kind == "values":
+        full = torch.tensor(args["values"], dtype=dtype, device=device)
+        values = full.broadcast_to(shape)
+        for dim, positions in enumerate(index):
+            values = values.index_select(dim, positions.to(device))
+        return values
+    index = [i.to(device) for i in index]
+    grid = torch.meshgrid(*index, indexing="ij") if index else []
+    if kind == "eye":
+        return (grid[0] == grid[1]).to(dtype).mul_(args["gain"])
+    # dirac: out channel o, in channel i, centre of every spatial dim
+    per_group = shape[0] // args["groups"]
+    hit = (grid[0] % per_group == grid[1]) & (grid[1] < min(per_group, shape[1]))
+    for dim in range(2, len(shape)):
+        hit &= grid[dim] == shape[dim] // 2
+    return hit.to(dtype)
+
+
+def whole(kind, args, seed, shape, device, dtype) -> torch.Tensor:
+    """orthogonal and sparse need the whole tensor: every rank computes it whole."""
+    numel = math.prod(shape)
+    rows = shape[0]
+    cols = numel // rows
+    full = torch.empty(numel, device=device, dtype=dtype)
+    if kind == "sparse":
+        stream_range(seed, numel, 0, numel, ("normal", (0.0, args["std"])), full)
+        full = full.view(rows, cols)
+        zeros = math.ceil(args["sparsity"] * rows)
+        generator = torch.Generator(device).manual_seed(seed + (numel - 1) // 2**16 + 1)
+        for col in range(cols):
+            order = torch.randperm(rows, generator=generator, device=device)
+            full[order[:zeros], col] = 0
+        return full.view(shape)
+    # orthogonal: torch's nn.init.orthogonal_ on normals drawn from the stream
+    stream_range(seed, numel, 0, numel, ("normal", (0.0, 1.0)), full)
+    flattened = full.view(rows, cols)
+    if rows < cols:
+        flattened.t_()
+    q, r = torch.linalg.qr(flattened)
+    q *= torch.diag(r, 0).sign()
+    if rows < cols:
+        q.t_()
+    return q.contiguous().view(shape).mul_(args["gain"])
+
+
+def init_tensor_(tensor: torch.Tensor, seed: int, kind: str, **args) -> None:
+    """Initialise `tensor` (a plain tensor, or this rank's shard of a DTensor) in place."""
+    local, index = shard_indices(tensor)
+    shape = tuple(tensor.shape)
+    if local.numel() == 0:
+        return
+    device, dtype = local.device, local.dtype
+    if kind in ("zeros", "ones", "constant"):
+        local.fill_({"zeros": 0.0, "ones": 1.0}.get(kind, args.get("value")))
+        return
+    if index is None:
+        index = [torch.arange(size) for size in shape]
+    if kind in ("eye", "dirac", "values"):
+        local.copy_(deterministic(kind, args, shape, index, device, dtype))
+        return
+    if kind in ("orthogonal", "sparse"):
+        full = whole(kind, args, seed, shape, device, dtype)
+        for dim, positions in enumerate(index):
+            full = full.index_select(dim, positions.to(device))
+        local.copy_(full)
+        return
+    draw = (kind, tuple(args.values()))
+    numel = math.prod(shape)
+    row = numel // shape[0]
+    inner = torch.zeros((), dtype=torch.long)
+    for dim in range(1, len(shape)):
+        inner = inner.unsqueeze(-1) * shape[dim] + index[dim].view(
+            *([1] * (dim - 1)), -1
+        )
+    inner = inner.reshape(-1)
+    rows = index[0].tolist()
+    out = (
+        local.view(len(rows), -1)
+        if local.is_contiguous()
+        else local.reshape(len(rows), -1)
+    )
+    step = max(1, 2**18 // row)
+    start = 0
+    while start < len(rows):  # runs of consecutive rows, a few blocks at a time
+        stop = start + 1
+        while (
+            stop < len(rows)
+            and stop - start < step
+            and rows[stop] == rows[stop - 1] + 1
+        ):
+            stop += 1
+        lo, hi = rows[start] * row, (rows[stop - 1] + 1) * row
+        if len(inner) == row:
+            stream_range(seed, numel, lo, hi, draw, out[start:stop].view(-1))
+        else:
+            buffer = torch.empty(hi - lo, device=device, dtype=dtype)
+            stream_range(seed, numel, lo, hi, draw, buffer)
+            out[start:stop] = buffer.view(stop - start, row)[:, inner.to(device)]
+        start = stop
+    if not local.is_contiguous():
+        local.copy_(out.view(local.shape))
+
+
+def resolve_seed(seed: int | None) -> int:
+    """`seed`, or a fresh one, the same on every rank of a distributed run."""
+    if seed is not None:
+        return seed
+    seed = int.from_bytes(os.urandom(8), "little") >> 1
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shared = [seed]
+        dist.broadcast_object_list(shared, src=0)
+        seed = shared[0]
+    return seed
+
+
+def initialize_(model: nn.Module, plan, seed: int | None = None) -> int:
+    """Initialise every tensor of `model` as `plan` says; reset norm statistics.
+
+    Parameters may be plain tensors or DTensors (FSDP2, tensor parallel, a 2-D
+    mesh): each rank computes its own shard. Returns the seed used.
+    """
+    seed = resolve_seed(seed)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, path, kind, args in plan:
+            init_tensor_(params[key], tensor_seed(seed, path), kind, **args)
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+    return seed
+
+
+def reset_tensors_(module: nn.Module) -> None:
+    """reset_parameters of a layer of a model built by nnspec: the spec's init."""
+    state = module._nnspec_state
+    state["seed"] = resolve_seed(state["seed"])
+    with torch.no_grad():
+        for name, path, kind, args in module._nnspec_entries:
+            tensor = getattr(module, name)
+            init_tensor_(tensor, tensor_seed(state["seed"], path), kind, **args)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+
+
+def attach_plan_(model: nn.Module, plan, seed: int | None) -> None:
+    """Keep the plan on the model; give each layer a reset_parameters that follows it."""
+    import types
+
+    model._nnspec_plan = plan
+    model._nnspec_state = state = {"seed": seed}
+    modules = dict(model.named_modules())
+    owners = {}
+    for key, path, kind, args in plan:
+        owner, _, name = key.rpartition(".")
+        owners.setdefault(owner, []).append((name, path, kind, args))
+    for owner, entries in owners.items():
+        module = modules[owner]
+        if module is model:
+            continue
+        module._nnspec_entries = entries
+        module._nnspec_state = state
+        module.reset_parameters = types.MethodType(reset_tensors_, module)
+
+
+class Initializable:
+    """`initialize` and `reset_parameters` of a model built by nnspec."""
+
+    def initialize(self, seed: int | None = None) -> None:
+        """Initialise every tensor as the spec says, in place.
+
+        Parameters may be plain tensors or DTensors (FSDP2, tensor parallel, any
+        mesh): each rank computes only its own shard. `seed` defaults to the
+        model's (the spec's SEED, or the one it was last initialised with).
+        """
+        state = self._nnspec_state
+        state["seed"] = initialize_(
+            self, self._nnspec_plan, state["seed"] if seed is None else seed
+        )
+
+    def reset_parameters(self) -> None:
+        """The spec's initialisation, with the model's seed."""
+        self.initialize()
