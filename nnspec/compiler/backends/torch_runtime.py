@@ -98,7 +98,7 @@ def shard_indices(tensor: torch.Tensor) -> tuple[torch.Tensor, list | None]:
     """
     if not hasattr(tensor, "placements") or not hasattr(tensor, "to_local"):
         return tensor, None
-    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor import placement_types as types
 
     local = tensor.to_local()
     coordinate = tensor.device_mesh.get_coordinate()
@@ -106,24 +106,24 @@ def shard_indices(tensor: torch.Tensor) -> tuple[torch.Tensor, list | None]:
         return local, [torch.arange(0) for _ in tensor.shape]
     index = [torch.arange(size) for size in tensor.shape]
     for mesh_dim, placement in enumerate(tensor.placements):
-        if isinstance(placement, Replicate):
+        if isinstance(placement, types.Replicate):
             continue
-        if not isinstance(placement, Shard):
-            raise TypeError(f"cannot initialise a shard placed as {placement!r}")
-        dim, chunks = placement.dim, tensor.device_mesh.size(mesh_dim)
-        rank = coordinate[mesh_dim]
-        if type(placement) is Shard:
-            size, offset = Shard.local_shard_size_and_offset(
+        chunks, rank = tensor.device_mesh.size(mesh_dim), coordinate[mesh_dim]
+        strided = getattr(types, "_StridedShard", ())
+        if isinstance(placement, strided):  # FSDP2 over tensor parallelism, same dim
+            dim, mode = placement.dim, types._StridedShardOffsetMode.ALL
+            _, offsets = placement.local_shard_size_and_offset(
+                len(index[dim]), chunks, rank, mode
+            )
+            index[dim] = index[dim][torch.tensor(offsets, dtype=torch.long)]
+        elif isinstance(placement, types.Shard):
+            dim = placement.dim
+            size, offset = types.Shard.local_shard_size_and_offset(
                 len(index[dim]), chunks, rank
             )
             index[dim] = index[dim][offset : offset + size]
-        else:  # _StridedShard (FSDP2 over tensor parallelism on the same dim)
-            from torch.distributed.tensor.placement_types import _StridedShardOffsetMode
-
-            _, offsets = placement.local_shard_size_and_offset(
-                len(index[dim]), chunks, rank, _StridedShardOffsetMode.ALL
-            )
-            index[dim] = index[dim][torch.tensor(offsets, dtype=torch.long)]
+        else:
+            raise TypeError(f"cannot initialise a shard placed as {placement!r}")
     if tuple(local.shape) != tuple(len(i) for i in index):
         raise ValueError(
             f"local shard {tuple(local.shape)} does not match its placements"
