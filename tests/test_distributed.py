@@ -188,3 +188,40 @@ def test_slices_of_a_stream_are_the_stream():
         stream_range(123, numel, lo, hi, draw, part)
         assert torch.equal(part, whole[lo:hi]), (lo, hi)
     assert len(set(whole[:: 2**16].tolist())) == 4  # every block its own generator
+
+
+# -- Keras: the layout map, on the JAX backend with two host devices --------------------------
+
+KERAS_SPEC = """
+nnspec: 1
+name: keras_layout
+input: {shape: [5], dtype: int64}
+seed: 1
+layers:
+  - embedding: {num: 50, dim: 8}
+  - layernorm
+  - linear: {out: 16}
+  - gelu
+  - linear: {out: 8}
+"""
+
+
+def test_keras_layout_map_shards_the_spec_on_two_devices(tmp_path):
+    pytest.importorskip("keras")
+    pytest.importorskip("jax")
+    import json
+
+    path = _spec(tmp_path, KERAS_SPEC, "keras_layout")
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu", PYTHONPATH=str(Path(nnspec.__file__).parent.parent))
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name("keras_layout_worker.py")), str(path)],
+                            capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.split("REPORT", 1)[1])
+    assert report["devices"] == 2 and report["forward"]
+    variables = report["variables"]
+    assert variables["linear_1/kernel"]["spec"] == [None, "model"]  # Dense kernel (in, out): out split
+    assert variables["linear_1/bias"]["spec"] == ["model"]
+    assert variables["embedding_1/embeddings"]["spec"] == ["model", None]
+    assert all(v["equal"] for v in variables.values()), variables  # the same values as unsharded
+    assert all(v["devices"] == 2 for v in variables.values())
