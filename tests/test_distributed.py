@@ -225,3 +225,20 @@ def test_keras_layout_map_shards_the_spec_on_two_devices(tmp_path):
     assert variables["embedding_1/embeddings"]["spec"] == ["model", None]
     assert all(v["equal"] for v in variables.values()), variables  # the same values as unsharded
     assert all(v["devices"] == 2 for v in variables.values())
+
+
+# -- examples/distributed ----------------------------------------------------------------------
+
+def test_distributed_example_runs_on_two_processes(tmp_path):
+    script = Path(nnspec.__file__).parent.parent / "examples" / "distributed" / "gpt.py"
+    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(Path(nnspec.__file__).parent.parent))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                             "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(script),
+                             "--width", "16", "--layers", "2", "--vocab", "32", "--context", "4", "--steps", "2",
+                             "--checkpoint", str(tmp_path / "ckpt")],
+                            capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    assert "on 2 ranks" in result.stdout and "step 1: loss" in result.stdout
+    assert "saved a distributed checkpoint" in result.stdout
+    assert (tmp_path / "ckpt" / ".metadata").exists()
