@@ -40,43 +40,23 @@ def sequential(**layers: nn.Module) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
-def sparse_(
-    tensor: torch.Tensor,
-    sparsity: float,
-    std: float = 0.01,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """nn.init.sparse_, with the zeroed rows also drawn from `generator`.
-
-    PyTorch's own sparse_ picks the zeroed rows from the global generator, so a
-    seeded build would not repeat; the distribution here is the same.
-    """
-    rows, cols = tensor.shape
-    num_zeros = math.ceil(sparsity * rows)
-    with torch.no_grad():
-        tensor.normal_(0, std, generator=generator)
-        for col in range(cols):
-            order = torch.randperm(rows, generator=generator, device=tensor.device)
-            tensor[order[:num_zeros], col] = 0
-    return tensor
-
-
 def spec_init(key: str, path: str, kind: str, **args) -> tuple:
     """One tensor's initializer: state_dict key, spec path (its seed), kind, arguments."""
     return key, path, kind, args
 
 
-def stream_block(seed, index, length, draw, device, dtype) -> torch.Tensor:
-    """Block `index` (2**16 elements; the last may be shorter) of a tensor's stream.
+def stream_block(seed: int, index: int, block: torch.Tensor, draw) -> None:
+    """Fill `block` with block `index` of a tensor's stream, in place.
 
-    Its values are torch's own `draw` ("uniform", "normal", "trunc_normal") on a
-    fresh tensor of `length` elements, from a generator seeded with seed + index.
+    Block `index` holds elements index * 2**16 ... of the tensor's flattened
+    (PyTorch-layout) elements: 2**16 of them, fewer in the last block. Its values
+    are torch.nn.init's own `draw` ("uniform", "normal" or "trunc_normal", with
+    its arguments) on a tensor of that length, from a fresh generator seeded
+    with seed + index.
     """
     kind, args = draw
-    generator = torch.Generator(device).manual_seed(seed + index)
-    block = torch.empty(length, device=device, dtype=dtype)
+    generator = torch.Generator(block.device).manual_seed(seed + index)
     getattr(nn.init, kind + "_")(block, *args, generator=generator)
-    return block
 
 
 def stream_range(seed, numel, start, stop, draw, out) -> None:
@@ -85,9 +65,13 @@ def stream_range(seed, numel, start, stop, draw, out) -> None:
     for index in range(start // size, (stop - 1) // size + 1):
         first = index * size
         length = min(size, numel - first)
-        block = stream_block(seed, index, length, draw, out.device, out.dtype)
         lo, hi = max(start, first), min(stop, first + length)
-        out[lo - start : hi - start] = block[lo - first : hi - first]
+        if lo == first and hi == first + length:  # the whole block: drawn in place
+            stream_block(seed, index, out[lo - start : hi - start], draw)
+        else:
+            block = torch.empty(length, device=out.device, dtype=out.dtype)
+            stream_block(seed, index, block, draw)
+            out[lo - start : hi - start] = block[lo - first : hi - first]
 
 
 def shard_indices(tensor: torch.Tensor) -> tuple[torch.Tensor, list | None]:
