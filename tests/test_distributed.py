@@ -242,3 +242,35 @@ def test_distributed_example_runs_on_two_processes(tmp_path):
     assert "on 2 ranks" in result.stdout and "step 1: loss" in result.stdout
     assert "saved a distributed checkpoint" in result.stdout
     assert (tmp_path / "ckpt" / ".metadata").exists()
+
+
+def test_reset_parameters_survives_copies_and_pickles(tmp_path):
+    """Each layer's reset_parameters follows the spec, also on a deep copy or an unpickled emitted model."""
+    import copy
+    import importlib
+    import pickle
+
+    spec = nnspec.loads(TOKENS)
+    expected = nnspec.build(spec, "torch", seed=8).state_dict()
+    model = copy.deepcopy(nnspec.build(spec, "torch", seed=8))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.zero_()
+    for module in model.modules():
+        if "reset_parameters" in vars(module):
+            module.reset_parameters()
+    assert_same_state(model.state_dict(), expected)
+    (tmp_path / "emitted_tokens.py").write_text(nnspec.emit(spec, "torch"))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        emitted = importlib.import_module("emitted_tokens").build(seed=8)
+        emitted = pickle.loads(pickle.dumps(emitted))
+        with torch.no_grad():
+            for param in emitted.parameters():
+                param.zero_()
+        emitted.linear_1.reset_parameters()
+        assert torch.equal(emitted.linear_1.weight, expected["linear_1.weight"])
+        emitted.reset_parameters()
+        assert_same_state(emitted.state_dict(), expected)
+    finally:
+        sys.path.remove(str(tmp_path))

@@ -145,11 +145,12 @@ def emit_torch(spec) -> str:
 
 
 # Module-level names of the emitted file that a generated class must not shadow.
-RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "GlobalAvgPool", "SEED", "INITIALIZERS", "Initializable"})
+RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "GlobalAvgPool", "SEED", "INITIALIZERS", "Initializable",
+                                  "LayerReset"})
 
 # torch_runtime helpers every emitted file carries: the tensor streams and `initialize`.
 INIT_HELPERS = ("spec_init", "stream_block", "stream_range", "shard_indices", "deterministic", "whole",
-                "init_tensor_", "resolve_seed", "initialize_", "reset_tensors_", "attach_plan_", "Initializable")
+                "init_tensor_", "resolve_seed", "initialize_", "LayerReset", "attach_plan_", "Initializable")
 
 
 def _signature(node: Sequence) -> tuple:

@@ -251,22 +251,30 @@ def initialize_(model: nn.Module, plan, seed: int | None = None) -> int:
     return seed
 
 
-def reset_tensors_(module: nn.Module) -> None:
-    """reset_parameters of a layer of a model built by nnspec: the spec's init."""
-    state = module._nnspec_state
-    state["seed"] = resolve_seed(state["seed"])
-    with torch.no_grad():
-        for name, path, kind, args in module._nnspec_entries:
-            tensor = getattr(module, name)
-            init_tensor_(tensor, tensor_seed(state["seed"], path), kind, **args)
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
+class LayerReset:
+    """A layer's reset_parameters: its tensors as the spec says, with the model's seed.
+
+    An object rather than a bound function, so that copies and pickles of the model
+    keep it, bound to their own layer.
+    """
+
+    def __init__(self, module: nn.Module, entries: list, state: dict) -> None:
+        self.module, self.entries, self.state = module, entries, state
+
+    def __call__(self) -> None:
+        self.state["seed"] = resolve_seed(self.state["seed"])
+        with torch.no_grad():
+            for name, path, kind, args in self.entries:
+                tensor = getattr(self.module, name)
+                init_tensor_(
+                    tensor, tensor_seed(self.state["seed"], path), kind, **args
+                )
+            if isinstance(self.module, nn.modules.batchnorm._BatchNorm):
+                self.module.reset_running_stats()
 
 
 def attach_plan_(model: nn.Module, plan, seed: int | None) -> None:
     """Keep the plan on the model; give each layer a reset_parameters that follows it."""
-    import types
-
     model._nnspec_plan = plan
     model._nnspec_state = state = {"seed": seed}
     modules = dict(model.named_modules())
@@ -275,12 +283,8 @@ def attach_plan_(model: nn.Module, plan, seed: int | None) -> None:
         owner, _, name = key.rpartition(".")
         owners.setdefault(owner, []).append((name, path, kind, args))
     for owner, entries in owners.items():
-        module = modules[owner]
-        if module is model:
-            continue
-        module._nnspec_entries = entries
-        module._nnspec_state = state
-        module.reset_parameters = types.MethodType(reset_tensors_, module)
+        if modules[owner] is not model:
+            modules[owner].reset_parameters = LayerReset(modules[owner], entries, state)
 
 
 class Initializable:
