@@ -6,7 +6,8 @@ reset_parameters) on the same sharded model.
     python benchmarks/sharded_init.py nnspec --world 2 --width 4096 --layers 14 --vocab 16384
     python benchmarks/sharded_init.py torch  --world 2 --width 4096 --layers 14 --vocab 16384
 
-Each prints one JSON line: seconds (materialise + initialise; the slowest rank), the peak resident
+The spec keeps PyTorch's default initializers (torch_default), so that both flows draw the same
+distributions. Each prints one JSON line: seconds (materialise + initialise; the slowest rank), the peak resident
 memory of each process, and its growth over the memory before the model was materialised.
 """
 
@@ -34,14 +35,14 @@ blocks:
       - residual:
           branch:
             - layernorm
-            - linear: {{out: {hidden}, init: {{weight: {{normal: {{std: 0.02}}}}, bias: zeros}}}}
+            - linear: {{out: {hidden}}}
             - gelu
-            - linear: {{out: {width}, init: {{weight: {{normal: {{std: 0.004}}}}, bias: zeros}}}}
+            - linear: {{out: {width}}}
 layers:
-  - embedding: {{num: {vocab}, dim: {width}, name: tokens, init: {{weight: {{normal: {{std: 0.02}}}}}}}}
+  - embedding: {{num: {vocab}, dim: {width}, name: tokens}}
   - pre_norm_mlp: {{repeat: {layers}, name: blocks}}
   - layernorm: {{name: final_norm}}
-  - linear: {{out: {vocab}, name: head, bias: false, init: {{weight: {{normal: {{std: 0.02}}}}}}}}
+  - linear: {{out: {vocab}, name: head, bias: false}}
 """
 
 
@@ -70,7 +71,7 @@ def single(args) -> dict:
     spec = spec_of(args)
     before = current_bytes()
     start = time.perf_counter()
-    nnspec.build(spec, "torch", seed=0)
+    nnspec.build(spec, "torch", seed=0, max_params=10**12)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "peak": [peak_bytes()], "growth": [peak_bytes() - before],
             "params": spec.params}
