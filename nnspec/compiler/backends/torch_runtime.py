@@ -123,15 +123,19 @@ def deterministic(kind, args, shape, index, device, dtype) -> torch.Tensor:
         for dim, positions in enumerate(index):
             values = values.index_select(dim, positions.to(device))
         return values
-    index = [i.to(device) for i in index]
-    grid = torch.meshgrid(*index, indexing="ij") if index else []
+    # each dim's positions as a broadcastable view: no full-size index grids
+    rank = len(index)
+    grid = [
+        i.to(device).view([-1 if d == k else 1 for k in range(rank)])
+        for d, i in enumerate(index)
+    ]
     if kind == "eye":
         return (grid[0] == grid[1]).to(dtype).mul_(args["gain"])
     # dirac: out channel o, in channel i, centre of every spatial dim
     per_group = shape[0] // args["groups"]
     hit = (grid[0] % per_group == grid[1]) & (grid[1] < min(per_group, shape[1]))
     for dim in range(2, len(shape)):
-        hit &= grid[dim] == shape[dim] // 2
+        hit = hit & (grid[dim] == shape[dim] // 2)
     return hit.to(dtype)
 
 
