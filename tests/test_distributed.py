@@ -89,14 +89,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_worker(mode: str, spec_path: Path, tmp_path: Path, world: int = 2, seed: int = 0, timeout: int = 240):
-    out = tmp_path / f"{mode}-{spec_path.stem}.pt"
+def run_worker(jobs: list, tmp_path: Path, world: int = 2, timeout: int = 300) -> dict:
+    """Run (mode, spec path, seed) jobs in one group of `world` processes; {(mode, path, seed): result}."""
+    out = tmp_path / f"results-{world}.pt"
     env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(nnspec.__file__).parent.parent), str(WORKER.parent)]))
-    result = subprocess.run([sys.executable, str(WORKER), mode, str(spec_path), str(out), str(world),
-                             str(_free_port()), str(seed)], capture_output=True, text=True, timeout=timeout, env=env)
+    args = [f"{mode}:{path}:{seed}" for mode, path, seed in jobs]
+    result = subprocess.run([sys.executable, str(WORKER), str(out), str(world), str(_free_port()), *args],
+                            capture_output=True, text=True, timeout=timeout, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return torch.load(out, weights_only=False)
+    saved = torch.load(out, weights_only=False)
+    return {job: saved[arg] for job, arg in zip(jobs, args)}
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("specs")
+    return {"image": _spec(folder, IMAGE, "image"), "tokens": _spec(folder, TOKENS, "tokens")}
+
+
+@pytest.fixture(scope="module")
+def two_processes(specs, tmp_path_factory) -> dict:
+    """Every 2-process case in one process group (start-up is most of their time)."""
+    jobs = [(mode, specs[which], 11) for mode in ("fsdp", "tp") for which in ("image", "tokens")]
+    jobs += [("reset", specs["image"], 0), ("emitted", specs["tokens"], 5)]
+    return run_worker(jobs, tmp_path_factory.mktemp("two"))
 
 
 def test_the_specs_cover_every_initializer():
@@ -106,33 +123,30 @@ def test_the_specs_cover_every_initializer():
 
 @pytest.mark.parametrize("mode", ["fsdp", "tp"])
 @pytest.mark.parametrize("which", ["image", "tokens"])
-def test_sharded_initialisation_equals_the_single_process_build(mode, which, tmp_path):
-    path = _spec(tmp_path, IMAGE if which == "image" else TOKENS, which)
-    result = run_worker(mode, path, tmp_path, seed=11)
+def test_sharded_initialisation_equals_the_single_process_build(mode, which, specs, two_processes):
+    result = two_processes[(mode, specs[which], 11)]
     expected = "Shard(dim=0)" if mode == "fsdp" else "Shard(dim=1)"
     assert any(expected in p for p in result["placements"]), result["placements"]
-    assert_same_state(result["state"], nnspec.build(nnspec.load(path), "torch", seed=11).state_dict())
+    assert_same_state(result["state"], nnspec.build(nnspec.load(specs[which]), "torch", seed=11).state_dict())
 
 
-def test_reset_parameters_of_every_module_follows_the_spec(tmp_path):
+def test_reset_parameters_of_every_module_follows_the_spec(specs, two_processes):
     """PyTorch's meta-device flow (to_empty, then each module's reset_parameters) on FSDP2 shards."""
-    path = _spec(tmp_path, IMAGE, "image")
-    result = run_worker("reset", path, tmp_path)
-    assert_same_state(result["state"], nnspec.build(nnspec.load(path), "torch").state_dict())  # the spec's seed
+    result = two_processes[("reset", specs["image"], 0)]
+    assert_same_state(result["state"], nnspec.build(nnspec.load(specs["image"]), "torch").state_dict())  # spec seed
 
 
-def test_emitted_model_sharded(tmp_path):
-    path = _spec(tmp_path, TOKENS, "tokens")
-    result = run_worker("emitted", path, tmp_path, seed=5)
-    assert_same_state(result["state"], nnspec.build(nnspec.load(path), "torch", seed=5).state_dict())
+def test_emitted_model_sharded(specs, two_processes):
+    result = two_processes[("emitted", specs["tokens"], 5)]
+    assert_same_state(result["state"], nnspec.build(nnspec.load(specs["tokens"]), "torch", seed=5).state_dict())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["image", "tokens"])
-def test_2d_mesh_tensor_parallel_and_fsdp(which, tmp_path):
-    path = _spec(tmp_path, IMAGE if which == "image" else TOKENS, which)
-    result = run_worker("2d", path, tmp_path, world=4, seed=2, timeout=400)
-    assert_same_state(result["state"], nnspec.build(nnspec.load(path), "torch", seed=2).state_dict())
+def test_2d_mesh_tensor_parallel_and_fsdp(specs, tmp_path):
+    results = run_worker([("2d", specs["image"], 2), ("2d", specs["tokens"], 2)], tmp_path, world=4, timeout=500)
+    for (_, path, _), result in results.items():
+        assert any("_StridedShard" in p or "Shard(dim=1)" in p for p in result["placements"]), result["placements"]
+        assert_same_state(result["state"], nnspec.build(nnspec.load(path), "torch", seed=2).state_dict())
 
 
 # -- single process: plain tensors, errors --------------------------------------------------
