@@ -6,7 +6,7 @@ Rendered from the same backend tables the compiler uses, on an example tensor.
 from __future__ import annotations
 
 from nnspec.compiler.backends import keras_table, torch_table
-from nnspec.compiler.backends.expr import flat
+from nnspec.compiler.backends.expr import Ref, call, flat
 from nnspec.compiler.ir import InitSpec, Layer, Tensor
 from nnspec.diagnostics import Span
 from nnspec.vocabulary import initializers as inits
@@ -54,6 +54,10 @@ def init_source_examples(name: str) -> tuple[str, str]:
     """(PyTorch code, Keras code) that `name` compiles to, on an example tensor that is described."""
     tensor = _example_tensor(name)
     what = f"on {tensor.layer.kind} {tensor.role} {list(tensor.shape)}: "
-    torch_code = "; ".join(flat(c, _Names()) for c in torch_table.init_calls(tensor))
+    kind, args = torch_table.init_plan(tensor)
+    torch_code = flat(call("init_tensor_", Ref("tensor"), Ref("seed"), kind, **args), _Names())
+    if kind in ("uniform", "normal", "trunc_normal"):
+        values = ", ".join(flat(v, _Names()) for v in args.values())
+        torch_code += f" (each block of w's stream: nn.init.{kind}_(block, {values}, generator=g))"
     keras_code = flat(keras_table.initializer(tensor), _Names())
     return what + torch_code, what + keras_code
