@@ -58,6 +58,8 @@ layers:
   - linear: {{out: 33, init: {{weight: {{normal: {{mean: 0.1, std: 0.5}}}}}}, {WAIVE}}}
   - linear: {{out: 33, init: {{weight: {{trunc_normal: {{std: 1.0}}}}}}, {WAIVE}}}
   - linear: {{out: 33, init: {{weight: zeros, bias: ones}}, {WAIVE}}}
+  - linear: {{out: 300, init: {{weight: {{chunks: [xavier_uniform, zeros, {{normal: {{std: 0.5}}}}]}},
+             bias: {{chunks: [zeros, ones, zeros]}}}}, {WAIVE}}}
   - linear: {{out: 3}}
 """
 

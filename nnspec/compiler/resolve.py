@@ -12,6 +12,7 @@ from __future__ import annotations
 from nnspec.compiler.ir import InitSpec, Tensor
 from nnspec.compiler.report import Recorder, Scoped
 from nnspec.compiler.syntax import parse_allow, parse_layer_init
+from nnspec.diagnostics import Diagnostic
 from nnspec.vocabulary.kinds import KINDS
 
 
@@ -47,6 +48,13 @@ def resolve_inits(reached: list, model_init: dict, out: Recorder) -> set:
             continue
         for ts in kind.tensors(item.args, layer.in_shape):
             init, origin, span = _resolve(item.kind, ts.role, own_init, item.inherited, model_init, used)
+            if init.name == "chunks" and ts.shape[0] % len(init.args["parts"]):
+                n = len(init.args["parts"])
+                scoped.report(Diagnostic.at(init.span, "NS004", f"`chunks` splits the first axis of the "
+                                            f"{ts.role} of this `{item.kind}` ({list(ts.shape)}) into {n} parts, "
+                                            f"but {ts.shape[0]} is not divisible by {n}",
+                                            f"give a number of parts that divides {ts.shape[0]}"))
+                continue
             layer.tensors[ts.role] = Tensor(f"{layer.path}.{ts.role}", ts.role, ts.shape, ts.fan_in, ts.fan_out,
                                             init, origin, span, layer)
     return used

@@ -120,6 +120,17 @@ def parse_init(out, raw, path: tuple) -> Optional[InitSpec]:
                 out.report(diag)
         return None
     args = model.model_dump()
+    if name == "chunks":  # each part is an initializer of its own
+        where = base if short else base + ("parts",)
+        parts = [parse_init(out, part, where + (i,)) for i, part in enumerate(args["parts"])]
+        if any(part is None for part in parts):
+            return None
+        nested = [part for part in parts if part.name == "chunks"]
+        if nested:
+            out.error(where, "NS004", "a part of `chunks` is itself `chunks`", "split the first axis once, "
+                      "into as many parts as it needs")
+            return None
+        return InitSpec(name, {"parts": tuple(parts)}, out.doc.span(path))
     problems = inits.check_arguments(name, args)
     for arg, message in problems:
         out.error(base if short else base + (arg,), "NS211", f"{name}: {message}")

@@ -174,6 +174,8 @@ def _init_schema() -> dict:
     props = {}
     for name, init in REGISTRY.items():
         args, required = _args_properties(init.args)
+        if name == "chunks":  # each part is an initializer
+            args["parts"] = {**args["parts"], "items": {"$ref": REF + "Init"}}
         schema = {"type": ["object", "null"], "description": f"`{name}`: {init.summary}"
                   + (f" (short form: the value of `{init.short}`)" if init.short else ""),
                   "properties": args, "additionalProperties": False}

@@ -39,7 +39,11 @@ def _example_tensor(name: str) -> Tensor:
         layer = Layer("fc", "fc", "linear", {"out": 256, "bias": True}, {}, (128,), (256,), "float32", "float32",
                       span, ())
         shape, fan_in, fan_out, role = (256, 128), 128, 256, "weight"
-    args = inits.REGISTRY[name].args.model_validate(EXAMPLE_ARGS.get(name, {})).model_dump()
+    if name == "chunks":  # an LSTM's forget-gate bias of one: the bias of a linear layer of 4 gates
+        shape, fan_in, fan_out, role = (256,), 128, 256, "bias"
+        args = {"parts": tuple(InitSpec(part, {}) for part in ("zeros", "ones", "zeros", "zeros"))}
+    else:
+        args = inits.REGISTRY[name].args.model_validate(EXAMPLE_ARGS.get(name, {})).model_dump()
     tensor = Tensor(f"{layer.path}.{role}", role, shape, fan_in, fan_out, InitSpec(name, args), "layer", span, layer)
     layer.tensors[role] = tensor
     return tensor

@@ -67,7 +67,7 @@ def _namespace():
 
     from nnspec.compiler.backends import torch_runtime
 
-    helpers = {"Residual", "Merge", "sequential", "spec_init", *torch_table.HELPERS_BY_KIND.values()}
+    helpers = {"Residual", "Merge", "sequential", "spec_init", "spec_part", *torch_table.HELPERS_BY_KIND.values()}
     return {"torch": torch, "nn": nn, "math": math, **{name: getattr(torch_runtime, name) for name in helpers}}
 
 
@@ -167,8 +167,9 @@ RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "Merge", "SEED", "I
                                   "LayerReset", *torch_table.HELPERS_BY_KIND.values()})
 
 # torch_runtime helpers every emitted file carries: the tensor streams and `initialize`.
-INIT_HELPERS = ("spec_init", "stream_block", "stream_range", "shard_indices", "deterministic", "whole",
-                "init_tensor_", "resolve_seed", "initialize_", "LayerReset", "attach_plan_", "Initializable")
+INIT_HELPERS = ("spec_init", "spec_part", "stream_block", "stream_range", "shard_indices", "deterministic", "whole",
+                "init_tensor_", "chunks_", "fill_", "resolve_seed", "initialize_", "LayerReset", "attach_plan_",
+                "Initializable")
 
 
 def _signature(node: Sequence) -> tuple:

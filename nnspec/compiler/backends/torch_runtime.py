@@ -293,13 +293,43 @@ def whole(kind, args, seed, shape, device, dtype) -> torch.Tensor:
     return q.contiguous().view(shape).mul_(args["gain"])
 
 
+def spec_part(kind: str, **args) -> tuple:
+    """One part of a `chunks` initializer: its kind and arguments."""
+    return kind, args
+
+
 def init_tensor_(tensor: torch.Tensor, seed: int, kind: str, **args) -> None:
     """Initialise `tensor` (a plain tensor, or this rank's shard of a DTensor) in place."""
     local, index = shard_indices(tensor)
-    shape = tuple(tensor.shape)
+    fill_(local, index, tuple(tensor.shape), seed, kind, args)
+
+
+def chunks_(local, index, shape, seed, parts) -> None:
+    """The first axis in len(parts) equal parts, each initialised as a tensor of its own
+    (its own fans, and a stream seeded from the tensor's seed and the part's number)."""
+    rows = shape[0] // len(parts)
+    if index is None:
+        index = [torch.arange(size) for size in shape]
+    for number, (kind, args) in enumerate(parts):
+        at = ((index[0] >= number * rows) & (index[0] < (number + 1) * rows)).nonzero()
+        at = at.flatten()
+        if len(at) == 0:
+            continue
+        part = local.index_select(0, at.to(local.device))
+        part_index = [index[0][at] - number * rows, *index[1:]]
+        part_seed = (seed * 1_000_003 + number + 1) % 2**63
+        fill_(part, part_index, (rows, *shape[1:]), part_seed, kind, args)
+        local.index_copy_(0, at.to(local.device), part)
+
+
+def fill_(local, index, shape, seed, kind, args) -> None:
+    """Initialise `local`, the positions `index` (None: all) of a tensor of `shape`."""
     if local.numel() == 0:
         return
     device, dtype = local.device, local.dtype
+    if kind == "chunks":
+        chunks_(local, index, shape, seed, args["parts"])
+        return
     if kind in ("zeros", "ones", "constant"):
         local.fill_({"zeros": 0.0, "ones": 1.0}.get(kind, args.get("value")))
         return

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from nnspec.compiler.backends.expr import Call, call
-from nnspec.compiler.ir import Layer, Tensor
+from nnspec.compiler.backends.expr import Arg, Call, call
+from nnspec.compiler.ir import Layer, Tensor, chunk_parts
 from nnspec.vocabulary import initializers as inits
 from nnspec.vocabulary import scaling
 
@@ -321,7 +321,13 @@ INITS = {
     "values": lambda t: ("values", {"values": t.init.args["values"]}),
     "log_prior": lambda t: ("values", {"values": inits.log_prior(t.init.args["counts"])}),
     "torch_default": torch_default,
+    "chunks": lambda t: ("chunks", {"parts": [call("spec_part", *_part_plan(part)) for part in chunk_parts(t)]}),
 }
+
+
+def _part_plan(part: Tensor) -> tuple:
+    kind, args = init_plan(part)
+    return (kind, *(Arg(value, name) for name, value in args.items()))
 
 
 def init_plan(tensor: Tensor) -> tuple[str, dict]:
