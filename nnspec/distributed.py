@@ -88,7 +88,7 @@ def initialize(model, spec=None, seed: Optional[int] = None, only=None):
         keys = {key for key, path, _, _ in plan if any(p.match(path) or p.match(key) for p in patterns)}
         idle = [p.pattern for p in patterns if not any(p.match(path) or p.match(key) for key, path, _, _ in plan)]
         if idle:
-            raise ValueError(f"only: the pattern(s) {', '.join(repr(p) for p in _sources(only, idle))} match no "
+            raise ValueError(f"only: the pattern(s) {', '.join(repr(p) for p in idle)} match no "
                              "tensor of the model; nothing was changed (tensor paths look like "
                              f"{plan[0][1] if plan else 'head.weight'!r})")
     state = getattr(model, "_nnspec_state", None)
@@ -102,13 +102,6 @@ def initialize(model, spec=None, seed: Optional[int] = None, only=None):
     if state is not None:
         state["seed"] = seed
     return model
-
-
-def _sources(only, idle_regexes: list) -> list:
-    from nnspec.compiler.paths import compile_pattern
-
-    items = [only] if isinstance(only, str) else list(only)
-    return [item for item in items if compile_pattern(item).pattern in idle_regexes]
 
 
 KERAS_VARIABLE = {"weight": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta"}

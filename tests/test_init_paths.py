@@ -189,3 +189,12 @@ def test_only_matching_nothing_raises_and_changes_nothing():
         nnspec.initialize(model, only=[])
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+def test_matching_never_backtracks():
+    import time
+
+    pattern = compile_pattern(".".join(["**"] * 30 + ["*a*a*a*a*a*a*a*a*a*a*a*a*"] + ["**"] * 30 + ["b"]))
+    start = time.perf_counter()
+    assert not pattern.match(".".join(["a" * 40] * 40))
+    assert time.perf_counter() - start < 1.0

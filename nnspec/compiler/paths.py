@@ -28,26 +28,69 @@ def pattern_problem(pattern) -> Optional[str]:
     return None
 
 
-def compile_pattern(pattern: str) -> re.Pattern:
-    """The regular expression of a path pattern (see the module text); raises ValueError on a bad one."""
-    problem = pattern_problem(pattern)
-    if problem:
-        raise ValueError(problem)
-    segments = pattern.split(".")
-    out, glued = "", True  # glued: no separator before the next segment
-    for i, segment in enumerate(segments):
-        sep = "" if glued else r"\."
-        glued = False
-        if segment == "**":
-            if i == len(segments) - 1:
-                out += sep + ".+"
-            else:
-                out += sep + r"(?:[^.]+\.)*"
-                glued = True
-            continue
-        out += sep + "".join(".*" if tok == "**" else "[^.]*" if tok == "*" else re.escape(tok)
-                             for tok in re.split(r"(\*\*|\*)", segment) if tok)
-    return re.compile(out + r"\Z")
+class PathPattern:
+    """A compiled path pattern. Matching runs over sets of positions (no backtracking), so it takes time
+    linear in the pattern and at most quadratic in the path, whatever the pattern."""
+
+    def __init__(self, pattern: str) -> None:
+        problem = pattern_problem(pattern)
+        if problem:
+            raise ValueError(problem)
+        self.pattern = pattern
+        self.tokens: list = []
+        segments = pattern.split(".")
+        for i, segment in enumerate(segments):
+            last = i == len(segments) - 1
+            if segment == "**":
+                if last:  # `a.**`: one or more characters after the dot; `**` alone: anything
+                    self.tokens.append(("any+",))
+                else:  # `a.**.b`, `**.b`: nothing, or whole segments each ending with its dot
+                    self.tokens.append(("segments",))
+                continue
+            for tok in re.split(r"(\*+)", segment):
+                if tok.startswith("**"):
+                    self.tokens.append(("any",))
+                elif tok == "*":
+                    self.tokens.append(("star",))
+                else:
+                    self.tokens.extend(("lit", c) for c in tok)
+            if not last:
+                self.tokens.append(("lit", "."))
+
+    def match(self, path: str) -> bool:
+        n = len(path)
+        reach = {0}
+        for token in self.tokens:
+            if not reach:
+                return False
+            kind = token[0]
+            if kind == "lit":
+                reach = {j + 1 for j in reach if j < n and path[j] == token[1]}
+            elif kind == "star":
+                nxt: set = set()
+                for j in sorted(reach):
+                    k = j
+                    while k not in nxt:
+                        nxt.add(k)
+                        if k >= n or path[k] == ".":
+                            break
+                        k += 1
+                reach = nxt
+            elif kind in ("any", "any+"):
+                low = min(reach) + (kind == "any+")
+                reach = set(range(low, n + 1))
+            else:  # segments
+                low = min(reach)
+                reach = reach | {k + 1 for k in range(low, n) if path[k] == "."}
+        return n in reach
+
+    def __repr__(self) -> str:
+        return f"PathPattern({self.pattern!r})"
+
+
+def compile_pattern(pattern: str) -> PathPattern:
+    """A path pattern, compiled (see the module text); raises ValueError on a bad one."""
+    return PathPattern(pattern)
 
 
 def matches(patterns, path: str) -> bool:
@@ -73,7 +116,7 @@ class PathRule:
 
     def __init__(self, pattern: str, spec) -> None:
         self.pattern, self.spec = pattern, spec
-        self.regex = compile_pattern(pattern)
+        self.compiled = compile_pattern(pattern)
         self.matched = False
         self.used = False
 
@@ -105,7 +148,7 @@ def resolve_path(rules: list, tensor_path: str, own: bool):
     """The first rule matching `tensor_path` (marking every matching rule as matched); None if none."""
     found = None
     for rule in rules:
-        if rule.regex.match(tensor_path):
+        if rule.compiled.match(tensor_path):
             rule.matched = True
             if found is None and not own:
                 found = rule
