@@ -1,6 +1,6 @@
 """nnspec: model architectures and initializations as reviewed, validated config.
 
-Public API: `load`, `loads`, `check`, `build`, `emit`, `transfer`, `initialize`,
+Public API: `load`, `loads`, `check`, `build`, `emit`, `transfer`, `initialize`, `load_weights`,
 `keras_layout_map`, `SpecError`, `Diagnostic`. Importing nnspec never imports a framework; `build`, `emit` and
 `transfer` import the one they target when called.
 """
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from nnspec.compiler.pipeline import Spec
 
 __all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "initialize", "keras_layout_map", "load",
-           "loads", "transfer", "__version__"]
+           "load_weights", "loads", "transfer", "__version__"]
 
 TARGETS = ("torch", "keras")
 
@@ -124,13 +124,26 @@ def transfer(torch_model, keras_model, spec: Union[Spec, str, os.PathLike]) -> N
     transfer_weights(torch_model, keras_model, _as_spec(spec))
 
 
-def initialize(model, spec: Union[Spec, str, os.PathLike, None] = None, seed: Optional[int] = None):
+def initialize(model, spec: Union[Spec, str, os.PathLike, None] = None, seed: Optional[int] = None,
+               only=None):
     """Initialise a PyTorch model built by nnspec in place, as its spec says, also when its parameters
     are DTensors sharded by FSDP2 or tensor parallelism: each rank computes only its own shard, equal
-    bit for bit to the single-process build. See `nnspec.distributed.initialize`."""
+    bit for bit to the single-process build. `only` (a path pattern or a list: `head.*`,
+    `layer4.**.bn3.gamma`) re-initialises just the matching tensors (by spec path or state_dict key),
+    leaving every other one as it is. See `nnspec.distributed.initialize`."""
     from nnspec.distributed import initialize as initialize_model
 
-    return initialize_model(model, spec, seed)
+    return initialize_model(model, spec, seed, only)
+
+
+def load_weights(model, source, spec: Union[Spec, str, os.PathLike, None] = None, rename=None,
+                 strict: bool = True):
+    """Load weights from `source` (a state dict, a .pt/.pth or .safetensors file, or a PyTorch model)
+    into a PyTorch model built by nnspec, matching keys by name, else by structure, else by `rename`
+    rules; return the report (`nnspec.weights.WeightReport`). See `nnspec.weights.load_weights`."""
+    from nnspec.weights import load_weights as load
+
+    return load(model, source, spec, rename, strict)
 
 
 def keras_layout_map(spec: Union[Spec, str, os.PathLike], mesh, model_axis: Optional[str] = None):

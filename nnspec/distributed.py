@@ -61,8 +61,16 @@ def _plan_of(model, spec) -> tuple[tuple, dict]:
     return plan, shapes
 
 
-def initialize(model, spec=None, seed: Optional[int] = None):
+def initialize(model, spec=None, seed: Optional[int] = None, only=None):
     """Initialise every tensor of `model` in place as its spec says; return the model.
+
+    `only` (a path pattern or a list of them: `*` within one dotted segment, `**`
+    across segments) limits this to the tensors whose spec path
+    (`head.weight`, `layer1.0.residual_1.branch.bn1.gamma`) or state_dict key
+    (`...bn1.weight`) matches; they get exactly the values of a full build with the
+    same seed, every other tensor and buffer is left as it is (the running
+    statistics of a norm layer are reset only when one of its tensors is selected).
+    A pattern that matches no tensor raises ValueError, and nothing is changed.
 
     `spec` (a Spec or a path) defaults to the initializers the model carries; `seed`
     defaults to the model's (the one it was built with, or the spec's). With no seed
@@ -72,6 +80,17 @@ def initialize(model, spec=None, seed: Optional[int] = None):
     from nnspec.compiler.backends import torch_runtime
 
     plan, _ = _plan_of(model, spec)
+    keys = None
+    if only is not None:
+        from nnspec.compiler.paths import compile_patterns
+
+        patterns = compile_patterns(only)
+        keys = {key for key, path, _, _ in plan if any(p.match(path) or p.match(key) for p in patterns)}
+        idle = [p.pattern for p in patterns if not any(p.match(path) or p.match(key) for key, path, _, _ in plan)]
+        if idle:
+            raise ValueError(f"only: the pattern(s) {', '.join(repr(p) for p in idle)} match no "
+                             "tensor of the model; nothing was changed (tensor paths look like "
+                             f"{plan[0][1] if plan else 'head.weight'!r})")
     state = getattr(model, "_nnspec_state", None)
     if seed is None and state is not None:
         seed = state["seed"]
@@ -79,7 +98,7 @@ def initialize(model, spec=None, seed: Optional[int] = None):
         from nnspec import _as_spec
 
         seed = _as_spec(spec).seed
-    seed = torch_runtime.initialize_(model, plan, seed)
+    seed = torch_runtime.initialize_(model, plan, seed, keys)
     if state is not None:
         state["seed"] = seed
     return model

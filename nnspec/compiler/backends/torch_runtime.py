@@ -395,19 +395,26 @@ def resolve_seed(seed: int | None) -> int:
     return seed
 
 
-def initialize_(model: nn.Module, plan, seed: int | None = None) -> int:
+def initialize_(
+    model: nn.Module, plan, seed: int | None = None, only: set | None = None
+) -> int:
     """Initialise every tensor of `model` as `plan` says; reset norm statistics.
 
     Parameters may be plain tensors or DTensors (FSDP2, tensor parallel, a 2-D
-    mesh): each rank computes its own shard. Returns the seed used.
+    mesh): each rank computes its own shard. `only` (a set of state_dict keys)
+    limits both to those tensors and their norm layers. Returns the seed used.
     """
     seed = resolve_seed(seed)
     params = dict(model.named_parameters())
     with torch.no_grad():
         for key, path, kind, args in plan:
-            init_tensor_(params[key], tensor_seed(seed, path), kind, **args)
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if only is None or key in only:
+                init_tensor_(params[key], tensor_seed(seed, path), kind, **args)
+        for name, module in model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+                only is None
+                or any(f"{name}.{p}" in only for p, _ in module.named_parameters())
+            ):
                 module.reset_running_stats()
     return seed
 
