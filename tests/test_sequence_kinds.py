@@ -198,3 +198,17 @@ def test_emitted_torch_equals_built(tmp_path):
         assert list(built.state_dict()) == list(emitted.state_dict())
         for key, value in built.state_dict().items():
             assert torch.equal(value, emitted.state_dict()[key]), key
+
+
+def test_keras_layout_map_names_every_variable():
+    keras = pytest.importorskip("keras")
+    import re
+
+    spec = spec_from_text(KIND_FIXTURES["vit_like"], "vit_like.yaml")
+    devices = keras.distribution.list_devices()[:1]
+    mesh = keras.distribution.DeviceMesh((1, 1), ["batch", "model"], devices * 1)
+    layout_map = nnspec.keras_layout_map(spec, mesh)
+    model = nnspec.build(spec, "keras", seed=0)
+    keys = list(layout_map.keys())
+    for variable in model.weights:
+        assert sum(bool(re.search(key, variable.path)) for key in keys) == 1, variable.path
