@@ -132,7 +132,10 @@ def keras_layout_map(spec, mesh, model_axis: Optional[str] = None):
     layout_map = keras.distribution.LayoutMap(mesh)
     for tensor in spec.graph.tensors():
         kind, role, shape = tensor.layer.kind, tensor.role, tuple(tensor.shape)
-        variable = KERAS_VARIABLE[role] if kind != "embedding" else "embeddings"
+        if kind in ("embedding", "position_embedding"):
+            variable = "embeddings"
+        else:  # class_token's `token` and attention's tensors keep their role's name (replicated)
+            variable = KERAS_VARIABLE.get(role, role)
         layout = [None] * len(shape)
         if kind == "embedding" and shape[0] % size == 0:
             layout[0] = axis  # the table's rows

@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-NORM_ROLES = {"gamma": "weight", "beta": "bias"}
+# state_dict names of roles: norms' gamma/beta, attention's as nn.MultiheadAttention's
+NORM_ROLES = {"gamma": "weight", "beta": "bias", "in_weight": "in_proj_weight", "in_bias": "in_proj_bias",
+              "out_weight": "out_proj.weight", "out_bias": "out_proj.bias"}
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 _module_counter = itertools.count()
 
@@ -114,7 +116,10 @@ def expected_module_class(layer):
 
     if layer.kind == "batchnorm":
         return {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}[len(layer.in_shape)]
-    if layer.kind in ("global_avg_pool", "global_max_pool", "slice", "to_tokens", "to_map", "scale", "drop_path"):
+    if layer.kind == "attention":
+        return nn.MultiheadAttention  # nnspec's SelfAttention is one, with its keys
+    if layer.kind in ("global_avg_pool", "global_max_pool", "slice", "to_tokens", "to_map", "scale", "drop_path",
+                      "class_token", "position_embedding"):
         return nn.Module  # nnspec's own helper modules
     if layer.kind == "layernorm" and layer.args["over"] == "channels" and layer.in_shape.layout == "map":
         return nn.Module  # nnspec's ChannelLayerNorm

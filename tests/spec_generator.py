@@ -407,6 +407,7 @@ class SpecGenerator:
             if 1 <= n <= 3 and any(shape[0] % g == 0 for g in (2, 3)):
                 groups["reshape"].append("channel_shuffle")
             if 1 <= n <= 3:
+                groups["tokens"] = ["tokens_roundtrip"]  # the sequence kinds, on the map's positions
                 groups["conv"] = [f"conv{n}d", f"conv{n}d", f"conv_transpose{n}d"]
                 groups["pool"] = [f"maxpool{n}d", f"avgpool{n}d", "adaptive_avg_pool", "adaptive_max_pool"]
                 if any(size * 2 <= MAX_SPATIAL for size in shape[1:]):
@@ -415,7 +416,8 @@ class SpecGenerator:
             groups["linear"] = ["linear_same"]
             if 1 <= n <= 3:
                 groups["conv"] = [f"conv{n}d_same"]
-        weights = {"activation": 3, "norm": 2, "other": 1, "linear": 2, "reshape": 1, "conv": 4, "pool": 2}
+        weights = {"activation": 3, "norm": 2, "other": 1, "linear": 2, "reshape": 1, "conv": 4, "pool": 2,
+                   "tokens": 2}
         kind = c.pick(groups[c.pick([g for g in groups for _ in range(weights[g])])])
         if kind == "linear_same":
             args, _ = self.linear((*shape[:-1], shape[-1]))
@@ -471,11 +473,46 @@ class SpecGenerator:
         elif kind == "channel_shuffle":
             args, out = {"groups": c.pick([g for g in (2, 3) if shape[0] % g == 0])}, shape
         elif kind == "tokens_roundtrip":  # a map as tokens [prod(S), C], a layer on the tokens, back to the map
-            inner = c.pick(["layernorm", "gelu", {"linear": {"out": shape[0]}}])
-            return ["to_tokens", inner, "to_map"], shape
+            inner = self.on_tokens(shape)
+            # a slice of the positions forgets the grid: to_map is given it
+            sliced = any(isinstance(i, dict) and "slice" in i for i in inner)
+            return ["to_tokens", *inner, {"to_map": {"size": list(shape[1:])}} if sliced else "to_map"], shape
         else:
             args, out = {}, shape
         return self.item(kind, self.decorate(args)), out
+
+    def on_tokens(self, shape) -> list:
+        """Items on tokens [prod(S), C] that keep their count and width (a class token is sliced off again)."""
+        c = self.c
+        tokens, width = math.prod(shape[1:]), shape[0]
+        kind = c.pick(["layernorm", "gelu", "linear", "attention", "position_embedding", "class_token", "class_token"])
+        if kind == "linear":
+            return [{"linear": {"out": width}}]
+        if kind == "attention":
+            args = {"heads": c.pick(_divisors(width))}
+            for flag, default in (("causal", False), ("bias", True)):
+                if c.chance(0.4):
+                    args[flag] = not default if c.chance() else default
+            if c.chance(0.2):
+                args["dropout"] = c.pick([0.0, 0.1])
+            if c.chance(0.3):
+                roles = ["in_weight", "out_weight"] + (["in_bias", "out_bias"] if args.get("bias", True) else [])
+                role = c.pick(roles)
+                args["init"] = {role: c.pick(["xavier_uniform", {"normal": {"std": 0.02}}, "zeros"]
+                                             if role.endswith("weight") and role != "in_weight"
+                                             else (["xavier_uniform", {"normal": {"std": 0.02}}]
+                                                   if role == "in_weight" else ["zeros", {"normal": {"std": 0.02}}]))}
+            return [{"attention": self.decorate(args)}]
+        if kind == "position_embedding":
+            args = {"length": tokens + c.integer(0, 3)}
+            if c.chance(0.3):
+                args["init"] = {"weight": c.pick([{"normal": {"std": 0.02}}, {"trunc_normal": {"std": 0.02}}])}
+            return [{"position_embedding": self.decorate(args)}]
+        if kind == "class_token":
+            item = {"init": {"token": c.pick(["zeros", {"normal": {"std": 0.02}}])}} if c.chance(0.3) else None
+            # the grid is not remembered past a slice of the positions: to_map is given it
+            return [{"class_token": item}, {"slice": {"start": 1, "axis": "tokens"}}]
+        return [kind]
 
     # -- structure ------------------------------------------------------------------------------------
     def stack(self, shape, depth, count=None, preserving=False):

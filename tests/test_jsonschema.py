@@ -232,7 +232,9 @@ def test_forms_are_accepted(validator, item):
 INPUTS = {"conv1d": "[3, 16]", "conv2d": "[3, 16, 16]", "conv3d": "[2, 8, 8, 8]", "maxpool1d": "[3, 16]",
           "avgpool1d": "[3, 16]", "maxpool2d": "[3, 16, 16]", "avgpool2d": "[3, 16, 16]",
           "maxpool3d": "[2, 8, 8, 8]", "avgpool3d": "[2, 8, 8, 8]", "embedding": "{shape: [5], dtype: int64}",
-          "to_map": "{shape: [8, 4], layout: tokens}", "conv_transpose1d": "[3, 16]", "conv_transpose3d": "[2, 4, 4, 4]"}
+          "to_map": "{shape: [8, 4], layout: tokens}", "conv_transpose1d": "[3, 16]", "conv_transpose3d": "[2, 4, 4, 4]",
+          "class_token": "{shape: [8, 24], layout: tokens}", "position_embedding": "{shape: [8, 24], layout: tokens}",
+          "attention": "{shape: [8, 24], layout: tokens}"}
 
 
 def test_every_kind_has_an_example_that_validates_and_checks(validator):

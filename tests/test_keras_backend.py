@@ -67,9 +67,10 @@ KERAS_CLASS = {"linear": "Dense", "batchnorm": "BatchNormalization", "layernorm"
                "softmax": "Softmax", "identity": "Identity", "dropout": "Dropout", "flatten": "Flatten",
                "slice": "Slice", "channel_shuffle": "ChannelShuffle", "to_tokens": "Reshape", "to_map": "Reshape",
                "hardswish": "Activation", "hardsigmoid": "Activation", "softplus": "Activation",
-               "mish": "Activation", "prelu": "PReLU", "groupnorm": "GroupNormalization", "rmsnorm": "RMSNorm",
+               "mish": "Mish", "prelu": "PReLU", "groupnorm": "GroupNormalization", "rmsnorm": "RMSNorm",
                "scale": "LayerScale", "drop_path": "DropPath", "adaptive_avg_pool": "AdaptivePool",
-               "adaptive_max_pool": "AdaptivePool"}
+               "adaptive_max_pool": "AdaptivePool", "class_token": "ClassToken",
+               "position_embedding": "PositionEmbedding", "attention": "SelfAttention"}
 
 
 def expected_class(layer) -> str:
@@ -211,7 +212,10 @@ def expected_custom_classes(spec) -> set:
             need.add("AdaptivePool")
         if layer.kind.startswith("conv_transpose") and expected_class(layer) == "GroupedConvTranspose":
             need.add("GroupedConvTranspose")
-        need |= {name for kind, name in (("rmsnorm", "RMSNorm"), ("scale", "LayerScale"), ("drop_path", "DropPath"))
+        need |= {name for kind, name in (("rmsnorm", "RMSNorm"), ("scale", "LayerScale"), ("drop_path", "DropPath"),
+                                         ("slice", "Slice"),
+                                         ("class_token", "ClassToken"), ("position_embedding", "PositionEmbedding"),
+                                         ("attention", "SelfAttention"), ("mish", "Mish"))
                  if layer.kind == kind}
         if layer.kind == "gelu" and layer.args["approximate"] == "tanh":
             need.add("Gelu")
@@ -224,7 +228,9 @@ def expected_custom_classes(spec) -> set:
             elif name == "trunc_normal":
                 need.add("TruncNormal")
             elif (name == "torch_default" and tensor.role in ("weight", "bias")
-                  and layer.kind not in ("embedding", "prelu")):
+                  and layer.kind not in ("embedding", "prelu", "position_embedding")):
+                need.add("TorchDefault")
+            elif name == "torch_default" and tensor.role == "out_weight":
                 need.add("TorchDefault")
     return need
 
@@ -239,7 +245,7 @@ def _ceil_overhang(layer) -> bool:
 EMIT_CASES = {**{name: KIND_FIXTURES[name] for name in ("conv1d", "conv3d", "residuals", "activations",
                                                          "embedding_conv1d", "linear_layernorm_softmax",
                                                          "conv_transpose2d", "upsample_adaptive_ceil",
-                                                         "norms_activations")},
+                                                         "norms_activations", "vit_like", "gpt_like")},
               "every_custom": EVERY_CUSTOM}
 
 

@@ -407,6 +407,50 @@ KIND_FIXTURES = {
 
 
 KIND_FIXTURES["merges"] = (Path(__file__).parent / "fixtures" / "torch" / "merges.yaml").read_text()
+# a small ViT: conv patchify, class token, learned positions, pre-norm blocks, the class token's head
+KIND_FIXTURES["vit_like"] = """
+    nnspec: 1
+    name: vit_like
+    input: [3, 8, 8]
+    blocks:
+      encoder:
+        layers:
+          - residual:
+              branch: [layernorm, {attention: {heads: 2, dropout: 0.1}}]
+          - residual:
+              branch: [layernorm, {linear: {out: 16}}, gelu, {linear: {out: 8}}]
+    layers:
+      - conv2d: {out: 8, kernel: 4, stride: 4}
+      - to_tokens
+      - class_token
+      - position_embedding: {length: 5}
+      - encoder: {repeat: 2}
+      - layernorm
+      - slice: {stop: 1, axis: tokens}
+      - flatten
+      - linear: {out: 3}
+"""
+# a small GPT: ids, learned positions, causal pre-norm blocks, a per-token head
+KIND_FIXTURES["gpt_like"] = """
+    nnspec: 1
+    name: gpt_like
+    input: {shape: [6], dtype: int64}
+    blocks:
+      decoder:
+        layers:
+          - residual:
+              branch: [layernorm, {attention: {heads: 2, causal: true}}]
+          - residual:
+              branch: [layernorm, {linear: {out: 16}}, {gelu: {approximate: tanh}}, {linear: {out: 8}}]
+    layers:
+      - embedding: {num: 11, dim: 8}
+      - position_embedding: {length: 10}
+      - decoder: {repeat: 2}
+      - residual:
+          branch: [layernorm, {attention: {heads: 4, bias: false}}]
+      - layernorm
+      - linear: {out: 11}
+"""
 
 
 def fixture_spec(name: str):
@@ -693,3 +737,11 @@ def test_parity_of_grouped_convolutions_is_quiet(tmp_path):
     assert proc.stderr == ""
     assert proc.stdout.startswith("grouped: output [8], batch 2, perturbed weights: all 16 elements within")
     assert len(proc.stdout.splitlines()) == 1
+
+
+def test_mish_after_a_conv_and_an_add():
+    """TensorFlow's graph optimiser fused conv + bias + add + keras.activations.mish and then had no kernel
+    for it; nnspec's Mish layer computes the same function without the pattern."""
+    spec = spec_from_text("nnspec: 1\nname: m\ninput: [2, 5, 5]\nlayers:\n"
+                          "  - add: [[], [conv2d: {out: 2, kernel: 1}]]\n  - mish\n", "mish.yaml")
+    assert run_parity(spec, seed=0, perturb_weights=True).ok

@@ -225,6 +225,9 @@ KIND_CASES = {
     "rmsnorm": ("[7, 10]", "{eps: 1.0e-5}", (7, 10)),
     "scale": ("[6, 5, 5]", "null", (6, 5, 5)),
     "drop_path": ("[6, 5, 5]", "{p: 0.1}", (6, 5, 5)),
+    "class_token": ("{shape: [9, 8], layout: tokens}", "null", (10, 8)),
+    "position_embedding": ("{shape: [9, 8], layout: tokens}", "{length: 12}", (9, 8)),
+    "attention": ("{shape: [9, 8], layout: tokens}", "{heads: 2, causal: true}", (9, 8)),
 }
 
 
@@ -251,9 +254,15 @@ def test_every_kind_lowers_with_its_output_shape(kind):
     ("embedding", "{shape: [4], dtype: int64}", {"weight": ((11, 5), 5, 11)}),
     ("batchnorm", "[6, 9, 9]", {"gamma": ((6,), 6, 6), "beta": ((6,), 6, 6)}),
     ("layernorm", "[3, 10]", {"gamma": ((10,), 10, 10), "beta": ((10,), 10, 10)}),
+    ("class_token", "{shape: [3, 10], layout: tokens}", {"token": ((10,), 10, 10)}),
+    ("position_embedding", "{shape: [3, 10], layout: tokens}", {"weight": ((7, 10), 10, 7)}),
+    ("attention", "{shape: [3, 10], layout: tokens}", {"in_weight": ((30, 10), 10, 30), "in_bias": ((30,), 10, 30),
+                                                       "out_weight": ((10, 10), 10, 10),
+                                                       "out_bias": ((10,), 10, 10)}),
 ])
 def test_tensor_shapes_and_fans(kind, input_, expected):
-    args = {"linear": "{out: 5}", "conv2d": "{out: 4, kernel: 3, groups: 2}", "embedding": "{num: 11, dim: 5}"}
+    args = {"linear": "{out: 5}", "conv2d": "{out: 4, kernel: 3, groups: 2}", "embedding": "{num: 11, dim: 5}",
+            "position_embedding": "{length: 7}", "attention": "{heads: 5}"}
     spec = nnspec.loads(spec_text(f"  - {kind}: {args.get(kind, 'null')}\n", input_))
     (layer,) = spec.graph.layers()
     assert {r: (t.shape, t.fan_in, t.fan_out) for r, t in layer.tensors.items()} == expected

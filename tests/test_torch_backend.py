@@ -188,6 +188,21 @@ def _functional_other(layer, module, x):
     return None
 
 
+def _sequence_reference(layer, module, x):
+    """torch.nn.MultiheadAttention itself with the layer's weights (and a causal mask); the class token and the
+    positions by hand."""
+    a = layer.args
+    if layer.kind == "class_token":
+        return torch.cat([module.token.expand(x.shape[0], 1, -1), x], dim=1)
+    if layer.kind == "position_embedding":
+        return x + module.weight[: x.shape[1]].unsqueeze(0)
+    reference = torch.nn.MultiheadAttention(layer.in_shape[-1], a["heads"], dropout=a["dropout"], bias=a["bias"],
+                                            batch_first=True).eval()
+    reference.load_state_dict(module.state_dict())
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(x.shape[1]) if a["causal"] else None
+    return reference(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+
 @pytest.mark.parametrize("path", TORCH_FIXTURES, ids=lambda p: p.name)
 def test_layer_arguments_reach_pytorch(path):
     """Each conv/pool/norm computes what torch.nn.functional computes with the spec's own arguments."""
@@ -211,6 +226,13 @@ def test_layer_arguments_reach_pytorch(path):
                 for p in module.parameters():  # not the defaults, so that a swapped axis shows
                     p.copy_(torch.randn(p.shape, generator=gen))
             torch.testing.assert_close(module(x), _functional_other(layer, module, x))
+        elif layer.kind in ("attention", "class_token", "position_embedding"):
+            x = torch.randn((2, *layer.in_shape), generator=gen)
+            with torch.no_grad():
+                for p in module.parameters():
+                    p.copy_(torch.randn(p.shape, generator=gen))
+                torch.testing.assert_close(module(x), _sequence_reference(layer, module, x))
+                assert tuple(module(x).shape[1:]) == layer.out_shape
         elif layer.kind[:-2] in ("maxpool", "avgpool"):
             x = torch.randn((2, *layer.in_shape), generator=gen)
             torch.testing.assert_close(module(x), _functional_pool(layer, x), rtol=0, atol=0)

@@ -96,6 +96,7 @@ def main() -> None:
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=args.checkpoint)
     if rank == 0:
         print(f"saved a distributed checkpoint to {args.checkpoint}")
+    dist.barrier()  # every rank done with the checkpoint's collectives before the group goes away
     dist.destroy_process_group()
 
 

@@ -94,6 +94,9 @@ KIND_EXAMPLES = {
     "channel_shuffle": {"groups": 2},
     "to_tokens": None,
     "to_map": {"size": [2, 4]},
+    "class_token": None,
+    "position_embedding": {"length": 197},
+    "attention": {"heads": 12, "causal": True, "dropout": 0.1},
 }
 _META = ("description", "default", "examples")
 

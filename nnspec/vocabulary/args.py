@@ -116,6 +116,17 @@ class EmbeddingArgs(ItemKeys):
     dim: PosInt = Field(description="length of each embedding vector")
 
 
+class PositionEmbeddingArgs(ItemKeys):
+    length: PosInt = Field(description="the most positions it can add (rows of its table); the input may be shorter")
+
+
+class AttentionArgs(ItemKeys):
+    heads: PosInt = Field(description="number of attention heads; must divide the token width D")
+    causal: bool = Field(False, description="mask future positions: position t attends to positions <= t only")
+    bias: bool = Field(True, description="learnable biases on the q/k/v and output projections")
+    dropout: Probability = Field(0.0, description="dropout on the attention probabilities, in training only")
+
+
 class LeakyReluArgs(ItemKeys):
     slope: Annotated[float, Field(ge=0), Float32] = Field(0.01, description="slope for negative inputs")
 

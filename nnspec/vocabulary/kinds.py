@@ -349,6 +349,60 @@ def _to_map_infer(args, shape, dtype):
     return Shape((dim, *size), MAP)
 
 
+def _need_tokens(shape: Shape, what: str) -> None:
+    if shape.layout != TOKENS:
+        raise ShapeError("NS104", f"`{what}` needs tokens [T, D], got {shape.describe()}", None,
+                         "turn a map into tokens with `to_tokens`, or ids into tokens with `embedding`")
+
+
+def _class_token_infer(args, shape, dtype):
+    _need_tokens(shape, "class_token")
+    return Shape((shape[0] + 1, shape[1]), TOKENS)
+
+
+def _class_token_tensors(args, shape):
+    d = shape[-1]
+    return [TensorShape("token", (d,), d, d)]
+
+
+def _position_embedding_infer(args, shape, dtype):
+    _need_tokens(shape, "position_embedding")
+    if shape[0] > args["length"]:
+        raise ShapeError("NS102", f"the sequence has {shape[0]} positions but `length` is {args['length']}: "
+                                  "there is no learned position for the ones past it", None,
+                         f"a `length` of at least {shape[0]}")
+    return shape
+
+
+def _position_embedding_tensors(args, shape):
+    # PyTorch's fans of a [length, D] table, as for an embedding table [num, dim]
+    return [TensorShape("weight", (args["length"], shape[-1]), shape[-1], args["length"])]
+
+
+def _attention_infer(args, shape, dtype):
+    _need_tokens(shape, "attention")
+    if shape[1] % args["heads"]:
+        raise ShapeError("NS103", f"the token width {shape[1]} is not divisible by heads={args['heads']}", "heads",
+                         f"a number of heads that divides {shape[1]}")
+    return shape
+
+
+def _attention_tensors(args, shape):
+    d = shape[-1]
+    out = [TensorShape("in_weight", (3 * d, d), d, 3 * d)]
+    if args["bias"]:
+        out.append(TensorShape("in_bias", (3 * d,), d, 3 * d))
+    out.append(TensorShape("out_weight", (d, d), d, d))
+    if args["bias"]:
+        out.append(TensorShape("out_bias", (d,), d, d))
+    return out
+
+
+def _attention_roles(args):
+    return ("in_weight", "in_bias", "out_weight", "out_bias") if args.get("bias", True) else \
+        ("in_weight", "out_weight")
+
+
 KINDS: dict[str, Kind] = {}
 
 
@@ -377,6 +431,16 @@ _add(Kind("prelu", m.PReLUArgs, "scale", infer=_same, tensors=_one_tensor("weigh
           summary="PReLU: one learned negative slope, or one per channel"))
 _add(Kind("embedding", m.EmbeddingArgs, "embedding", infer=_embedding_infer, tensors=_embedding_tensors,
           summary="integer ids [T] -> tokens [T, dim]", out_layout=_embedding_layout))
+_add(Kind("class_token", m.NoLayerArgs, "token", infer=_class_token_infer, tensors=_class_token_tensors,
+          layouts=(TOKENS,), role_names=lambda args: ("token",), own_roles=("token",),
+          summary="a learned token prepended to the sequence: tokens [T, D] -> [T + 1, D]"))
+_add(Kind("position_embedding", m.PositionEmbeddingArgs, "position", infer=_position_embedding_infer,
+          tensors=_position_embedding_tensors, layouts=(TOKENS,), role_names=lambda args: ("weight",),
+          own_roles=("weight",), summary="learned positions: adds the first T rows of a [length, D] table"))
+_add(Kind("attention", m.AttentionArgs, "attention", infer=_attention_infer, tensors=_attention_tensors,
+          layouts=(TOKENS,), role_names=_attention_roles,
+          own_roles=("in_weight", "in_bias", "out_weight", "out_bias"),
+          summary="multi-head self-attention on tokens [T, D] (PyTorch's nn.MultiheadAttention)"))
 for _name, _args in (("relu", m.NoLayerArgs), ("relu6", m.NoLayerArgs), ("leaky_relu", m.LeakyReluArgs),
                      ("gelu", m.GeluArgs), ("tanh", m.NoLayerArgs), ("sigmoid", m.NoLayerArgs),
                      ("silu", m.NoLayerArgs), ("elu", m.EluArgs), ("hardswish", m.NoLayerArgs),

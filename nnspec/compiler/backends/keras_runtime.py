@@ -143,6 +143,23 @@ class Values(keras.initializers.Initializer):
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
+class Mish(keras.layers.Layer):
+    """PyTorch's mish, x * tanh(softplus(x)), as x * n / (n + 2) with n = e^x (e^x + 2).
+
+    The same function; written so that TensorFlow's graph optimiser does not
+    fuse it with a convolution and an add (it has no kernel for that fusion).
+    """
+
+    def call(self, x):
+        e = keras.ops.exp(keras.ops.minimum(x, 20.0))
+        n = e * (e + 2.0)
+        return keras.ops.where(x > 20.0, x, x * n / (n + 2.0))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
 class Chunks(keras.initializers.Initializer):
     """Equal parts along `axis` (the logical first axis), each from its own initializer."""
 
@@ -395,6 +412,165 @@ class DropPath(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class ClassToken(keras.layers.Layer):
+    """A learned token `token` (D,) prepended to tokens (B, T, D) -> (B, T + 1, D)."""
+
+    def __init__(self, token_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.token_initializer = keras.initializers.get(token_initializer)
+
+    def build(self, shape):
+        self.token = self.add_weight(
+            name="token", shape=(shape[-1],), initializer=self.token_initializer
+        )
+
+    def call(self, x):
+        token = keras.ops.cast(self.token, x.dtype)
+        token = keras.ops.broadcast_to(
+            keras.ops.reshape(token, (1, 1, -1)),
+            (keras.ops.shape(x)[0], 1, x.shape[-1]),
+        )
+        return keras.ops.concatenate([token, x], axis=1)
+
+    def compute_output_shape(self, shape):
+        return (shape[0], None if shape[1] is None else shape[1] + 1, shape[2])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "token_initializer": keras.initializers.serialize(self.token_initializer),
+        }
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds the first T rows of a learned table `embeddings` (length, D) to tokens
+    (B, T, D)."""
+
+    def __init__(self, length, embeddings_initializer="random_normal", **kwargs):
+        super().__init__(**kwargs)
+        self.length = length
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+
+    def build(self, shape):
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.length, shape[-1]),
+            initializer=self.embeddings_initializer,
+        )
+
+    def call(self, x):
+        return x + self.embeddings[: x.shape[1]]
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "length": self.length,
+            "embeddings_initializer": keras.initializers.serialize(
+                self.embeddings_initializer
+            ),
+        }
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class SelfAttention(keras.layers.Layer):
+    """PyTorch's nn.MultiheadAttention as self-attention on tokens (B, T, D), with its
+    tensors in its layout: `in_weight` (3D, D) holding q, k, v stacked, `in_bias`
+    (3D,), `out_weight` (D, D), `out_bias` (D,). `causal` masks future positions;
+    `dropout` acts on the attention probabilities in training only."""
+
+    def __init__(
+        self,
+        heads,
+        causal=False,
+        use_bias=True,
+        dropout=0.0,
+        seed=None,
+        in_weight_initializer="glorot_uniform",
+        in_bias_initializer="zeros",
+        out_weight_initializer="glorot_uniform",
+        out_bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.heads, self.causal, self.use_bias = heads, causal, use_bias
+        self.dropout, self.seed = dropout, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        get = keras.initializers.get
+        self.in_weight_initializer = get(in_weight_initializer)
+        self.in_bias_initializer = get(in_bias_initializer)
+        self.out_weight_initializer = get(out_weight_initializer)
+        self.out_bias_initializer = get(out_bias_initializer)
+
+    def build(self, shape):
+        d = shape[-1]
+        add = self.add_weight
+        self.in_weight = add(
+            name="in_weight", shape=(3 * d, d), initializer=self.in_weight_initializer
+        )
+        if self.use_bias:
+            self.in_bias = add(
+                name="in_bias", shape=(3 * d,), initializer=self.in_bias_initializer
+            )
+        self.out_weight = add(
+            name="out_weight", shape=(d, d), initializer=self.out_weight_initializer
+        )
+        if self.use_bias:
+            self.out_bias = add(
+                name="out_bias", shape=(d,), initializer=self.out_bias_initializer
+            )
+
+    def call(self, x, training=False):
+        ops = keras.ops
+        d = x.shape[-1]
+        t = ops.shape(x)[1]
+        h, hd = self.heads, d // self.heads
+        qkv = ops.matmul(x, ops.transpose(self.in_weight))
+        if self.use_bias:
+            qkv = qkv + self.in_bias
+        q, k, v = qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
+
+        def split(z):
+            return ops.transpose(ops.reshape(z, (-1, t, h, hd)), (0, 2, 1, 3))
+
+        q, k, v = split(q), split(k), split(v)
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(hd)
+        if self.causal:
+            rows = ops.expand_dims(ops.arange(t), 1)
+            cols = ops.expand_dims(ops.arange(t), 0)
+            scores = ops.where(cols > rows, ops.cast(-math.inf, scores.dtype), scores)
+        probs = ops.softmax(scores, axis=-1)
+        if training and self.dropout > 0.0:
+            probs = keras.random.dropout(probs, self.dropout, seed=self.seed_generator)
+        out = ops.reshape(ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)), (-1, t, d))
+        out = ops.matmul(out, ops.transpose(self.out_weight))
+        if self.use_bias:
+            out = out + self.out_bias
+        return out
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        ser = keras.initializers.serialize
+        return {
+            **super().get_config(),
+            "heads": self.heads,
+            "causal": self.causal,
+            "use_bias": self.use_bias,
+            "dropout": self.dropout,
+            "seed": self.seed,
+            "in_weight_initializer": ser(self.in_weight_initializer),
+            "in_bias_initializer": ser(self.in_bias_initializer),
+            "out_weight_initializer": ser(self.out_weight_initializer),
+            "out_bias_initializer": ser(self.out_bias_initializer),
+        }
 
 
 @keras.saving.register_keras_serializable(package="nnspec")

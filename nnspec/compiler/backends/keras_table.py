@@ -22,7 +22,9 @@ KERAS_INIT_ARG = {"weight": "kernel_initializer", "bias": "bias_initializer", "g
                   "beta": "beta_initializer"}
 CUSTOM_INITIALIZERS = ("Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values", "Chunks")
 CUSTOM_LAYERS = ("ConstantPad", "Gelu", "Slice", "ChannelShuffle", "AdaptivePool", "PoolRescale", "RMSNorm",
-                 "LayerScale", "DropPath", "GroupedConvTranspose")
+                 "LayerScale", "DropPath", "GroupedConvTranspose", "ClassToken", "PositionEmbedding", "SelfAttention", "Mish")
+# kinds whose Keras variables keep PyTorch's layout ([out, in] for a 2-D weight, [num, dim] for a table)
+TORCH_LAYOUT_KINDS = ("embedding", "class_token", "position_embedding", "attention")
 PRELU_DEFAULT = 0.25  # nn.PReLU's init
 
 
@@ -50,7 +52,7 @@ def to_keras_layout(array, tensor: Tensor):
     array = np.asarray(array)
     if tensor.layer.kind == "prelu":  # Keras's alpha keeps every non-shared axis: (1, ..., 1, C)
         return array.reshape((1,) * (len(tensor.layer.in_shape) - 1) + array.shape)
-    if tensor.role != "weight" or tensor.layer.kind == "embedding":
+    if tensor.role != "weight" or tensor.layer.kind in TORCH_LAYOUT_KINDS:
         return array
     if array.ndim == 2:
         return array.T
@@ -58,7 +60,7 @@ def to_keras_layout(array, tensor: Tensor):
 
 
 def _vs(tensor: Tensor, scale: float, mode: str, dist: str) -> Call:
-    if tensor.layer.kind == "embedding":  # Keras's fans of (num, dim) are swapped against the logical ones
+    if tensor.layer.kind in TORCH_LAYOUT_KINDS:  # Keras's fans of (num, dim) or (out, in) are swapped
         mode = {"fan_in": "fan_out", "fan_out": "fan_in"}.get(mode, mode)
     return call("keras.initializers.VarianceScaling", scale=scale, mode=mode, distribution=dist,
                 seed=seed_ref(tensor))
@@ -71,7 +73,7 @@ def _variance_scaling(tensor: Tensor) -> Call:
 
 def _keras_family(class_name: str):
     def lower(tensor: Tensor) -> Call:
-        if tensor.layer.kind == "embedding":
+        if tensor.layer.kind in TORCH_LAYOUT_KINDS:
             return _variance_scaling(tensor)
         return call(f"keras.initializers.{class_name}", seed=seed_ref(tensor))
 
@@ -86,7 +88,7 @@ def _sparse(tensor: Tensor) -> Call:
     a = tensor.init.args
     # PyTorch zeroes rows within each column of the (rows, cols) weight; in Keras's Dense kernel
     # (in, out) the PyTorch columns are axis 0, in an embedding table (num, dim) axis 1.
-    axis = 1 if tensor.layer.kind == "embedding" else 0
+    axis = 1 if tensor.layer.kind in TORCH_LAYOUT_KINDS else 0
     return call("Sparse", a["sparsity"], std=a["std"], column_axis=axis, seed=seed_ref(tensor))
 
 
@@ -95,8 +97,16 @@ def torch_default(tensor: Tensor) -> Call:
         return call("keras.initializers.Ones")
     if tensor.role == "beta":
         return call("keras.initializers.Zeros")
-    if tensor.layer.kind == "embedding":
+    kind = tensor.layer.kind
+    if kind in ("embedding", "position_embedding"):
         return call("keras.initializers.RandomNormal", mean=0.0, stddev=1.0, seed=seed_ref(tensor))
+    if kind == "class_token" or tensor.role in ("in_bias", "out_bias"):
+        return call("keras.initializers.Zeros")
+    if tensor.role == "in_weight":  # xavier_uniform on the whole [3D, D], as nn.MultiheadAttention
+        return call("keras.initializers.VarianceScaling", scale=1.0, mode="fan_avg", distribution="uniform",
+                    seed=seed_ref(tensor))
+    if tensor.role == "out_weight":  # nn.Linear's default on out_proj; the variable is [out, in]
+        return call("TorchDefault", fan_in=tensor.fan_in, seed=seed_ref(tensor))
     if tensor.layer.kind == "prelu":
         return call("keras.initializers.Constant", PRELU_DEFAULT)
     if tensor.role == "bias" or tensor.layer.kind.startswith("conv_transpose"):
@@ -287,6 +297,30 @@ def _scale(layer: Layer, layout: str):
     return [call("LayerScale", **_init_kwargs(layer), name=layer.path)], needs, needs
 
 
+def _class_token(layer: Layer, layout: str):
+    return [call("ClassToken", **_init_kwargs(layer, {"token": "token_initializer"}), name=layer.path)], \
+        PLAIN, PLAIN
+
+
+def _position_embedding(layer: Layer, layout: str):
+    return [call("PositionEmbedding", layer.args["length"],
+                 **_init_kwargs(layer, {"weight": "embeddings_initializer"}), name=layer.path)], PLAIN, PLAIN
+
+
+def _attention(layer: Layer, layout: str):
+    a = layer.args
+    kwargs = {}
+    if a["causal"]:
+        kwargs["causal"] = True
+    if not a["bias"]:
+        kwargs["use_bias"] = False
+    if a["dropout"]:
+        kwargs["dropout"] = a["dropout"]
+    names = {role: f"{role}_initializer" for role in layer.tensors}
+    return [call("SelfAttention", a["heads"], **kwargs, **_init_kwargs(layer, names), name=layer.path)], \
+        PLAIN, PLAIN
+
+
 def _dense(layer: Layer, layout: str):
     kwargs = {} if layer.args["bias"] else {"use_bias": False}
     return [call("keras.layers.Dense", layer.args["out"], **kwargs, **_init_kwargs(layer), name=layer.path)], \
@@ -406,7 +440,7 @@ LAYERS = {
     "hardswish": _activation("hard_silu"),
     "hardsigmoid": _activation("hard_sigmoid"),  # Keras 3's: relu6(x + 3) / 6, as PyTorch's (Keras 2's differed)
     "softplus": _activation("softplus"),
-    "mish": _activation("mish"),
+    "mish": _same("Mish"),  # nnspec's: keras.activations.mish trips TensorFlow's conv + add + mish fusion
     "prelu": _prelu,
     "groupnorm": _groupnorm,
     "rmsnorm": _rmsnorm,
@@ -417,6 +451,9 @@ LAYERS = {
                                               CL),
     "to_tokens": _to_tokens,
     "to_map": _to_map,
+    "class_token": _class_token,
+    "position_embedding": _position_embedding,
+    "attention": _attention,
 }
 
 

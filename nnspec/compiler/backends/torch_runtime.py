@@ -162,6 +162,55 @@ class DropPath(nn.Module):
         return x * mask.div_(keep)
 
 
+class ClassToken(nn.Module):
+    """A learned token `token` [D] prepended to tokens [B, T, D] -> [B, T + 1, D]."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        token = self.token.to(x.dtype).expand(x.shape[0], 1, -1)
+        return torch.cat([token, x], dim=1)
+
+
+class PositionEmbedding(nn.Module):
+    """Adds the first T rows of a learned table `weight` [length, D] to tokens [B, T, D]."""
+
+    def __init__(self, length: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(length, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight[: x.shape[1]]
+
+
+class SelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (batch first) applied as self-attention to tokens [B, T, D],
+    optionally causal; its tensors and state_dict keys are nn.MultiheadAttention's."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        causal: bool = False,
+    ) -> None:
+        super().__init__(dim, heads, dropout=dropout, bias=bias, batch_first=True)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = None
+        if self.causal:
+            size = x.shape[1]
+            mask = torch.ones(size, size, dtype=torch.bool, device=x.device).triu(1)
+        out, _ = super().forward(
+            x, x, x, need_weights=False, attn_mask=mask, is_causal=self.causal
+        )
+        return out
+
+
 def sequential(**layers: nn.Module) -> nn.Sequential:
     """An nn.Sequential whose children carry the spec's names."""
     return nn.Sequential(OrderedDict(layers))

@@ -13,7 +13,9 @@ from nnspec.compiler.ir import Layer, Tensor, chunk_parts
 from nnspec.vocabulary import initializers as inits
 from nnspec.vocabulary import scaling
 
-TORCH_ROLE = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
+TORCH_ROLE = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias", "token": "token",
+              "in_weight": "in_proj_weight", "in_bias": "in_proj_bias", "out_weight": "out_proj.weight",
+              "out_bias": "out_proj.bias"}
 PRELU_DEFAULT = 0.25  # nn.PReLU's init
 
 
@@ -136,6 +138,18 @@ def _scale(layer: Layer) -> Call:
     return call("Scale", shape.channels) if shape.layout == "map" else call("Scale", shape.channels, dim=-1)
 
 
+def _attention(layer: Layer) -> Call:
+    a = layer.args
+    extra = {}
+    if a["dropout"]:
+        extra["dropout"] = a["dropout"]
+    if not a["bias"]:
+        extra["bias"] = False
+    if a["causal"]:
+        extra["causal"] = True
+    return call("SelfAttention", layer.in_shape[-1], a["heads"], **extra)
+
+
 def _softmax(layer: Layer) -> Call:
     axis = layer.args["axis"]
     return call("nn.Softmax", dim=axis + 1 if axis >= 0 else axis)
@@ -215,12 +229,17 @@ LAYERS = {
     "channel_shuffle": lambda layer: call("nn.ChannelShuffle", layer.args["groups"]),
     "to_tokens": _simple("ToTokens"),
     "to_map": lambda layer: call("ToMap", tuple(layer.out_shape[1:])),
+    "class_token": lambda layer: call("ClassToken", layer.in_shape[-1]),
+    "position_embedding": lambda layer: call("PositionEmbedding", layer.args["length"], layer.in_shape[-1]),
+    "attention": _attention,
 }
 
 # torch_runtime helpers that the emitted code of a kind must carry
 HELPERS_BY_KIND = {"global_avg_pool": "GlobalPool", "global_max_pool": "GlobalPool", "slice": "Slice",
                    "to_tokens": "ToTokens", "to_map": "ToMap", "layernorm": "ChannelLayerNorm",
-                   "prelu": "LastAxisPReLU", "scale": "Scale", "drop_path": "DropPath"}
+                   "prelu": "LastAxisPReLU", "scale": "Scale", "drop_path": "DropPath",
+                   "class_token": "ClassToken", "position_embedding": "PositionEmbedding",
+                   "attention": "SelfAttention"}
 
 
 def helpers_used(layers) -> list:
@@ -283,8 +302,17 @@ def torch_default(tensor: Tensor) -> tuple[str, dict]:
         return "ones", {}
     if tensor.role == "beta":
         return "zeros", {}
-    if kind == "embedding":
+    if kind in ("embedding", "position_embedding"):
         return _normal(0.0, 1.0)
+    if kind == "class_token":
+        return "zeros", {}
+    if kind == "attention":  # nn.MultiheadAttention._reset_parameters; out_proj keeps nn.Linear's weight init
+        if tensor.role == "in_weight":
+            fan_in, fan_out = torch_fans(tensor.shape)
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            return _uniform(-bound, bound)
+        if tensor.role in ("in_bias", "out_bias"):
+            return "zeros", {}
     if kind == "prelu":
         return "constant", {"value": PRELU_DEFAULT}
     if tensor.role == "bias":
