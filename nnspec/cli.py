@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
 
 from nnspec.version import __version__
@@ -11,68 +13,112 @@ from nnspec.version import __version__
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, but not `(default: None)` on options that have none."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
+    from nnspec.files import DEFAULT_EXCLUDE
     from nnspec.formats import FORMATS
 
-    p = argparse.ArgumentParser(prog="nnspec", description="Declarative model specs: check, compile, build.")
+    p = argparse.ArgumentParser(prog="nnspec", description="Declarative model specs: check, compile, build.",
+                                formatter_class=_HelpFormatter)
     p.add_argument("--version", action="version", version=f"nnspec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    c = sub.add_parser("check", help="validate spec files and directories")
-    c.add_argument("paths", nargs="+", metavar="PATH")
-    c.add_argument("--format", choices=FORMATS, default="full")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+
+    c = command("check", "validate spec files and directories")
+    c.add_argument("paths", nargs="+", metavar="PATH",
+                   help="spec files and directories (searched for *.yaml / *.yml specs); `-` reads standard input")
+    c.add_argument("--format", choices=FORMATS, default="full",
+                   help="full: with source lines; concise: one line each; json; github: workflow annotations "
+                        "(and a summary in $GITHUB_STEP_SUMMARY); sarif: code scanning; junit; "
+                        "gitlab: Code Quality report")
     c.add_argument("--strict", action="store_true", help="warnings count as errors")
-    c.add_argument("--select", default="", help="only these codes or families (NS2, NS201,...), comma-separated")
-    c.add_argument("--ignore", default="", help="drop these codes or families, comma-separated")
+    c.add_argument("--select", default=None,
+                   help="only these codes or families (NS2, NS201,...), comma-separated; replaces `select` "
+                        "of the configuration (default: all)")
+    c.add_argument("--ignore", default=None,
+                   help="drop these codes or families, comma-separated; replaces `ignore` of the configuration")
+    c.add_argument("--exclude", default=None, metavar="GLOBS",
+                   help="comma-separated gitignore-style globs to skip when walking directories; replaces "
+                        "`exclude` of the configuration and the default " + ",".join(DEFAULT_EXCLUDE))
+    c.add_argument("--extend-exclude", default=None, metavar="GLOBS",
+                   help="globs to skip in addition to the excluded ones")
+    c.add_argument("--force-exclude", action="store_true",
+                   help="apply the excludes to files named on the command line too (for pre-commit)")
+    c.add_argument("--no-respect-gitignore", dest="respect_gitignore", action="store_false",
+                   help="also check files that a .gitignore excludes")
+    c.add_argument("--stdin-filename", default=None, metavar="NAME",
+                   help="the file name to report for `-` (standard input); per-file-ignores match it")
+    c.add_argument("--max-params", type=int, default=None, metavar="N",
+                   help="warn (NS005) about models above N parameters (default: the configuration's "
+                        "`max-params`, else 2,000,000,000)")
+    c.add_argument("--config", default=None, metavar="FILE",
+                   help="read this configuration file instead of the nearest pyproject.toml / nnspec.toml")
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
-    c.add_argument("--output-file", "-o", help="write the report here instead of stdout")
+    c.add_argument("--output-file", "-o", metavar="FILE", help="write the report here instead of stdout")
     c.add_argument("--specs-only", action="store_true",
                    help="skip named files without a top-level `nnspec` key (for pre-commit)")
     c.add_argument("--quiet", "-q", action="store_true", help="no summary line")
 
-    r = sub.add_parser("rule", help="explain a diagnostic code")
-    r.add_argument("code", nargs="?")
+    r = command("rule", "explain a diagnostic code, or list a family (NS2)")
+    r.add_argument("code", nargs="?", help="a code (NS201) or a family (NS2, NS20); none: list every code")
     r.add_argument("--list", action="store_true", help="list every code")
 
-    i = sub.add_parser("inits", help="every tensor with its initializer and where it came from")
-    i.add_argument("spec")
+    i = command("inits", "every tensor with its initializer and where it came from")
+    i.add_argument("spec", help="the spec file")
 
-    sub.add_parser("schema", help="print the JSON Schema of the spec format")
+    s = command("schema", "print the JSON Schema (draft-07) of the spec format")
+    s.add_argument("-o", "--output", default=None, metavar="FILE", help="write it to FILE instead of stdout")
 
-    n = sub.add_parser("initializers", help="the initializers, or one in full")
-    n.add_argument("name", nargs="?")
+    n = command("initializers", "the initializers, or one in full")
+    n.add_argument("name", nargs="?", help="an initializer name; none: the table of all")
 
-    k = sub.add_parser("compile", help="emit standalone PyTorch or Keras source")
-    k.add_argument("spec")
-    k.add_argument("--target", choices=("torch", "keras"), required=True)
-    k.add_argument("-o", "--output")
+    k = command("compile", "emit standalone PyTorch or Keras source")
+    k.add_argument("spec", help="the spec file")
+    k.add_argument("--target", choices=("torch", "keras"), required=True, help="the framework of the source")
+    k.add_argument("-o", "--output", help="write the source here (default: stdout)")
     k.add_argument("--force", action="store_true", help="overwrite a file that nnspec did not generate")
 
-    b = sub.add_parser("build", help="build the model in memory and print a summary")
-    b.add_argument("spec")
-    b.add_argument("--target", choices=("torch", "keras"), default="torch")
-    b.add_argument("--device", default="cpu", help="cpu, meta (no memory), cuda, ...")
-    b.add_argument("--seed", type=int)
-    b.add_argument("--max-params", type=int, help="refuse to build above this many parameters")
+    b = command("build", "build the model in memory and print a summary")
+    b.add_argument("spec", help="the spec file")
+    b.add_argument("--target", choices=("torch", "keras"), default="torch", help="the framework to build with")
+    b.add_argument("--device", default="cpu", help="cpu, meta (no memory), cuda, ... (torch only)")
+    b.add_argument("--seed", type=int, help="random seed of the initializers (default: the spec's `seed`)")
+    b.add_argument("--max-params", type=int,
+                   help="refuse to build above this many parameters (default: the configuration's "
+                        "`max-params`, else 2,000,000,000)")
 
-    q = sub.add_parser("parity", help="compare the PyTorch and Keras models on one batch")
-    q.add_argument("spec")
-    q.add_argument("--atol", type=float, default=1e-4)
-    q.add_argument("--rtol", type=float, default=1e-4)
-    q.add_argument("--seed", type=int)
-    q.add_argument("--batch", type=int, default=2)
-    q.add_argument("--perturb", action="store_true",
-                   help="add noise to every weight first, so zero and identity initializers hide nothing")
+    q = command("parity", "compare the PyTorch and Keras models on one batch")
+    q.add_argument("spec", help="the spec file")
+    q.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance")
+    q.add_argument("--rtol", type=float, default=1e-4,
+                   help="relative tolerance: each element must be within atol + rtol * |torch output|")
+    q.add_argument("--seed", type=int, help="random seed of the weights, the perturbation and the batch "
+                                            "(default: the spec's `seed` for the weights, else a fresh one; "
+                                            "0 for the perturbation and the batch)")
+    q.add_argument("--batch", type=int, default=2, help="batch size of the random input")
+    q.add_argument("--perturb", action=argparse.BooleanOptionalAction, default=True,
+                   help="add noise to every weight and normalisation statistic first, so that zero, constant and "
+                        "identity initializers (a fresh batchnorm is the identity) hide nothing")
 
-    pr = sub.add_parser("probe", help="train a few SGD steps and report stuck and dead units")
-    pr.add_argument("spec")
-    pr.add_argument("--steps", type=int, default=20)
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--lr", type=float, default=0.1)
+    pr = command("probe", "train a few SGD steps and report stuck and dead units")
+    pr.add_argument("spec", help="the spec file")
+    pr.add_argument("--steps", type=int, default=20, help="SGD steps")
+    pr.add_argument("--seed", type=int, default=0, help="random seed of the weights and the batches")
+    pr.add_argument("--lr", type=float, default=0.1, help="learning rate")
     pr.add_argument("--plot", metavar="FILE", help="also draw the per-layer chart (FILE.svg or FILE.html)")
 
-    g = sub.add_parser("graph", help="draw the architecture with shapes, initializers and findings")
-    g.add_argument("spec")
+    g = command("graph", "draw the architecture with shapes, initializers and findings")
+    g.add_argument("spec", help="the spec file")
     g.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.html or FILE.svg")
     g.add_argument("--format", choices=("html", "svg"), help="default: from the output file's extension")
     return p
@@ -86,50 +132,100 @@ def _matches(code: str, patterns: list[str]) -> bool:
     return any(code.startswith(p) for p in patterns)
 
 
+def _usage_error(message: str) -> int:
+    print(f"nnspec: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _globs(text: str) -> list[str]:
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
 def cmd_check(args) -> int:
     from nnspec import formats
     from nnspec.codes import CODES
-    from nnspec.compiler.pipeline import analyse_file
-    from nnspec.files import discover
+    from nnspec.compiler.pipeline import analyse_bytes, analyse_file
+    from nnspec.config import ConfigError, Globs, load_config
+    from nnspec.files import DEFAULT_EXCLUDE, discover
 
-    select, ignore = _codes(args.select), _codes(args.ignore)
-    for pattern in select + ignore:
+    try:
+        config = load_config(args.paths, args.config)
+    except ConfigError as exc:
+        return _usage_error(formats._one_line(str(exc)))
+    select = _codes(args.select) if args.select is not None else [c.upper() for c in config.select or []]
+    ignore = _codes(args.ignore) if args.ignore is not None else [c.upper() for c in config.ignore or []]
+    per_file = [(Globs([glob], config.root), [c.upper() for c in codes])
+                for glob, codes in config.per_file_ignores.items()]
+    from_file = f" (in {formats._one_line(config.path)})" if config.path else ""
+    for pattern, origin in ([(p, "" if args.select is not None else from_file) for p in select]
+                            + [(p, "" if args.ignore is not None else from_file) for p in ignore]
+                            + [(c, from_file) for _, codes in per_file for c in codes]):
         if not any(code.startswith(pattern) for code in CODES):
-            print(f"nnspec: error: `{pattern}` matches no rule code (see `nnspec rule --list`)", file=sys.stderr)
-            return EXIT_USAGE
-    files, missing = discover(args.paths, specs_only=args.specs_only)
+            return _usage_error(f"`{pattern}` matches no rule code{origin} (see `nnspec rule --list`)")
+    max_params = args.max_params if args.max_params is not None else config.max_params
+    if max_params is not None and max_params < 1:
+        return _usage_error(f"--max-params must be positive, got {max_params}")
+    excluded = _globs(args.exclude) if args.exclude is not None else (
+        config.exclude if config.exclude is not None else list(DEFAULT_EXCLUDE))
+    excluded += config.extend_exclude + (_globs(args.extend_exclude) if args.extend_exclude else [])
+    exclude = Globs(excluded, config.root)
+    stdin = [p for p in args.paths if p == "-"]
+    if len(stdin) > 1:
+        return _usage_error("`-` (standard input) can be named once")
+    if args.stdin_filename is not None and not stdin:
+        return _usage_error("--stdin-filename applies only with `-` (standard input) among the paths")
+    files, missing = discover([p for p in args.paths if p != "-"], specs_only=args.specs_only, exclude=exclude,
+                              force_exclude=args.force_exclude, respect_gitignore=args.respect_gitignore)
     for path in missing:
         print(f"nnspec: error: {formats._one_line(path)}: no such file or directory", file=sys.stderr)
     diags = []
     unreadable = False
-    for path in files:
-        _, found = analyse_file(path)
-        for d in found:
-            if d.code == "NS001" and (not os.path.isfile(path) or not os.access(path, os.R_OK)):
-                unreadable = True
-        diags.extend(found)
+    sources: dict = {}
+    checked = list(files)
+    with _budget(max_params):
+        for path in files:
+            _, found = analyse_file(path)
+            for d in found:
+                if d.code == "NS001" and (not os.path.isfile(path) or not os.access(path, os.R_OK)):
+                    unreadable = True
+            diags.extend(found)
+        name = args.stdin_filename or "-"
+        if stdin and not (args.force_exclude and exclude.matches(name)):
+            from nnspec.schema.loader import MAX_FILE_BYTES
+
+            raw = sys.stdin.buffer.read(MAX_FILE_BYTES + 1) if hasattr(sys.stdin, "buffer") \
+                else sys.stdin.read(MAX_FILE_BYTES + 1).encode("utf-8", "surrogateescape")
+            sources[name] = raw.decode("utf-8", "replace").splitlines()
+            checked.append(name)
+            diags.extend(analyse_bytes(raw, name)[1])
     if select:
         diags = [d for d in diags if _matches(d.code, select)]
     if ignore:
         diags = [d for d in diags if not _matches(d.code, ignore)]
+    if per_file:
+        diags = [d for d in diags if not any(_matches(d.code, codes) and globs.matches(d.file)
+                                             for globs, codes in per_file)]
     fmt = args.format
-    quiet = args.quiet or (missing and not files)  # "All checks passed (0 files)" would mislead
+    quiet = args.quiet or (missing and not checked)  # "All checks passed (0 files)" would mislead
     if fmt == "full":
-        text = formats.render_full(diags)
+        text = formats.render_full(diags, sources)
         if not quiet:
-            text += formats.summary(diags, len(files)) + "\n"
+            text += formats.summary(diags, len(checked)) + "\n"
     elif fmt == "concise":
         text = formats.render_concise(diags)
         if not quiet:
-            text += formats.summary(diags, len(files)) + "\n"
+            text += formats.summary(diags, len(checked)) + "\n"
     elif fmt == "json":
         text = formats.render_json(diags)
     elif fmt == "github":
         text = formats.render_github(diags)
+        formats.write_step_summary(diags, len(checked))
     elif fmt == "sarif":
         text = formats.render_sarif(diags, __version__)
+    elif fmt == "gitlab":
+        text = formats.render_gitlab(diags)
     else:
-        text = formats.render_junit(diags, files, strict=args.strict)
+        text = formats.render_junit(diags, checked, strict=args.strict)
     if args.output_file:
         try:
             with open(args.output_file, "w", encoding="utf-8") as fh:
@@ -147,16 +243,42 @@ def cmd_check(args) -> int:
     return EXIT_OK
 
 
+class _budget:
+    """The check-time parameter budget (NS005 warning) of `--max-params` / `max-params`, for this run only."""
+
+    def __init__(self, max_params):
+        self.max_params = max_params
+
+    def __enter__(self):
+        from nnspec.compiler import budget
+
+        self.saved = budget.DEFAULT_MAX_PARAMS
+        if self.max_params is not None:
+            budget.DEFAULT_MAX_PARAMS = self.max_params
+
+    def __exit__(self, *exc):
+        from nnspec.compiler import budget
+
+        budget.DEFAULT_MAX_PARAMS = self.saved
+
+
 def cmd_rule(args) -> int:
     from nnspec.codes import CODES, lookup
 
-    if args.list or not args.code:
-        for c in CODES.values():
+    def listing(codes) -> None:
+        for c in codes:
             print(f"{c.code}  {c.severity:<7}  {c.name:<26}  {c.summary}")
+
+    if args.list or not args.code:
+        listing(CODES.values())
         return EXIT_OK
     code = lookup(args.code)
     if code is None:
-        print(f"nnspec: error: unknown rule code {args.code!r} (see `nnspec rule --list`)", file=sys.stderr)
+        family = [c for c in CODES.values() if c.code.startswith(args.code.strip().upper())]
+        if family and args.code.strip():
+            listing(family)
+            return EXIT_OK
+        print(f"nnspec: error: unknown rule code or family {args.code!r} (see `nnspec rule --list`)", file=sys.stderr)
         return EXIT_USAGE
     print(code.render())
     return EXIT_OK
@@ -191,7 +313,14 @@ def cmd_inits(args) -> int:
 def cmd_schema(args) -> int:
     from nnspec.schema.jsonschema import schema_text
 
-    sys.stdout.write(schema_text())
+    if not args.output:
+        sys.stdout.write(schema_text())
+        return EXIT_OK
+    try:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(schema_text())
+    except OSError as exc:
+        return _usage_error(f"cannot write {args.output}: {exc.strerror or exc}")
     return EXIT_OK
 
 
@@ -247,6 +376,13 @@ def cmd_build(args) -> int:
     spec, code = _load_or_report(args.spec)
     if spec is None:
         return code
+    if args.max_params is None:
+        from nnspec.config import ConfigError, load_config
+
+        try:
+            args.max_params = load_config([args.spec]).max_params
+        except ConfigError as exc:
+            return _usage_error(str(exc))
     if args.target == "keras" and args.device not in ("cpu",):
         print("nnspec: error: --device applies to the torch target only", file=sys.stderr)
         return EXIT_USAGE
@@ -353,6 +489,53 @@ def cmd_graph(args) -> int:
     return EXIT_OK if _write_picture(args.output, render_graph(spec.graph, diags, fmt)) else EXIT_USAGE
 
 
+# TensorFlow's C++ start-up logs (oneDNN, CUDA probing: "I0000 00:00:1796054183.863562 11570 port.cc:153] ...",
+# and absl's "WARNING: All log messages before absl::InitializeLog() ...") go straight to file descriptor 2 and,
+# since TensorFlow moved to absl logging, ignore TF_CPP_MIN_LOG_LEVEL; fatal (F) lines are kept.
+_TF_LOG_LINE = re.compile(rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-]+:\d+\] .*"
+                          rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)"
+                          rb"\r?\n?$")
+
+
+@contextlib.contextmanager
+def _framework_noise_filtered():
+    """Run a command that may import TensorFlow with its log noise dropped from standard error (everything
+    else written there is kept, in order, when the command ends). NNSPEC_DEBUG=1 keeps it all."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # Python-side warnings (retracing and the like)
+    if os.environ.get("NNSPEC_DEBUG"):
+        yield
+        return
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = b"".join(line for line in captured.read().splitlines(keepends=True)
+                            if not _TF_LOG_LINE.match(line))
+            if kept:
+                os.write(2, kept)
+
+
+FRAMEWORK_COMMANDS = ("build", "parity")
+
 COMMANDS = {"check": cmd_check, "rule": cmd_rule, "inits": cmd_inits, "schema": cmd_schema,
             "initializers": cmd_initializers, "compile": cmd_compile, "build": cmd_build, "parity": cmd_parity,
             "probe": cmd_probe, "graph": cmd_graph}
@@ -371,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        if args.command in FRAMEWORK_COMMANDS:
+            with _framework_noise_filtered():
+                return COMMANDS[args.command](args)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130

@@ -20,23 +20,112 @@ def looks_like_spec(path: str) -> bool:
     return bool(_TOP_KEY.search(head))
 
 
-def discover(paths: list[str], specs_only: bool = False) -> tuple[list[str], list[str]]:
+DEFAULT_EXCLUDE = (".*", "node_modules", "__pycache__")
+
+
+def _gitignores_above(directory: str) -> list:
+    """The .gitignore files from the enclosing git repository's root down to `directory` (exclusive), as
+    `nnspec.config.Globs`; none when `directory` is not inside a git repository. (A negation `!x` applies
+    within its own file only.)"""
+    chain, current = [], os.path.abspath(directory)
+    while True:
+        parent = os.path.dirname(current)
+        if os.path.exists(os.path.join(current, ".git")):
+            break
+        if parent == current:
+            return []
+        current = parent
+        chain.append(current)
+    return [spec for d in reversed(chain) if (spec := _gitignore(d)) is not None]
+
+
+def _gitignore(directory: str):
+    path = os.path.join(directory, ".gitignore")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    from nnspec.config import Globs
+
+    return Globs(lines, directory)
+
+
+def _excluded_itself(directory: str, *specs) -> bool:
+    """Whether `directory` or a directory above it, below the working directory, matches one of `specs`
+    (a directory outside the working directory: only itself)."""
+    current = os.path.abspath(directory)
+    stop = os.path.abspath(os.getcwd())
+    try:
+        inside = os.path.commonpath([current, stop]) == stop
+    except ValueError:
+        inside = False
+    while True:
+        if current != stop and any(spec.matches(current, is_dir=True) for spec in specs):
+            return True
+        parent = os.path.dirname(current)
+        if not inside or current == stop or parent == current:
+            return False
+        current = parent
+
+
+def _ignored(path: str, is_dir: bool, specs: list) -> bool:
+    return any(spec.matches(path, is_dir) for spec in specs)
+
+
+def discover(paths: list[str], specs_only: bool = False, exclude=None, force_exclude: bool = False,
+             respect_gitignore: bool = True) -> tuple[list[str], list[str]]:
     """(files to check, paths that do not exist). A file named explicitly is always checked unless
-    `specs_only`; a directory contributes its *.yaml / *.yml spec files, recursively."""
+    `specs_only`, or unless `force_exclude` and `exclude` (a `nnspec.config.Globs`) matches it; a directory
+    contributes its *.yaml / *.yml spec files, recursively, except what `exclude` (default: hidden folders,
+    node_modules and __pycache__) or a .gitignore matches."""
+    if exclude is None:
+        from nnspec.config import Globs
+
+        exclude = Globs(list(DEFAULT_EXCLUDE), os.getcwd())
     files, missing = [], []
     for path in paths:
         if os.path.isdir(path):
             found = []
+            start_ignores = _gitignores_above(path) if respect_gitignore else []
+            walk_exclude = exclude
+            if not force_exclude:  # a directory named on the command line is checked, though excluded
+                if exclude is not None and _excluded_itself(path, exclude):
+                    from nnspec.config import Globs
+
+                    walk_exclude = Globs(list(DEFAULT_EXCLUDE), os.getcwd())
+                start_ignores = [] if _excluded_itself(path, *start_ignores) else start_ignores
+            ignores_of: dict = {}
             for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__"))
+                parent = ignores_of.get(os.path.dirname(root), start_ignores) if root != path else start_ignores
+                own = _gitignore(root) if respect_gitignore else None
+                ignores = parent + [own] if own is not None else parent
+                ignores_of[root] = ignores
+                kept = []
+                for d in sorted(dirs):
+                    full = os.path.join(root, d)
+                    if walk_exclude is not None and walk_exclude.matches(full, is_dir=True):
+                        continue
+                    if _ignored(full, True, ignores):
+                        continue
+                    kept.append(d)
+                dirs[:] = kept
                 for name in sorted(names):
                     if name.endswith(SPEC_SUFFIXES):
                         full = os.path.join(root, name)
+                        if walk_exclude is not None and walk_exclude.matches(full):
+                            continue
+                        if _ignored(full, False, ignores):
+                            continue
                         # only regular files: opening a FIFO named *.yaml would wait for a writer forever
                         if os.path.isfile(full) and looks_like_spec(full):
                             found.append(full)
             files.extend(found)
         elif os.path.lexists(path):
+            if force_exclude and exclude is not None and exclude.matches(path):
+                continue
             if specs_only and os.path.isfile(path) and not looks_like_spec(path):
                 continue
             files.append(path)

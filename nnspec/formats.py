@@ -1,4 +1,4 @@
-"""Rendering diagnostics for people and machines: full, concise, json, github, sarif, junit."""
+"""Rendering diagnostics for people and machines: full, concise, json, github, sarif, junit, gitlab."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import Counter
 from nnspec.codes import CODES
 from nnspec.diagnostics import Diagnostic
 
-FORMATS = ("full", "concise", "json", "github", "sarif", "junit")
+FORMATS = ("full", "concise", "json", "github", "sarif", "junit", "gitlab")
 
 
 # control characters and line separators in user text (keys, names, file names) are printed as escapes, so a
@@ -109,6 +109,75 @@ def render_github(diags: list[Diagnostic]) -> str:
         message = d.message + (f" (hint: {d.hint})" if d.hint else "")
         out.append(f"::{level[d.severity]} {props}::{_gh_data(message)}\n")
     return "".join(out)
+
+
+STEP_SUMMARY_ROWS = 1000  # GitHub takes at most 1 MiB of summary per step
+
+
+def _md_cell(text: str) -> str:
+    """Text for a Markdown table cell: one line, no table or HTML syntax of its own."""
+    return (_one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|").replace("`", "\\`"))
+
+
+def render_step_summary(diags: list[Diagnostic], nfiles: int) -> str:
+    """Markdown for $GITHUB_STEP_SUMMARY: every finding in one table, since the annotations of a step stop
+    at 10 errors and 10 warnings."""
+    out = ["## nnspec check", "", summary(diags, nfiles), ""]
+    if diags:
+        out += ["| location | code | severity | message |", "|---|---|---|---|"]
+        for d in diags[:STEP_SUMMARY_ROWS]:
+            path = _relative_path(d.file) or os.path.abspath(d.file)
+            message = d.message + (f" (hint: {d.hint})" if d.hint else "")
+            out.append(f"| {_md_cell(f'{path}:{d.line}:{d.column}')} | {d.code} {CODES[d.code].name} | "
+                       f"{d.severity} | {_md_cell(message)} |")
+        if len(diags) > STEP_SUMMARY_ROWS:
+            out += ["", f"... and {len(diags) - STEP_SUMMARY_ROWS} more; run `nnspec check` locally for all."]
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def write_step_summary(diags: list[Diagnostic], nfiles: int) -> None:
+    """Append the Markdown summary to $GITHUB_STEP_SUMMARY when GitHub Actions sets it."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    try:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(render_step_summary(diags, nfiles))
+    except OSError as exc:
+        import sys
+
+        print(f"nnspec: warning: cannot write the step summary {target}: {exc.strerror or exc}", file=sys.stderr)
+
+
+GITLAB_SEVERITY = {"error": "major", "warning": "minor", "info": "info"}
+
+
+def render_gitlab(diags: list[Diagnostic]) -> str:
+    """A GitLab Code Quality report (a subset of the Code Climate format): a JSON array of findings with
+    description, check_name, fingerprint, severity and location (path relative to the repository root,
+    lines.begin). The fingerprint hashes the path, code and message (not the line, so a finding keeps it
+    when lines above it move) and the occurrence number of that triple."""
+    import hashlib
+
+    seen: Counter = Counter()
+    out = []
+    for d in diags:
+        path = _relative_path(d.file) or os.path.abspath(d.file)
+        path = _unsurrogate(path)
+        key = (path, d.code, d.message)
+        seen[key] += 1
+        digest = hashlib.sha256("\0".join([*key, str(seen[key])]).encode("utf-8", "surrogatepass")).hexdigest()
+        out.append({
+            "description": f"{d.code} {_unsurrogate(d.message)}" + (f" (hint: {_unsurrogate(d.hint)})" if d.hint
+                                                                     else ""),
+            "check_name": d.code,
+            "fingerprint": digest,
+            "severity": GITLAB_SEVERITY[d.severity],
+            "location": {"path": path, "lines": {"begin": d.line, "end": max(d.end_line, d.line)}},
+        })
+    return json.dumps(out, indent=2) + "\n"
 
 
 def _relative_uri(path: str) -> str:

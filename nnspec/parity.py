@@ -12,13 +12,34 @@ class ParityReport:
     max_rel: float
     atol: float
     rtol: float
-    shape: tuple
+    shape: tuple  # one example's output shape (batch excluded), or Keras's whole output shape on a mismatch
     ok: bool
+    elements: int = 0  # elements compared (batch included)
+    outside: int = 0  # elements outside atol + rtol*|torch|
+    index: tuple = ()  # the worst element: the largest excess over the tolerance, else the largest difference
+    torch_value: float = 0.0
+    keras_value: float = 0.0
+    batch: int = 0
+    perturbed: bool = False
+    torch_shape: tuple = ()
 
     def text(self) -> str:
-        verdict = "ok" if self.ok else "MISMATCH"
-        return (f"{self.name}: output {list(self.shape)}: max abs diff {self.max_abs:.3g} (atol {self.atol:g}), "
-                f"max rel diff {self.max_rel:.3g} (rtol {self.rtol:g}): {verdict}\n")
+        what = (f"{self.name}: output {list(self.shape)}, batch {self.batch}, "
+                f"{'perturbed weights' if self.perturbed else 'weights as initialised'}")
+        if self.torch_shape and tuple(self.torch_shape) != tuple(self.shape) and self.elements == 0:
+            return (f"{self.name}: PyTorch output shape {list(self.torch_shape)} but Keras output shape "
+                    f"{list(self.shape)}: MISMATCH\n")
+        tolerance = f"atol + rtol*|torch| (atol {self.atol:g}, rtol {self.rtol:g})"
+        where = (f"at index {list(self.index)} (torch {self.torch_value:.6g}, keras {self.keras_value:.6g})"
+                 if self.index else "")
+        if self.ok:
+            verdict = f"all {self.elements:,} elements within {tolerance}"
+            worst = f"max abs diff {self.max_abs:.3g} {where}".rstrip()
+        else:
+            verdict = f"{self.outside:,} of {self.elements:,} elements outside {tolerance}"
+            worst = f"worst {where}; max abs diff {self.max_abs:.3g}"
+        return (f"{what}: {verdict}; {worst}, max rel diff {self.max_rel:.3g}: "
+                f"{'ok' if self.ok else 'MISMATCH'}\n")
 
 
 def random_batch(spec, batch: int, seed: int):
@@ -43,7 +64,10 @@ def compare(spec, torch_model, keras_model, batch: int = 2, seed: int = 0):
     torch_model.eval()
     with torch.no_grad():
         expected = torch_model(torch.from_numpy(x)).cpu().numpy()
-    got = keras_model(input_to_keras(x, spec), training=False)
+    # predict_on_batch runs the model as one traced function; calling it eagerly would retrace, at each
+    # call, the tf.function that Keras's TensorFlow backend creates inside every grouped convolution
+    # (keras/src/backend/tensorflow/nn.py, conv: `_conv_xla`), and TensorFlow warns about the retracing.
+    got = keras_model.predict_on_batch(input_to_keras(x, spec))
     import keras
 
     got = output_to_logical(keras.ops.convert_to_numpy(got), spec)
@@ -90,9 +114,20 @@ def run_parity(spec, atol: float = 1e-4, rtol: float = 1e-4, seed=None, batch: i
     nnspec.transfer(torch_model, keras_model, spec)
     expected, got = compare(spec, torch_model, keras_model, batch=batch, seed=0 if seed is None else seed)
     if expected.shape != got.shape:
-        return ParityReport(spec.name, float("inf"), float("inf"), atol, rtol, got.shape, False)
+        return ParityReport(spec.name, float("inf"), float("inf"), atol, rtol, got.shape, False, batch=batch,
+                            perturbed=perturb_weights, torch_shape=expected.shape)
     diff = np.abs(expected.astype("float64") - got.astype("float64"))
-    max_abs = float(diff.max()) if diff.size else 0.0
+    allowed = atol + rtol * np.abs(expected.astype("float64"))
+    inside = diff <= allowed  # NaN differences are outside
+    max_abs = float(diff.max()) if diff.size else 0.0  # NaN when any element is NaN
     max_rel = float((diff / np.maximum(np.abs(expected), 1e-12)).max()) if diff.size else 0.0
-    ok = bool(np.all(diff <= atol + rtol * np.abs(expected)))
-    return ParityReport(spec.name, max_abs, max_rel, atol, rtol, expected.shape[1:], ok)
+    ok = bool(np.all(inside))
+    index: tuple = ()
+    if diff.size:
+        excess = np.where(np.isnan(diff), np.inf, diff - allowed)
+        flat = int(np.argmax(excess)) if not ok else int(np.argmax(np.nan_to_num(diff, nan=np.inf)))
+        index = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+    return ParityReport(spec.name, max_abs, max_rel, atol, rtol, expected.shape[1:], ok,
+                        elements=int(diff.size), outside=int(diff.size - np.count_nonzero(inside)), index=index,
+                        torch_value=float(expected[index]) if index else 0.0,
+                        keras_value=float(got[index]) if index else 0.0, batch=batch, perturbed=perturb_weights)

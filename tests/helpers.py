@@ -301,3 +301,31 @@ def initializer_specs(name):
         header = "nnspec: 1\nname: m\ninput: {shape: [3], dtype: int64}\nlayers:\n"
         out.append(("embedding", f"{header}{emb}  - linear: {{out: 2}}\n"))
     return out
+
+
+GITLAB_SEVERITIES = {"info", "minor", "major", "critical", "blocker"}
+
+
+def assert_gitlab_report(text: str) -> list:
+    """The fields GitLab documents for a Code Quality report: description, check_name, fingerprint,
+    severity (info, minor, major, critical, blocker), location.path (relative), location.lines.begin."""
+    import json
+    import os
+    import re
+
+    from nnspec.codes import CODES
+
+    report = json.loads(text)
+    assert isinstance(report, list)
+    for issue in report:
+        assert isinstance(issue["description"], str) and issue["description"]
+        assert isinstance(issue["check_name"], str) and issue["check_name"] in CODES
+        assert isinstance(issue["fingerprint"], str) and re.fullmatch(r"[0-9a-f]{64}", issue["fingerprint"])
+        assert issue["severity"] in GITLAB_SEVERITIES
+        path = issue["location"]["path"]
+        assert isinstance(path, str) and not os.path.isabs(path) and "\\" not in path
+        begin = issue["location"]["lines"]["begin"]
+        assert isinstance(begin, int) and begin >= 1
+    fingerprints = [i["fingerprint"] for i in report]
+    assert len(set(fingerprints)) == len(fingerprints)
+    return report

@@ -172,6 +172,9 @@ def _divisors(n):
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+MERGE_KINDS = ("add", "multiply", "concat")
+
+
 class SpecGenerator:
     def __init__(self, choices: Choices):
         self.c = choices
@@ -382,6 +385,8 @@ class SpecGenerator:
                 item, after = self.residual(shape, depth, preserving)
             elif depth < 2 and roll == 1 and not preserving:
                 item, after = self.block_call(shape, depth)
+            elif depth < 2 and roll == 2:
+                item, after = self.merge(shape, depth, preserving)
             else:
                 item, after = self.layer(shape, preserving)
                 if isinstance(item, list):  # several items that belong together
@@ -433,6 +438,37 @@ class SpecGenerator:
             args["repeat"] = c.integer(1, 2)
         return {"residual": self.decorate(args)}, out_shape
 
+    def merge(self, shape, depth, preserving=False):
+        """add / multiply / concat: branches as a list or named, an identity branch, a per-channel gate."""
+        c = self.c
+        n = len(shape) - 1
+        op = c.pick(["add", "multiply"] + ([] if preserving else ["concat"]))
+        if op == "concat":
+            extra = c.integer(1, MAX_CHANNELS)
+            widen = ({f"conv{n}d": {"out": extra, "kernel": 1}} if 1 <= n <= 3 else {"linear": {"out": extra}})
+            branches = [[], [widen] + ([c.pick(["relu", "gelu"])] if c.chance() else [])]
+            out_shape = (shape[0] + extra, *shape[1:])
+        else:
+            inner, _ = self.stack(shape, depth + 1, count=c.integer(1, 2), preserving=True)
+            branches = [[], inner]
+            if op == "multiply" and 1 <= n <= 3 and c.chance():  # a squeeze-excitation gate, broadcast per channel
+                keep = c.chance()
+                pool = {"global_avg_pool": {"keep_dims": True}} if keep else "global_avg_pool"
+                squeeze = ({f"conv{n}d": {"out": shape[0], "kernel": 1}} if keep else {"linear": {"out": shape[0]}})
+                branches[1] = [pool, squeeze, "sigmoid"]
+            out_shape = shape
+        if c.chance():
+            branches.reverse()
+        if c.chance(0.4):
+            args = {"branches": {f"b{i}": items for i, items in enumerate(branches)}}
+        elif c.chance():
+            return {op: branches}, out_shape  # the short form: the list of branches
+        else:
+            args = {"branches": branches}
+        if c.chance(0.2):
+            args["init"] = {"weight": random_weight_init(c)}
+        return {op: self.decorate(args)}, out_shape
+
     def block_call(self, shape, depth):
         """Define a block from a random body (some of its values turned into `$arg`s) and call it."""
         c = self.c
@@ -452,10 +488,21 @@ class SpecGenerator:
         """`value` with some scalars replaced by `$aN`; each becomes a block argument (required, or with
         the value as its default), and the call passes the value or relies on the default."""
         if isinstance(value, dict):
+            if key == "branches":  # named branches: each value is a list of items
+                return {k: self.abstract(v, args, call, "branch") for k, v in value.items()}
             return {k: self.abstract(v, args, call, k) for k, v in value.items()}
         if isinstance(value, list):  # a list of items (a residual's) is no value: `- $x` is no item
-            inner = None if key in ("residual", "branch", "shortcut") else key
+            if key in MERGE_KINDS:  # the short form: a list of branches, each a list of items
+                return [self.abstract(v, args, call, "branch") for v in value]
+            inner = None if key in ("residual", "branch", "shortcut", "branches") else key
             return [self.abstract(v, args, call, inner) for v in value]
+        if (isinstance(value, int) and not isinstance(value, bool) and value >= 2 and value % 2 == 0
+                and key is not None and self.c.chance(0.1)):  # block-argument arithmetic
+            arg = f"a{next(self.arg_count)}"
+            args[arg] = value // 2
+            if self.c.chance():
+                call[arg] = value // 2
+            return f"${arg} * 2"
         if value is None or key is None or not self.c.chance(0.2):
             return value  # bare items (`- relu`) and nulls stay
         arg = f"a{next(self.arg_count)}"

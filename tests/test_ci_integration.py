@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import assert_gitlab_report
 
 from nnspec import formats
 from nnspec.cli import main
@@ -57,8 +58,10 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def sh(argv: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict: an unencodable character would raise
+def sh(argv: list[str], cwd: Path, env_extra: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", **(env_extra or {})}  # strict: an unencodable character would raise
+    if env_extra is None:
+        env.pop("GITHUB_STEP_SUMMARY", None)
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env, check=False, timeout=120,
                           **kwargs)
 
@@ -565,15 +568,18 @@ def test_docs_blocks_parse_and_cover_the_setups():
 
 
 def test_docs_commands_run(tmp_path, sarif_validator):
-    """Each documented command, in a repository with one clean spec in configs/: exit 0, valid reports."""
+    """Each documented command, in a repository with one clean spec in configs/: exit 0, valid reports;
+    `--format github` appends its summary to $GITHUB_STEP_SUMMARY."""
     (tmp_path / "configs").mkdir()
     shutil.copy(ROOT / "examples" / "mlp.yaml", tmp_path / "configs" / "mlp.yaml")
     shutil.copy(ROOT / "nnspec.schema.json", tmp_path / "nnspec.schema.json")  # the modeline's ../nnspec.schema.json
+    summary = tmp_path / "step_summary.md"
     commands = docs_commands()
-    assert any("--format sarif" in c for c in commands) and any("--format junit" in c for c in commands)
+    for fmt in ("github", "sarif", "junit", "gitlab"):
+        assert any(f"--format {fmt}" in c for c in commands), fmt
     for command in commands:
         argv = shlex.split(command)
-        proc = sh(nnspec_command() + argv[1:], tmp_path)
+        proc = sh(nnspec_command() + argv[1:], tmp_path, env_extra={"GITHUB_STEP_SUMMARY": str(summary)})
         assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
         assert proc.stderr == ""
         if "--format github" in command:
@@ -581,6 +587,99 @@ def test_docs_commands_run(tmp_path, sarif_validator):
     assert assert_valid_sarif((tmp_path / "nnspec.sarif").read_text(), sarif_validator)["runs"][0]["results"] == []
     _, suite, cases = junit((tmp_path / "nnspec-junit.xml").read_text())
     assert list(cases) == ["configs/mlp.yaml"] and suite.get("failures") == "0"
+    assert assert_gitlab_report((tmp_path / "gl-code-quality-report.json").read_text()) == []
+    assert summary.read_text() == "## nnspec check\n\nAll checks passed (1 file).\n\n"
+
+
+def test_docs_commands_report_findings(tmp_path, sarif_validator):
+    """The same commands on a broken spec: the report commands (--exit-zero) still exit 0 with the finding
+    in every report; the gating commands exit 1; the step summary lists the finding."""
+    write(tmp_path, {"configs/mlp.yaml": (ROOT / "examples" / "mlp.yaml").read_text(), "configs/bad.yaml": BAD})
+    summary = tmp_path / "step_summary.md"
+    for command in docs_commands():
+        proc = sh(nnspec_command() + shlex.split(command)[1:], tmp_path,
+                  env_extra={"GITHUB_STEP_SUMMARY": str(summary)})
+        assert proc.returncode == (0 if "--exit-zero" in command else 1), (command, proc.stdout, proc.stderr)
+    results = assert_valid_sarif((tmp_path / "nnspec.sarif").read_text(), sarif_validator)["runs"][0]["results"]
+    assert [r["ruleId"] for r in results] == ["NS003"]
+    (issue,) = assert_gitlab_report((tmp_path / "gl-code-quality-report.json").read_text())
+    assert (issue["check_name"], issue["severity"], issue["location"]) == (
+        "NS003", "major", {"path": "configs/bad.yaml", "lines": {"begin": 5, "end": 5}})
+    _, suite, _ = junit((tmp_path / "nnspec-junit.xml").read_text())
+    assert suite.get("failures") == "1"
+    assert "| configs/bad.yaml:5:22 | NS003 unknown-key | error |" in summary.read_text()
+
+
+PLACEHOLDER_INSTALL = 'pip install "nnspec @ git+https://github.com/OWNER/nnspec@REV"'
+
+
+def docs_installs() -> list[str]:
+    return [re.sub(r"^\s*(?:-\s+run:\s*|-\s+)?", "", line).strip()
+            for line in DOCS.read_text(encoding="utf-8").splitlines() if "pip install" in line
+            and not line.lstrip().startswith(("`", "Once"))]
+
+
+def test_docs_install_from_the_repository():
+    """Until a release exists the docs install from the git repository, pinned, core dependencies only,
+    with one spelling everywhere; the requirement is a valid PEP 508 direct reference."""
+    from packaging.requirements import Requirement
+
+    installs = docs_installs()
+    assert len(installs) >= 3 and set(installs) == {PLACEHOLDER_INSTALL}
+    text = DOCS.read_text(encoding="utf-8")
+    assert "not on PyPI yet" in text and "OWNER" in text and "REV" in text
+    requirement = Requirement(shlex.split(PLACEHOLDER_INSTALL)[2].replace("REV", "0" * 40))
+    assert requirement.name == "nnspec" and not requirement.extras
+    assert requirement.url.startswith("git+https://") and requirement.url.endswith("@" + "0" * 40)
+
+
+def git(*argv, cwd) -> str:
+    proc = subprocess.run(["git", *argv], cwd=cwd, capture_output=True, text=True, check=False, timeout=120,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+@pytest.mark.slow
+def test_docs_pre_commit_recipe(tmp_path):
+    """The documented pre-commit configuration, in a fresh repository, with this repository (its committed
+    HEAD) as `repo` and HEAD's full sha as `rev`: pre-commit clones it at that sha, installs the hook from
+    .pre-commit-hooks.yaml with the core dependencies, and fails on a broken spec only."""
+    pre_commit = Path(sys.executable).with_name("pre-commit")
+    if not pre_commit.exists() or shutil.which("git") is None:
+        pytest.skip("pre-commit and git are needed")
+    try:
+        rev = git("rev-parse", "HEAD", cwd=ROOT)
+    except AssertionError:
+        pytest.skip("not a git checkout")
+    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
+    config = next(b for b in blocks if "repos:" in b)
+    assert yaml.safe_load(config)["repos"][0] == {"repo": "https://github.com/OWNER/nnspec", "rev": "REV",
+                                                  "hooks": [{"id": "nnspec-check"}]}
+    project = tmp_path / "project"
+    project.mkdir()
+    git("init", "-q", cwd=project)
+    write(project, {".pre-commit-config.yaml": config.replace("https://github.com/OWNER/nnspec", str(ROOT))
+                    .replace("REV", rev),
+                    "configs/mlp.yaml": (ROOT / "examples" / "mlp.yaml").read_text(), "configs/bad.yaml": BAD,
+                    "docker-compose.yaml": COMPOSE, ".github/workflows/ci.yml": WORKFLOW})
+    git("add", "-A", cwd=project)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONPATH", "VIRTUAL_ENV"))}
+    env.update(PRE_COMMIT_HOME=str(tmp_path / "cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
+
+    def pre_commit_run() -> subprocess.CompletedProcess:
+        return subprocess.run([str(pre_commit), "run", "--all-files", "--color", "never"], cwd=project,
+                              capture_output=True, text=True, env=env, check=False, timeout=600)
+
+    proc = pre_commit_run()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "configs/bad.yaml:5:22: NS003 error: unknown key `stirde` in `linear`" in proc.stdout, proc.stdout
+    assert "mlp.yaml" not in proc.stdout and "docker-compose" not in proc.stdout
+    (project / "configs" / "bad.yaml").unlink()
+    git("add", "-A", cwd=project)
+    proc = pre_commit_run()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # -- the check-only install ----------------------------------------------------------------------------------
@@ -620,3 +719,8 @@ def test_check_only_install_without_frameworks(tmp_path):
         assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, module
     located = in_env([python, "-c", "import nnspec; print(nnspec.__file__)"], timeout=60)
     assert Path(located.stdout.strip()).is_relative_to(env_dir)  # the installed copy, not the checkout
+    shipped = Path(located.stdout.strip()).parent / "nnspec.schema.json"  # package data, for editors
+    assert shipped.read_text(encoding="utf-8") == (ROOT / "nnspec.schema.json").read_text(encoding="utf-8")
+    written = in_env([bindir / "nnspec", "schema", "-o", tmp_path / "s.json"])
+    assert written.returncode == 0 and (tmp_path / "s.json").read_text(encoding="utf-8") == shipped.read_text(
+        encoding="utf-8")

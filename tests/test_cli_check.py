@@ -235,7 +235,7 @@ def test_schema_command_prints_json_schema(capsys):
     code, out, _ = run(capsys, "schema")
     assert code == 0
     schema = json.loads(out)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
 
 
 # -- subprocesses ------------------------------------------------------------------------------------

@@ -89,17 +89,20 @@ def test_every_keras_layer_is_a_spec_path_or_a_named_helper(name):
     names = [layer.name for layer in model.layers]
     assert len(names) == len(set(names))
     layers = {layer.path: layer for layer in spec.graph.layers()}
-    residuals = {node.path for node in iter_nodes(spec.graph.root) if isinstance(node, Merge)}
+    merges = {node.path: node for node in iter_nodes(spec.graph.root) if isinstance(node, Merge)}
     for path, layer in layers.items():
         assert type(model.get_layer(path)).__name__ == expected_class(layer), path
-    for path in residuals:
-        assert isinstance(model.get_layer(path), keras.layers.Add)
-    served = set(layers) | residuals
+    joins = {"add": keras.layers.Add, "multiply": keras.layers.Multiply, "concat": keras.layers.Concatenate}
+    for path, node in merges.items():
+        assert isinstance(model.get_layer(path), joins[node.op])
+    served = set(layers) | set(merges)
+    branches = {f"{path}.{branch.name}" for path, node in merges.items() for branch in node.branches}
     for keras_name in names:
         if keras_name in served or keras_name == "inputs":
             continue
         owner, _, role = keras_name.rpartition(".")
-        assert owner in served and role in ("pad", "permute"), f"helper layer {keras_name!r} serves no layer"
+        assert (owner in served and role in ("pad", "permute")) or (owner in branches and role in (
+            "permute", "reshape")), f"helper layer {keras_name!r} serves no layer"
 
 
 # -- layer arguments ------------------------------------------------------------------------------

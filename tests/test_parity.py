@@ -7,6 +7,7 @@ zero, constant and identity initializers cannot hide a difference between the ta
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -542,3 +543,67 @@ def test_cli_parity_bad_spec_exits_1(tmp_path, capsys):
     bad.write_text("nnspec: 1\nname: bad\ninput: [3]\nlayers:\n  - conv2d: {out: 4, kernel: 3}\n")
     assert cli.main(["parity", str(bad)]) == 1
     assert "NS104" in capsys.readouterr().err
+
+
+# -- the verdict, --perturb by default, and a quiet TensorFlow (issue 17) -----------------------------------
+
+GROUPED = """nnspec: 1
+name: grouped
+input: [8, 6, 6]
+layers:
+  - conv2d: {out: 8, kernel: 3, padding: 1, groups: 4}
+  - batchnorm
+  - relu
+  - conv2d: {out: 8, kernel: 3, padding: 1, groups: 2}
+  - conv2d: {out: 8, kernel: 3, padding: 1, groups: 8}
+  - conv2d: {out: 8, kernel: 1, groups: 2}
+  - conv2d: {out: 8, kernel: 1, groups: 4}
+  - conv2d: {out: 8, kernel: 1, groups: 8}
+  - global_avg_pool
+"""
+
+
+def test_cli_parity_verdict_says_what_was_compared(capsys):
+    code = cli.main(["parity", str(EXAMPLES / "small_cnn.yaml"), "--seed", "3"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.fullmatch(r"small_cnn: output \[10\], batch 2, perturbed weights: all 20 elements within "
+                        r"atol \+ rtol\*\|torch\| \(atol 0\.0001, rtol 0\.0001\); max abs diff \S+ at index "
+                        r"\[[01], \d\] \(torch \S+, keras \S+\), max rel diff \S+: ok\n", out), out
+    code = cli.main(["parity", str(EXAMPLES / "small_cnn.yaml"), "--seed", "3", "--no-perturb", "--batch", "3"])
+    out = capsys.readouterr().out
+    assert code == 0 and "batch 3, weights as initialised: all 30 elements within" in out, out
+
+
+def test_parity_report_on_a_mismatch_names_the_worst_element():
+    report = run_parity(nnspec.load(EXAMPLES / "mlp.yaml"), atol=0.0, rtol=0.0, perturb_weights=True, seed=0)
+    assert not report.ok and report.elements == 20 and 0 < report.outside <= 20
+    text = report.text()
+    assert f"{report.outside} of 20 elements outside atol + rtol*|torch| (atol 0, rtol 0); worst at index " in text
+    assert text.endswith(": MISMATCH\n")
+    assert len(report.index) == 2
+    assert abs(report.torch_value - report.keras_value) > 0
+
+
+def test_perturb_is_on_by_default():
+    args = cli._parser().parse_args(["parity", "x.yaml"])
+    assert args.perturb is True
+    assert cli._parser().parse_args(["parity", "x.yaml", "--no-perturb"]).perturb is False
+
+
+def test_parity_of_grouped_convolutions_is_quiet(tmp_path):
+    """No TensorFlow C++ start-up log, no tf.function retracing warning (Keras's TensorFlow backend wraps each
+    grouped convolution in a new tf.function: called eagerly, every call retraces)."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "grouped.yaml"
+    path.write_text(GROUPED)
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "NNSPEC_DEBUG")}
+    proc = subprocess.run([sys.executable, "-m", "nnspec", "parity", str(path)], capture_output=True, text=True,
+                          env=env, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("grouped: output [8], batch 2, perturbed weights: all 16 elements within")
+    assert len(proc.stdout.splitlines()) == 1

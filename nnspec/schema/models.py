@@ -14,9 +14,12 @@ from nnspec.vocabulary.args import NonNegInt, PosInt, Strict
 
 
 class InputSpec(Strict):
-    shape: list[PosInt] = Field(min_length=1, max_length=4)
-    dtype: Literal["float32", "int64"] = "float32"
-    layout: Optional[Literal["features", "map", "tokens"]] = None  # default: [F] features, [C, *S] a map
+    shape: list[PosInt] = Field(min_length=1, max_length=4, description="one example's shape, channels first, "
+                                                                        "batch excluded")
+    dtype: Literal["float32", "int64"] = Field("float32", description="`float32`, or `int64` for embedding ids")
+    layout: Optional[Literal["features", "map", "tokens"]] = Field(
+        None, description="`features` [F], a `map` [C, *S] or `tokens` [T, D]; default: [F] features, "
+                          "[C, *S] a map")
 
 
 class BlockDef(Strict):

@@ -36,8 +36,8 @@ class NoLayerArgs(ItemKeys):
 
 
 class LinearArgs(ItemKeys):
-    out: PosInt
-    bias: bool = True
+    out: PosInt = Field(description="output features (PyTorch out_features, Keras units)")
+    bias: bool = Field(True, description="add a learnable bias")
 
 
 IntOrList = Union[PosInt, list[PosInt]]
@@ -45,69 +45,76 @@ Padding = Union[NonNegInt, list[NonNegInt], Literal["same", "valid"]]
 
 
 class ConvArgs(ItemKeys):
-    out: PosInt
-    kernel: IntOrList
-    stride: IntOrList = 1
-    padding: Padding = 0
-    dilation: IntOrList = 1
-    groups: PosInt = 1
-    bias: bool = True
+    out: PosInt = Field(description="output channels")
+    kernel: IntOrList = Field(description="kernel size: one integer for every spatial axis, or one per axis")
+    stride: IntOrList = Field(1, description="step between kernel positions: one integer, or one per axis")
+    padding: Padding = Field(0, description="zeros added on both sides of each spatial axis (one integer or one per "
+                                            "axis), or `same` (stride 1 only) or `valid` (no padding)")
+    dilation: IntOrList = Field(1, description="spacing between kernel taps: one integer, or one per axis")
+    groups: PosInt = Field(1, description="channel groups; input and output channels must both be divisible by it")
+    bias: bool = Field(True, description="add a learnable bias")
 
 
 class BatchNormArgs(ItemKeys):
-    eps: PosFloat = 1e-5
-    momentum: Annotated[float, Field(ge=0, le=1)] = 0.1
+    eps: PosFloat = Field(1e-5, description="added to the variance before the square root")
+    momentum: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.1, description="PyTorch's running-statistics momentum (Keras gets 1 - momentum)")
 
 
 class LayerNormArgs(ItemKeys):
-    eps: PosFloat = 1e-5
-    over: Literal["last", "channels"] = "last"  # channels: each position of a map over C (ConvNeXt)
+    eps: PosFloat = Field(1e-5, description="added to the variance before the square root")
+    over: Literal["last", "channels"] = Field("last", description="`last`: the last axis (v1's meaning, PyTorch's "
+                                              "nn.LayerNorm); `channels`: each position of a map over C (ConvNeXt)")
 
 
 class EmbeddingArgs(ItemKeys):
-    num: PosInt
-    dim: PosInt
+    num: PosInt = Field(description="number of ids (the vocabulary size); ids run from 0 to num - 1")
+    dim: PosInt = Field(description="length of each embedding vector")
 
 
 class LeakyReluArgs(ItemKeys):
-    slope: Annotated[float, Field(ge=0)] = 0.01
+    slope: Annotated[float, Field(ge=0)] = Field(0.01, description="slope for negative inputs")
 
 
 class EluArgs(ItemKeys):
-    alpha: PosFloat = 1.0
+    alpha: PosFloat = Field(1.0, description="value the output approaches for large negative inputs (times -1)")
 
 
 class GeluArgs(ItemKeys):
-    approximate: Literal["none", "tanh"] = "none"
+    approximate: Literal["none", "tanh"] = Field("none", description="`none`: exact (erf); `tanh`: the tanh "
+                                                                     "approximation")
 
 
 class SoftmaxArgs(ItemKeys):
-    axis: int = -1
+    axis: int = Field(-1, description="logical axis (channels first, batch excluded); negative counts from the end")
 
 
 class DropoutArgs(ItemKeys):
-    p: Probability = 0.5
+    p: Probability = Field(0.5, description="probability of zeroing each element in training, in [0, 1)")
 
 
 class PoolArgs(ItemKeys):
-    kernel: IntOrList
-    stride: Optional[IntOrList] = None
-    padding: Union[NonNegInt, list[NonNegInt]] = 0
+    kernel: IntOrList = Field(description="window size: one integer for every spatial axis, or one per axis")
+    stride: Optional[IntOrList] = Field(None, description="step between windows; default: the kernel size")
+    padding: Union[NonNegInt, list[NonNegInt]] = Field(0, description="padding on both sides of each spatial "
+                                                                      "axis, at most kernel // 2")
 
 
 class GlobalPoolArgs(ItemKeys):
-    keep_dims: bool = False
+    keep_dims: bool = Field(False, description="keep the pooled axes with size 1: a map [C, 1, ...] (tokens [1, D])")
 
 
 class SliceArgs(ItemKeys):
-    start: NonNegInt = 0
-    stop: Optional[PosInt] = None  # None: to the end
-    axis: Literal["channels", "tokens"] = "channels"
+    start: NonNegInt = Field(0, description="first index kept")
+    stop: Optional[PosInt] = Field(None, description="index after the last one kept; default: the end of the axis")
+    axis: Literal["channels", "tokens"] = Field("channels", description="`channels`: the channel axis (map C, "
+                                                "tokens D, features F); `tokens`: the positions T of tokens")
 
 
 class ChannelShuffleArgs(ItemKeys):
-    groups: PosInt
+    groups: PosInt = Field(description="channel groups to interleave (ShuffleNet); the channels must divide by it")
 
 
 class ToMapArgs(ItemKeys):
-    size: Optional[Annotated[list[PosInt], Field(min_length=1, max_length=3)]] = None
+    size: Optional[Annotated[list[PosInt], Field(min_length=1, max_length=3)]] = Field(
+        None, description="spatial sizes whose product is T; default: the grid the tokens came from, or [T]")

@@ -6,6 +6,8 @@ The shape rules live here, next to the layer kinds' own.
 
 from __future__ import annotations
 
+import math
+
 from nnspec.vocabulary.layouts import FEATURES, MAP, TOKENS, Shape
 
 MERGES = ("add", "multiply", "concat")
@@ -36,7 +38,7 @@ def merge_shape(op: str, shapes: list, names: list, axis: str = "channels") -> S
     if all(tuple(s) == tuple(first) and s.layout == first.layout for s in shapes):
         grids = {s.grid for s in shapes}
         return Shape(first, first.layout, grids.pop() if len(grids) == 1 else None)
-    full = max(shapes, key=len)
+    full = max(shapes, key=lambda s: (len(s), math.prod(s)))  # what the others broadcast to
     for shape in shapes:
         if not (_same(shape, full) or _per_channel(shape, full)):
             raise MergeError(f"the branches of `{op}` do not agree: {_listed(shapes, names)}",
