@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Optional, Union
 
+from nnspec.compiler.backends.seeding import check_seed
 from nnspec.diagnostics import Diagnostic, SpecError
 from nnspec.version import __version__
 
@@ -36,11 +37,21 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
 
 
+def _analyse_path(path: str, max_params: Optional[int] = None):
+    """analyse_file, except that a FIFO, device or socket is reported (NS001), never opened: reading it could
+    block forever or never end."""
+    from nnspec.compiler.pipeline import analyse_file
+    from nnspec.files import special_file_diagnostic
+
+    diagnostic = special_file_diagnostic(path)
+    if diagnostic is not None:
+        return None, [diagnostic]
+    return analyse_file(path, max_params)
+
+
 def load(path: Union[str, os.PathLike]) -> Spec:
     """Load, validate and lower a spec file; raise SpecError if it has errors (warnings do not raise)."""
-    from nnspec.compiler.pipeline import analyse_file
-
-    return _finish(*analyse_file(os.fspath(path)))
+    return _finish(*_analyse_path(os.fspath(path)))
 
 
 def loads(text: str, filename: str = "<string>") -> Spec:
@@ -52,10 +63,8 @@ def loads(text: str, filename: str = "<string>") -> Spec:
 
 def check(path: Union[str, os.PathLike]) -> list[Diagnostic]:
     """Every diagnostic of a spec file. Never raises, whatever the file holds."""
-    from nnspec.compiler.pipeline import analyse_file
-
     try:
-        return analyse_file(os.fspath(path))[1]
+        return _analyse_path(os.fspath(path))[1]
     except Exception as exc:  # a bug in nnspec must still come out as a located diagnostic
         from nnspec.diagnostics import Span
 
@@ -78,7 +87,10 @@ def _target(target: str) -> str:
 
 def build(spec: Union[Spec, str, os.PathLike], target: str = "torch", seed: Optional[int] = None,
           device: str = "cpu", max_params: Optional[int] = None):
-    """Build the model in memory: a torch `nn.Module` or a functional `keras.Model`."""
+    """Build the model in memory: a torch `nn.Module` or a functional `keras.Model`. `seed` (an integer in
+    [0, 2**63)) overrides the spec's own."""
+    seed = check_seed(seed)
+    _target(target)
     spec = _as_spec(spec)
     from nnspec.compiler.budget import check_budget
 

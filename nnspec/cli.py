@@ -22,6 +22,47 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _integer(low: int, high: int, what: str):
+    """An argparse type: an integer in [low, high], refused with a message that says what is allowed."""
+    def parse(text: str) -> int:
+        body = text.strip()
+        if len(body) > 40 or not body.lstrip("+-").isdigit():
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text[:40]!r}")
+        value = int(body)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _real(low: float, what: str, strict: bool = False):
+    """An argparse type: a finite number >= low (> low when `strict`); nan and inf are refused."""
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text[:40]!r}") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text[:40]}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+SEED = _integer(0, 2**63 - 1, "a seed: an integer from 0 to 2**63 - 1")
+COUNT = _integer(0, 2**63 - 1, "a non-negative integer")
+BYTES = _integer(0, 2**63 - 1, "a number of bytes (a non-negative integer)")
+BATCH = _integer(1, 2**31 - 1, "a batch size: an integer >= 1")
+STEPS = _integer(1, 1_000_000, "a number of steps from 1 to 1,000,000")
+TOLERANCE = _real(0.0, "a tolerance: a finite number >= 0")
+RATE = _real(0.0, "a learning rate: a finite number > 0", strict=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     from nnspec.files import DEFAULT_EXCLUDE
     from nnspec.formats import FORMATS
@@ -92,29 +133,35 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("spec", help="the spec file")
     b.add_argument("--target", choices=("torch", "keras"), default="torch", help="the framework to build with")
     b.add_argument("--device", default="cpu", help="cpu, meta (no memory), cuda, ... (torch only)")
-    b.add_argument("--seed", type=int, help="random seed of the initializers (default: the spec's `seed`)")
-    b.add_argument("--max-params", type=int,
+    b.add_argument("--seed", type=SEED, help="random seed of the initializers (default: the spec's `seed`)")
+    b.add_argument("--max-params", type=COUNT,
                    help="refuse to build above this many parameters (default: the configuration's "
                         "`max-params`, else 2,000,000,000)")
+    b.add_argument("--max-activation-bytes", type=BYTES, metavar="BYTES",
+                   help="refuse to build when one sample's float32 activations need more bytes")
 
     q = command("parity", "compare the PyTorch and Keras models on one batch")
     q.add_argument("spec", help="the spec file")
-    q.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance")
-    q.add_argument("--rtol", type=float, default=1e-4,
+    q.add_argument("--atol", type=TOLERANCE, default=1e-4, help="absolute tolerance")
+    q.add_argument("--rtol", type=TOLERANCE, default=1e-4,
                    help="relative tolerance: each element must be within atol + rtol * |torch output|")
-    q.add_argument("--seed", type=int, help="random seed of the weights, the perturbation and the batch "
-                                            "(default: the spec's `seed` for the weights, else a fresh one; "
-                                            "0 for the perturbation and the batch)")
-    q.add_argument("--batch", type=int, default=2, help="batch size of the random input")
+    q.add_argument("--seed", type=SEED, help="random seed of the weights, the perturbation and the batch "
+                                             "(default: the spec's `seed` for the weights, else a fresh one; "
+                                             "0 for the perturbation and the batch)")
+    q.add_argument("--batch", type=BATCH, default=2, help="batch size of the random input")
+    q.add_argument("--max-activation-bytes", type=BYTES, metavar="BYTES",
+                   help="refuse above this many bytes of float32 activations for the batch (default 16 GiB)")
     q.add_argument("--perturb", action=argparse.BooleanOptionalAction, default=True,
                    help="add noise to every weight and normalisation statistic first, so that zero, constant and "
                         "identity initializers (a fresh batchnorm is the identity) hide nothing")
 
     pr = command("probe", "train a few SGD steps and report stuck and dead units")
     pr.add_argument("spec", help="the spec file")
-    pr.add_argument("--steps", type=int, default=20, help="SGD steps")
-    pr.add_argument("--seed", type=int, default=0, help="random seed of the weights and the batches")
-    pr.add_argument("--lr", type=float, default=0.1, help="learning rate")
+    pr.add_argument("--steps", type=STEPS, default=20, help="SGD steps")
+    pr.add_argument("--seed", type=SEED, default=0, help="random seed of the weights and the batches")
+    pr.add_argument("--lr", type=RATE, default=0.1, help="learning rate")
+    pr.add_argument("--max-activation-bytes", type=BYTES, metavar="BYTES",
+                    help="refuse above this many bytes of float32 activations for the batch of 16 (default 16 GiB)")
     pr.add_argument("--plot", metavar="FILE", help="also draw the per-layer chart (FILE.svg or FILE.html)")
 
     g = command("graph", "draw the architecture with shapes, initializers and findings")
@@ -142,11 +189,11 @@ def _globs(text: str) -> list[str]:
 
 
 def cmd_check(args) -> int:
-    from nnspec import formats
+    from nnspec import _analyse_path, formats
     from nnspec.codes import CODES
-    from nnspec.compiler.pipeline import analyse_bytes, analyse_file
+    from nnspec.compiler.pipeline import analyse_bytes
     from nnspec.config import ConfigError, Globs, load_config
-    from nnspec.files import DEFAULT_EXCLUDE, discover
+    from nnspec.files import DEFAULT_EXCLUDE, ReportRefused, discover, leaves_tree, write_report
 
     try:
         config = load_config(args.paths, args.config)
@@ -178,26 +225,30 @@ def cmd_check(args) -> int:
                               force_exclude=args.force_exclude, respect_gitignore=args.respect_gitignore)
     for path in missing:
         print(f"nnspec: error: {formats._one_line(path)}: no such file or directory", file=sys.stderr)
+    for path in files:
+        target = leaves_tree(path)
+        if target is not None:
+            print(f"nnspec: warning: {formats._one_line(path)} is a symbolic link that leaves the tree (to "
+                  f"{formats._one_line(target)}); its lines are quoted only if it is a spec", file=sys.stderr)
     diags = []
     unreadable = False
     sources: dict = {}
     checked = list(files)
-    with _budget(max_params):
-        for path in files:
-            _, found = analyse_file(path)
-            for d in found:
-                if d.code == "NS001" and (not os.path.isfile(path) or not os.access(path, os.R_OK)):
-                    unreadable = True
-            diags.extend(found)
-        name = args.stdin_filename or "-"
-        if stdin and not (args.force_exclude and exclude.matches(name)):
-            from nnspec.schema.loader import MAX_FILE_BYTES
+    for path in files:
+        _, found = _analyse_path(path, max_params)
+        for d in found:
+            if d.code == "NS001" and (not os.path.isfile(path) or not os.access(path, os.R_OK)):
+                unreadable = True
+        diags.extend(found)
+    name = args.stdin_filename or "-"
+    if stdin and not (args.force_exclude and exclude.matches(name)):
+        from nnspec.schema.loader import MAX_FILE_BYTES
 
-            raw = sys.stdin.buffer.read(MAX_FILE_BYTES + 1) if hasattr(sys.stdin, "buffer") \
-                else sys.stdin.read(MAX_FILE_BYTES + 1).encode("utf-8", "surrogateescape")
-            sources[name] = raw.decode("utf-8", "replace").splitlines()
-            checked.append(name)
-            diags.extend(analyse_bytes(raw, name)[1])
+        raw = sys.stdin.buffer.read(MAX_FILE_BYTES + 1) if hasattr(sys.stdin, "buffer") \
+            else sys.stdin.read(MAX_FILE_BYTES + 1).encode("utf-8", "surrogateescape")
+        sources[name] = raw.decode("utf-8", "replace").splitlines()
+        checked.append(name)
+        diags.extend(analyse_bytes(raw, name, max_params)[1])
     if select:
         diags = [d for d in diags if _matches(d.code, select)]
     if ignore:
@@ -228,10 +279,13 @@ def cmd_check(args) -> int:
         text = formats.render_junit(diags, checked, strict=args.strict)
     if args.output_file:
         try:
-            with open(args.output_file, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_report(args.output_file, text, files)
+        except ReportRefused as exc:
+            print(f"nnspec: error: {formats._one_line(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
         except OSError as exc:
-            print(f"nnspec: error: cannot write {args.output_file}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"nnspec: error: cannot write {formats._one_line(args.output_file)}: {exc.strerror or exc}",
+                  file=sys.stderr)
             return EXIT_USAGE
     else:
         sys.stdout.write(text)
@@ -241,25 +295,6 @@ def cmd_check(args) -> int:
     if failing and not args.exit_zero:
         return EXIT_FOUND
     return EXIT_OK
-
-
-class _budget:
-    """The check-time parameter budget (NS005 warning) of `--max-params` / `max-params`, for this run only."""
-
-    def __init__(self, max_params):
-        self.max_params = max_params
-
-    def __enter__(self):
-        from nnspec.compiler import budget
-
-        self.saved = budget.DEFAULT_MAX_PARAMS
-        if self.max_params is not None:
-            budget.DEFAULT_MAX_PARAMS = self.max_params
-
-    def __exit__(self, *exc):
-        from nnspec.compiler import budget
-
-        budget.DEFAULT_MAX_PARAMS = self.saved
 
 
 def cmd_rule(args) -> int:
@@ -285,10 +320,9 @@ def cmd_rule(args) -> int:
 
 
 def _load_or_report(path: str):
-    from nnspec import formats
-    from nnspec.compiler.pipeline import analyse_file
+    from nnspec import _analyse_path, formats
 
-    spec, diags = analyse_file(path)
+    spec, diags = _analyse_path(path)
     errors = [d for d in diags if d.is_error]
     if spec is None or errors:
         sys.stderr.write(formats.render_full(diags))
@@ -343,6 +377,7 @@ def cmd_initializers(args) -> int:
 def cmd_compile(args) -> int:
     import nnspec
     from nnspec.files import WriteRefused, safe_write
+    from nnspec.formats import _one_line
 
     spec, code = _load_or_report(args.spec)
     if spec is None:
@@ -358,12 +393,12 @@ def cmd_compile(args) -> int:
     try:
         safe_write(args.output, source, force=args.force)
     except WriteRefused as exc:
-        print(f"nnspec: error: {exc}", file=sys.stderr)
+        print(f"nnspec: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"nnspec: error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"nnspec: error: cannot write {_one_line(args.output)}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote {args.output}", file=sys.stderr)
+    print(f"wrote {_one_line(args.output)}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -387,13 +422,17 @@ def cmd_build(args) -> int:
         print("nnspec: error: --device applies to the torch target only", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if args.max_activation_bytes is not None:
+            from nnspec.compiler.budget import check_activation_budget
+
+            check_activation_budget(spec, args.max_activation_bytes, 1, "build")
         model = nnspec.build(spec, target=args.target, seed=args.seed, device=args.device,
                              max_params=args.max_params)
     except SpecError as exc:
         sys.stderr.write(formats.render_full(exc.diagnostics))
         return EXIT_FOUND
     except (RuntimeError, ValueError) as exc:
-        print(f"nnspec: error: {exc}", file=sys.stderr)
+        print(f"nnspec: error: {formats._one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.write(build_table(spec))
     print(f"built: {type(model).__module__}.{type(model).__name__} on {args.device if args.target == 'torch' else 'keras'}")
@@ -401,13 +440,19 @@ def cmd_build(args) -> int:
 
 
 def cmd_parity(args) -> int:
+    from nnspec import formats
+    from nnspec.diagnostics import SpecError
     from nnspec.parity import run_parity
 
     spec, code = _load_or_report(args.spec)
     if spec is None:
         return code
-    report = run_parity(spec, atol=args.atol, rtol=args.rtol, seed=args.seed, batch=args.batch,
-                        perturb_weights=args.perturb)
+    try:
+        report = run_parity(spec, atol=args.atol, rtol=args.rtol, seed=args.seed, batch=args.batch,
+                            perturb_weights=args.perturb, max_activation_bytes=args.max_activation_bytes)
+    except SpecError as exc:
+        sys.stderr.write(formats.render_full(exc.diagnostics))
+        return EXIT_FOUND
     sys.stdout.write(report.text())
     return EXIT_OK if report.ok else EXIT_FOUND
 
@@ -418,11 +463,10 @@ TRAINING_RULES = ("NS201", "NS202", "NS203", "NS204", "NS205")
 def cmd_probe(args) -> int:
     """Probe a spec; unlike build, errors of the training rules (NS201-NS205) do not stop it: the
     probe exists to show what they claim."""
-    from nnspec import formats
-    from nnspec.compiler.pipeline import analyse_file
+    from nnspec import _analyse_path, formats
     from nnspec.probe import run_probe
 
-    spec, diags = analyse_file(args.spec)
+    spec, diags = _analyse_path(args.spec)
     blocking = [d for d in diags if d.is_error and d.code not in TRAINING_RULES]
     if spec is None or blocking:
         sys.stderr.write(formats.render_full(diags))
@@ -434,7 +478,14 @@ def cmd_probe(args) -> int:
         fmt = _picture_format(args.plot, None, with_option=False)
         if fmt is None:
             return EXIT_USAGE
-    report = run_probe(spec, steps=args.steps, seed=args.seed, lr=args.lr)
+    from nnspec.diagnostics import SpecError
+
+    try:
+        report = run_probe(spec, steps=args.steps, seed=args.seed, lr=args.lr,
+                           max_activation_bytes=args.max_activation_bytes)
+    except SpecError as exc:
+        sys.stderr.write(formats.render_full(exc.diagnostics))
+        return EXIT_FOUND
     sys.stdout.write(report.text())
     if args.plot:
         from nnspec.diagram.chart import render_probe

@@ -55,9 +55,12 @@ _TABLE = [
          "linear: {out: 0}\n",
          "linear: {out: 16}\n"),
     Code("NS005", "limit-exceeded", "error",
-         "A limit was exceeded: file size, nesting depth, alias expansion or the parameter budget.",
+         "A limit was exceeded: file size, nesting depth, alias or block expansion, the parameter or activation "
+         "budget, or a tensor too large to index.",
          "Refuses inputs that would need unbounded time or memory before they are walked: huge files, deeply nested "
-         "documents, alias bombs (\"billion laughs\"), and models whose parameters exceed the budget.",
+         "documents, alias bombs (\"billion laughs\"), blocks and `repeat` that expand beyond the limit, models whose "
+         "parameters or activations (estimated from the shapes, for `probe`'s batch) exceed the budget, and tensors "
+         "whose size in bytes does not fit a 64-bit integer.",
          "A malicious or mistaken file must not be able to hang CI or exhaust memory.",
          "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n# ... nine more levels\n",
          "# write the layers out, or use `repeat` and blocks\n"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+from typing import Optional
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 _TOP_KEY = re.compile(rb"^(?:\xef\xbb\xbf)?(?:nnspec|\"nnspec\"|'nnspec')[ \t]*:", re.MULTILINE)
@@ -183,3 +185,73 @@ def safe_write(path: str, text: str, force: bool = False) -> None:
         except OSError:
             pass
         raise
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file(path: str) -> Optional[str]:
+    """What `path` is when it exists but is neither a regular file nor a directory ("a FIFO (named pipe)", ...):
+    such a path is never opened, since reading a FIFO waits for a writer forever and a device may never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def special_file_diagnostic(path: str):
+    """An NS001 diagnostic for a path that is not a regular file (see special_file), else None."""
+    what = special_file(path)
+    if what is None:
+        return None
+    from nnspec.diagnostics import Diagnostic, Span
+
+    return Diagnostic.at(Span(path, 1, 1, 1, 1), "NS001", f"this path is {what}, not a regular file: it was not read",
+                         "name the spec file itself")
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def leaves_tree(path: str) -> Optional[str]:
+    """The real path of `path` when a symbolic link takes it out of its tree, else None. The tree is the working
+    directory for a path inside it, else the directory that holds the path."""
+    try:
+        absolute = os.path.abspath(path)
+        real = os.path.realpath(path)
+        cwd = os.getcwd()
+    except (OSError, ValueError):
+        return None
+    if real == absolute:
+        return None
+    root = cwd if _inside(absolute, cwd) else os.path.dirname(absolute)
+    return None if _inside(real, os.path.realpath(root)) else real
+
+
+class ReportRefused(Exception):
+    pass
+
+
+def write_report(path: str, text: str, checked: list[str]) -> None:
+    """Write a report: refuse a spec (one being checked, or any file with a top-level `nnspec` key), write a
+    regular file atomically (a temporary file renamed over it: an interrupted write leaves the old one), and
+    anything else (/dev/stdout, a FIFO) directly."""
+    for spec in checked:
+        try:
+            same = os.path.samefile(path, spec)
+        except (OSError, ValueError):
+            same = False
+        if same:
+            raise ReportRefused(f"refusing to write the report over {path}: it is the spec {spec}, being checked")
+    if os.path.isfile(path) and looks_like_spec(path):
+        raise ReportRefused(f"{path} is a spec (it has a top-level `nnspec` key); not overwriting it with a report")
+    if os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return
+    safe_write(os.path.realpath(path), text, force=True)

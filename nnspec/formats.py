@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 
 from nnspec.codes import CODES
 from nnspec.diagnostics import Diagnostic
 
 FORMATS = ("full", "concise", "json", "github", "sarif", "junit", "gitlab")
+MAX_PER_CODE = 50  # full, concise and github show this many diagnostics of one code per file, then a count
+EXCERPT_WIDTH = 160  # characters of a quoted source line (escaped), at most
 
 
 # control characters and line separators in user text (keys, names, file names) are printed as escapes, so a
@@ -53,30 +56,92 @@ def _relative_path(path: str) -> str | None:
     return rel.replace(os.sep, "/")
 
 
+def _source_lines(path: str) -> list[str]:
+    """The lines of a spec file, to quote; none of a file that is not a regular file (reading a FIFO or a device
+    would block or never end) or not a spec (no top-level `nnspec` key: a symbolic link to /etc/passwd, say)."""
+    import stat
+
+    from nnspec.files import looks_like_spec
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode) or not looks_like_spec(path):
+            return []
+        with open(path, "rb") as fh:
+            return fh.read(4 * 1024 * 1024).decode("utf-8", "replace").splitlines()
+    except (OSError, ValueError):
+        return []
+
+
 def _source_line(path: str, line: int, cache: dict) -> str:
     if path not in cache:
-        try:
-            with open(path, "rb") as fh:
-                cache[path] = fh.read(4 * 1024 * 1024).decode("utf-8", "replace").splitlines()
-        except OSError:
-            cache[path] = []
+        cache[path] = _source_lines(path)
     lines = cache[path]
     return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
-def render_full(diags: list[Diagnostic], sources: dict | None = None) -> str:
-    cache: dict = dict(sources or {})
-    out = []
+def _excerpt_text(text: str) -> str:
+    return _one_line(text.replace("\t", " "))
+
+
+def excerpt(text: str, column: int, width: int) -> tuple[str, int, int]:
+    """(the quoted line, the caret's offset, the caret's width): control characters escaped, so that the quote
+    cannot drive the terminal, and cut to EXCERPT_WIDTH characters around the marked span."""
+    start = min(max(0, column - 1), len(text))
+    before, marked, after = (_excerpt_text(text[:start]), _excerpt_text(text[start:start + width]),
+                             _excerpt_text(text[start + width:]))
+    if len(before) > EXCERPT_WIDTH // 4:
+        before = "..." + before[-(EXCERPT_WIDTH // 4 - 3):]
+    if len(marked) > EXCERPT_WIDTH // 2:
+        marked, after = marked[:EXCERPT_WIDTH // 2], "..."
+    room = EXCERPT_WIDTH - len(before) - len(marked)
+    if len(after) > room:
+        after = after[:max(0, room - 3)] + "..."
+    return before + marked + after, len(before), max(1, len(marked))
+
+
+def capped(diags: list[Diagnostic]) -> list:
+    """The diagnostics with at most MAX_PER_CODE of one code per file; after the last one shown of a (file, code),
+    the count of the rest as (file, code, number)."""
+    totals = Counter((d.file, d.code) for d in diags)
+    if all(n <= MAX_PER_CODE for n in totals.values()):
+        return list(diags)
+    shown: Counter = Counter()
+    out: list = []
     for d in diags:
+        key = (d.file, d.code)
+        shown[key] += 1
+        if shown[key] <= MAX_PER_CODE:
+            out.append(d)
+        if shown[key] == MAX_PER_CODE and totals[key] > MAX_PER_CODE:
+            out.append((d.file, d.code, totals[key] - MAX_PER_CODE))
+    return out
+
+
+def _more(note: tuple) -> str:
+    file, code, rest = note
+    return (f"{_display_path(file)}: ... and {rest} more {code} diagnostic{'s' if rest != 1 else ''} in this file "
+            f"(only the first {MAX_PER_CODE} of a code are shown; --format json lists all)")
+
+
+def render_full(diags: list[Diagnostic], sources: dict | None = None) -> str:
+    cache: dict = {path: lines if not isinstance(lines, str) else lines.splitlines()
+                   for path, lines in (sources or {}).items()}
+    out = []
+    for d in capped(diags):
+        if isinstance(d, tuple):
+            out.append(_more(d))
+            out.append("")
+            continue
         out.append(_concise(d))
-        text = _source_line(d.file, d.line, cache).replace("\t", " ")
+        text = _source_line(d.file, d.line, cache)
         if text:
             gutter = " " * len(str(d.line))
             width = max(1, (d.end_column - d.column) if d.end_line == d.line else len(text) - d.column + 1)
             width = min(width, max(1, len(text) - d.column + 1))
+            quoted, offset, carets = excerpt(text, d.column, width)
             out.append(f"{gutter} |")
-            out.append(f"{d.line} | {text}")
-            out.append(f"{gutter} | {' ' * (d.column - 1)}{'^' * width}")
+            out.append(f"{d.line} | {quoted}")
+            out.append(f"{gutter} | {' ' * offset}{'^' * carets}")
         if d.hint:
             out.append(f"  = hint: {_one_line(d.hint)}")
         out.append("")
@@ -84,15 +149,20 @@ def render_full(diags: list[Diagnostic], sources: dict | None = None) -> str:
 
 
 def render_concise(diags: list[Diagnostic]) -> str:
-    return "".join(_concise(d) + "\n" for d in diags)
+    return "".join((_more(d) if isinstance(d, tuple) else _concise(d)) + "\n" for d in capped(diags))
 
 
 def render_json(diags: list[Diagnostic]) -> str:
     return json.dumps([d.as_dict() for d in diags], indent=2) + "\n"
 
 
+# GitHub encodes line breaks itself (%0A); every other control character is escaped as in the other formats
+_GH_ESCAPES = {k: v for k, v in _ESCAPES.items() if k not in (0x0A, 0x0D)}
+
+
 def _gh_data(text: str) -> str:
-    return _unsurrogate(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    text = _unsurrogate(text).translate(_GH_ESCAPES)
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _gh_prop(text: str) -> str:
@@ -102,7 +172,10 @@ def _gh_prop(text: str) -> str:
 def render_github(diags: list[Diagnostic]) -> str:
     level = {"error": "error", "warning": "warning", "info": "notice"}
     out = []
-    for d in diags:
+    for d in capped(diags):
+        if isinstance(d, tuple):
+            out.append(f"::notice::{_gh_data(_more(d))}\n")
+            continue
         path = _relative_path(d.file) or os.path.abspath(d.file)
         props = (f"file={_gh_prop(path)},line={d.line},col={d.column},endLine={d.end_line},"
                  f"endColumn={d.end_column},title={_gh_prop(d.code + ' ' + CODES[d.code].name)}")
@@ -229,10 +302,13 @@ def render_sarif(diags: list[Diagnostic], version: str) -> str:
 
 def render_junit(diags: list[Diagnostic], files: list[str], strict: bool = False) -> str:
     """One testcase per file; a file fails on errors (with `strict`, on warnings too)."""
-    from xml.sax.saxutils import escape as xml_escape
+    from xml.sax.saxutils import escape
+
+    def xml_escape(text: str) -> str:
+        return escape(_xml_chars(text))
 
     def attr(text: str) -> str:
-        return xml_escape(text, {'"': "&quot;"})
+        return escape(_xml_chars(text), {'"': "&quot;"})
 
     def fails(d: Diagnostic) -> bool:
         return d.severity == "error" or (strict and d.severity == "warning")
@@ -258,6 +334,16 @@ def render_junit(diags: list[Diagnostic], files: list[str], strict: bool = False
             f'<testsuites name="nnspec" tests="{len(by_file)}" failures="{failed}" errors="0">\n'
             f'  <testsuite name="nnspec check" tests="{len(by_file)}" failures="{failed}" errors="0" skipped="0">\n'
             + "".join(c + "\n" for c in cases) + "  </testsuite>\n</testsuites>\n")
+
+
+# XML 1.0 allows #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]: anything else (U+FFFE,
+# U+FFFF, C0 controls, lone surrogates) makes the document invalid, escaped or not
+_XML_FORBIDDEN = re.compile(r"[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+
+
+def _xml_chars(text: str) -> str:
+    """`text` with each character XML 1.0 forbids written as a visible escape (\\uFFFE)."""
+    return _XML_FORBIDDEN.sub(lambda m: f"\\u{ord(m.group(0)):04X}", _unsurrogate(text))
 
 
 def summary(diags: list[Diagnostic], nfiles: int) -> str:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import keyword
 
 
 def did_you_mean(word: str, choices) -> str:
+    return _did_you_mean(str(word), tuple(choices))
+
+
+@functools.lru_cache(maxsize=8192)
+def _did_you_mean(word: str, choices: tuple) -> str:
+    """Cached: a spec that repeats one misspelling (or a generated one that repeats thousands) pays once."""
     import difflib
 
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    if len(word) > 200:  # no misspelling is that long, and the search grows with the length
+        return ""
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"did you mean `{match[0]}`?" if match else ""
 
 

@@ -101,11 +101,31 @@ def perturb(torch_model, seed: int = 0, scale: float = 0.1) -> None:
                 tensor.add_(noise)
 
 
+def _check_number(name: str, value, low: float, integer: bool = False) -> None:
+    import math
+    import numbers
+
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or (not integer and not math.isfinite(value)) \
+            or value < low:
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a finite number'} >= {low:g}, "
+                         f"got {value!r:.80}")
+
+
 def run_parity(spec, atol: float = 1e-4, rtol: float = 1e-4, seed=None, batch: int = 2,
-               perturb_weights: bool = False) -> ParityReport:
+               perturb_weights: bool = False, max_activation_bytes=None) -> ParityReport:
+    """Raises ValueError on a batch below 1, a negative or non-finite tolerance or a bad seed, and SpecError
+    (NS005) when the activations of the batch exceed `max_activation_bytes` (default: the budget)."""
     import numpy as np
 
     import nnspec
+    from nnspec.compiler.budget import check_activation_budget
+
+    _check_number("batch", batch, 1, integer=True)
+    _check_number("atol", atol, 0)
+    _check_number("rtol", rtol, 0)
+    seed = nnspec.check_seed(seed)
+    check_activation_budget(spec, max_activation_bytes, batch, "parity")
 
     torch_model = nnspec.build(spec, "torch", seed=seed)
     keras_model = nnspec.build(spec, "keras", seed=seed)

@@ -68,6 +68,9 @@ class ProbeReport:
         return any(layer.stuck or layer.dead for layer in self.layers)
 
     def text(self) -> str:
+        if not self.layers:
+            return (f"probe {self.name}: the model has no parameters: nothing to train, no unit to be stuck or "
+                    "dead\nok: nothing to probe\n")
         lines = [f"probe {self.name}: {self.steps} SGD steps on random data, dropout off; "
                  f"loss {self.loss_before:.4g} -> {self.loss_after:.4g}",
                  f"{'layer':<48} {'kind':<10} {'units':>6} {'distinct@init':>13} {'distinct@end':>12} "
@@ -96,8 +99,26 @@ def _distinct_units(layer, modules, with_bias: bool = True) -> tuple[int, int]:
     return weight.shape[0], torch.unique(weight, dim=0).shape[0]
 
 
-def run_probe(spec, steps: int = 20, seed: int = 0, lr: float = 0.1, batch: int = 16) -> ProbeReport:
+def run_probe(spec, steps: int = 20, seed: int = 0, lr: float = 0.1, batch: int = 16,
+              max_activation_bytes=None) -> ProbeReport:
+    """Raises ValueError on steps or batch below 1, a learning rate that is not a finite positive number or a bad
+    seed (each would give a confident, meaningless verdict), and SpecError (NS005) when the activations of the
+    batch exceed `max_activation_bytes` (default: the budget)."""
+    import math
+    import numbers
+
     import torch
+
+    import nnspec
+    from nnspec.compiler.budget import check_activation_budget
+    from nnspec.parity import _check_number
+
+    _check_number("steps", steps, 1, integer=True)
+    _check_number("batch", batch, 1, integer=True)
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r:.80}")
+    seed = 0 if seed is None else nnspec.check_seed(seed)
+    check_activation_budget(spec, max_activation_bytes, batch, "probe")
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: a thread pool only adds contention
@@ -116,6 +137,8 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
 
     torch.manual_seed(seed)
     model = nnspec.build(spec, "torch", seed=seed)
+    if not any(True for _ in model.parameters()):  # SGD needs a parameter; and there is nothing to judge
+        return ProbeReport(spec.name, 0, [], float("nan"), float("nan"))
     model.train()
     for module in model.modules():
         if isinstance(module, torch.nn.modules.dropout._DropoutNd):

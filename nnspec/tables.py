@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from nnspec.compiler.budget import BYTES_PER_PARAM, human_bytes
+from nnspec.compiler.budget import BYTES_PER_PARAM, PARITY_BATCH, PROBE_BATCH, activation_bytes, human_bytes
 from nnspec.compiler.ir import Layer, Merge
+from nnspec.formats import _one_line
 from nnspec.vocabulary.initializers import REGISTRY
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell; every cell on one line, control characters escaped (a cell holds
+    text from the spec: a line break or an escape sequence there would forge lines or drive the terminal)."""
+    rows = [[_one_line(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
              "  ".join("-" * w for w in widths)]
@@ -25,7 +29,7 @@ def inits_table(spec) -> str:
                          str(t.fan_out) if nd else "-", t.init.describe(),
                          f"{t.origin_span.at()} ({t.origin})" if t.origin_span else "default"])
         for code, (reason, span) in layer.allow.items():
-            waivers.append(f"  {layer.path}: allow {code} ({span.at()}): {reason}")
+            waivers.append(_one_line(f"  {layer.path}: allow {code} ({span.at()}): {reason}"))
     text = table(["tensor", "shape", "fan_in", "fan_out", "initializer", "from"], rows)
     params = spec.params
     text += f"\n{len(rows)} tensors, {params:,} parameters ({human_bytes(params * BYTES_PER_PARAM)} in float32)\n"
@@ -48,10 +52,14 @@ def build_table(spec) -> str:
         rows.append([node.path, node.kind, layout, output, f"{node.params:,}", inits])
     params = spec.params
     text = table(["layer", "kind", "layout", "output", "params", "initializers"], rows)
-    text += (f"\ninput {list(spec.graph.input_shape)} ({spec.graph.input_dtype}) -> output "
-             f"{list(spec.graph.output_shape)}\n"
+    graph = spec.graph
+    text += (f"\ninput {list(graph.input_shape)} ({graph.input_dtype}) -> output "
+             f"{list(graph.output_shape)}\n"
              f"parameters: {params:,}\nmemory: {human_bytes(params * BYTES_PER_PARAM)} of float32 parameters "
-             f"(weights only; training with Adam needs about 4x)\n")
+             f"(weights only; training with Adam needs about 4x)\n"
+             f"activations: {human_bytes(activation_bytes(graph))} per sample in float32 (one forward pass; "
+             f"parity's batch of {PARITY_BATCH}: {human_bytes(activation_bytes(graph, PARITY_BATCH))}, probe's batch "
+             f"of {PROBE_BATCH}: {human_bytes(activation_bytes(graph, PROBE_BATCH))})\n")
     return text
 
 

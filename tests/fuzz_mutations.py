@@ -4,7 +4,10 @@ Seeds are the examples, every YAML fixture under tests/fixtures (the fuzz regres
 a few specs from `spec_generator`. Each case applies one to four mutations to a seed: delete,
 duplicate, reorder and move lines; swap a token for a number, a null, a huge value, a string, a
 YAML tag, an anchor or an alias; add merge keys, deep nesting and huge `repeat`s; splice lines of
-another seed; flip, insert and delete bytes; break indentation; truncate.
+another seed; flip, insert and delete bytes; break indentation; truncate; write integers in other radixes
+and beyond the digit limit; put huge, tiny and float32-edge floats in layer and initializer arguments;
+put control characters in comments, names, keys and waiver reasons; pass list and number arguments
+through `repeat`; chain blocks that call each other (cycles included).
 
 Every case must give a list of diagnostics, each with a known code and severity, and a line and
 column >= 1 that lie in the file; `check` must not raise, must not report an internal error, and
@@ -281,9 +284,115 @@ def truncate(rng, data, others):
     return data[:rng.randrange(len(data) + 1)]
 
 
+RADIX = [b"0x0", b"0x10", b"0o17", b"0x7fffffff", b"0x80000000", b"0x7fffffffffffffff", b"0x8000000000000000",
+         b"0o7777777777777777777777", b"0x" + b"f" * 40, b"0x" + b"f" * 3570, b"0x" + b"f" * 3600,
+         b"0o" + b"7" * 4790, b"0o" + b"7" * 4800, b"9" * 4300, b"9" * 4301, b"+" + b"0" * 5000 + b"1", b"0x"]
+
+
+def radix_integer(rng, data, others):
+    """A number becomes an integer in another radix, small, at a framework's bound, or beyond the digit limit."""
+    spots = [m for m in re.finditer(rb"(?<![\w.])[0-9]+(?![\w.])", data)]
+    new = rng.choice(RADIX)
+    if not spots:
+        return _replace_token(rng, data, new)
+    m = rng.choice(spots)
+    return data[:m.start()] + new + data[m.end():]
+
+
+FLOAT_KEYS = (b"slope", b"alpha", b"eps", b"momentum", b"p", b"std", b"mean", b"gain", b"low", b"high", b"value",
+              b"scale", b"a", b"sparsity")
+HUGE_FLOATS = [b"1e39", b"3.4e38", b"3.4028235e38", b"3.41e38", b"-3.5e38", b"1.7976931348623157e308", b"1e-50",
+               b"1e-45", b"5e-324", b"1.1754943508222875e-38", b"1.0e-38", b"-0.0", b"1e308", b"3.0e37"]
+FLOAT_INITS = [b"{normal: {std: %s}}", b"{normal: {mean: %s, std: 1.0}}", b"{uniform: {low: -%s, high: %s}}",
+               b"{trunc_normal: {std: %s}}", b"{xavier_uniform: %s}", b"{orthogonal: %s}", b"{eye: %s}",
+               b"{constant: %s}", b"{sparse: {sparsity: 0.5, std: %s}}", b"{kaiming_normal: {a: %s}}",
+               b"{variance_scaling: {scale: %s}}", b"{values: [%s]}"]
+
+
+def huge_float(rng, data, others):
+    """A float argument of a layer or an initializer becomes huge, tiny or at float32's edge."""
+    value = rng.choice(HUGE_FLOATS)
+    spots = [m for m in re.finditer(rb"\b(" + b"|".join(FLOAT_KEYS) + rb"): *([-+0-9.e]+)", data)]
+    if spots and rng.random() < 0.5:
+        m = rng.choice(spots)
+        return data[:m.start(2)] + value + data[m.end(2):]
+    layers = [m for m in re.finditer(rb"(linear|conv[123]d): *\{out: *[0-9]+", data)]
+    if layers and rng.random() < 0.6:
+        m = rng.choice(layers)
+        init = rng.choice(FLOAT_INITS).replace(b"%s", value.lstrip(b"-"))
+        return data[:m.end()] + b", init: {" + rng.choice([b"weight", b"bias"]) + b": " + init + b"}" + data[m.end():]
+    kind = rng.choice([b"leaky_relu: {slope: %s}", b"elu: {alpha: %s}", b"layernorm: {eps: %s}",
+                       b"batchnorm: {eps: %s, momentum: 0.1}", b"dropout: {p: %s}"])
+    return data.replace(b"layers:\n", b"layers:\n  - " + kind.replace(b"%s", value) + b"\n", 1)
+
+
+CONTROL = [b"\x1b]0;title\x07", b"\x1b[2J", b"\x07", b"\x08", b"\x7f", b"\xc2\x85", b"\xc2\x9b", "\u202e".encode(),
+           "\ufffe".encode(), "\uffff".encode(), b"\r", "\u2028".encode(), b"\x00"]
+ESCAPED = [b'"\\x1b[2J"', b'"\\a"', b'"a\\nb"', b'"\\uFFFE"', b'"\\u202e"', b'"\\x7f"', b'"\\N"',
+           b'"\\n::error file=x.py::forged"', b'"\\U0001F600"', b'"\\L"']
+
+
+def control_text(rng, data, others):
+    """Control characters in text: raw in a comment or a value, or escaped in a double-quoted name, key, reason."""
+    lines = _lines(data)
+    i = rng.randrange(len(lines))
+    choice = rng.random()
+    if choice < 0.35:
+        lines[i] = lines[i] + b"  # " + rng.choice(CONTROL) + b" comment"
+    elif choice < 0.7:
+        return _replace_token(rng, data, rng.choice(ESCAPED))
+    else:
+        reason = rng.choice(ESCAPED)
+        m = re.search(rb"(linear|conv[123]d): *\{out: *[0-9]+", data)
+        if m:
+            return data[:m.end()] + b", init: {weight: zeros}, allow: {NS201: " + reason + b"}" + data[m.end():]
+        lines[i] = lines[i] + rng.choice(CONTROL)
+    return _join(lines)
+
+
+ARG_LENGTHS = [1, 10, 1000, 20000]  # the values a block argument holds, expanded through `repeat`
+ARG_REPEATS = [1, 10, 100]
+CHAIN_DEPTHS = [2, 10, 40, 300]  # blocks calling the next, an argument passed down the chain
+
+
+def _add_blocks(data: bytes, blocks: bytes, call: bytes) -> bytes:
+    if b"\nblocks:\n" in data:
+        data = data.replace(b"\nblocks:\n", b"\nblocks:\n" + blocks, 1)
+    else:
+        data = data + b"\nblocks:\n" + blocks
+    if b"\nlayers:\n" in data:
+        return data.replace(b"\nlayers:\n", b"\nlayers:\n" + call, 1)
+    return data + b"\nlayers:\n" + call
+
+
+def repeat_args(rng, data, others):
+    """A block with a list (or number) argument, called under `repeat`, its default or value reaching a layer."""
+    n = rng.choice(ARG_LENGTHS)
+    values = b"[" + b", ".join(rng.choice([b"1", b"0.5", b"1e39", b"0x10"]) for _ in range(n)) + b"]"
+    blocks = (b"  rb_:\n    args: {v: " + values + b", w: " + rng.choice([b"3", b"0x7fffffff", b"1e39", b"null"])
+              + b"}\n    layers:\n      - linear: {out: $w, init: {bias: {values: $v}}}\n")
+    call = b"  - rb_: {repeat: " + str(rng.choice(ARG_REPEATS)).encode() + (b", w: 2" if rng.random() < 0.5 else b"") \
+        + b"}\n"
+    return _add_blocks(data, blocks, call)
+
+
+def block_chain(rng, data, others):
+    """Blocks that each call the next, passing an argument down, sometimes back to the first (a cycle)."""
+    depth = rng.choice(CHAIN_DEPTHS)
+    lines = []
+    for i in range(depth):
+        callee = (b"  - ch_" + str(i + 1).encode() + b": {x: $x}") if i + 1 < depth else b"  - linear: {out: $x}"
+        if i + 1 == depth and rng.random() < 0.2:
+            callee = b"  - ch_0: {x: $x}"
+        lines.append(b"  ch_" + str(i).encode() + b":\n    args: {x: required}\n    layers:\n    " + callee + b"\n")
+    value = rng.choice([b"4", b"0x10", b"1e39", b"ch_0", b"[1, 2]"])
+    return _add_blocks(data, b"".join(lines), b"  - ch_0: {x: " + value + b"}\n")
+
+
 MUTATIONS = {f.__name__: f for f in (
     delete_lines, duplicate_line, swap_lines, shuffle_lines, number, huge, null, string, tag, anchor_alias,
-    merge_key, nest, repeat_bomb, swap_word, splice, flip_bytes, insert_bytes, delete_bytes, break_indent, truncate)}
+    merge_key, nest, repeat_bomb, swap_word, splice, flip_bytes, insert_bytes, delete_bytes, break_indent, truncate,
+    radix_integer, huge_float, control_text, repeat_args, block_chain)}
 
 
 def mutate(rng: random.Random, data: bytes, others: list[bytes]) -> tuple[bytes, list[str]]:
@@ -352,7 +461,33 @@ def check_case(data: bytes, path: str, limit_s: float = LIMIT_S) -> Outcome:
             problems.append(f"line {d.line} is past the end of the file ({n_lines} lines): {d.message}")
         if d.file != path:
             problems.append(f"names another file: {d.file!r}")
+    problems.extend(_rendering_problems(diags, path))
     return Outcome(seconds, problems)
+
+
+_RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _rendering_problems(diags: list, path: str) -> list[str]:
+    """What people and CI read: the full and concise text hold no raw control character (a terminal or a CI
+    log would act on it) and no line that starts a workflow command; junit is well-formed XML."""
+    import xml.dom.minidom
+
+    from nnspec import formats
+
+    problems = []
+    for name, text in (("full", formats.render_full(diags)), ("concise", formats.render_concise(diags)),
+                       ("github", formats.render_github(diags))):
+        bad = _RAW_CONTROL.search(text)
+        if bad:
+            problems.append(f"render: the {name} format holds the raw control character U+{ord(bad.group(0)):04X}")
+        if name != "github" and any(line.startswith("::") for line in text.splitlines()):
+            problems.append(f"render: a line of the {name} format starts a workflow command")
+    try:
+        xml.dom.minidom.parseString(formats.render_junit(diags, [path]).encode("utf-8"))
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the finding
+        problems.append(f"render: junit is not well-formed XML: {exc}")
+    return problems
 
 
 class Hung(BaseException):

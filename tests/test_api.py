@@ -114,11 +114,27 @@ def test_check_never_raises(tmp_path, content):
     b"nnspec: 1\nname: m\ninput: [8]\nlayers: [{linear: {out: 99999999999999999999999999999999999}}, flatten]\n",
     b"nnspec: 1\nname: m\ninput: [99999999999999999999, 99999999999999999999]\nlayers: [flatten, {linear: {out: 2}}]\n",
 ])
-def test_huge_sizes_are_checked_without_overflow(tmp_path, content):
-    """Absurd sizes are a warning about the build budget (nothing is allocated), never an overflow."""
+def test_sizes_beyond_a_c_int_are_refused(tmp_path, content):
+    """No framework takes a size beyond 2**31 - 1 on every path: NS004 at check time, not a crash in build."""
     path = tmp_path / "spec.yaml"
     path.write_bytes(content)
-    assert [(d.code, d.severity) for d in nnspec.check(path)] == [("NS005", "warning")]
+    diags = nnspec.check(path)
+    assert {(d.code, d.severity) for d in diags} == {("NS004", "error")}
+    assert all("less than or equal to 2147483647" in d.message for d in diags)
+
+
+@pytest.mark.parametrize("content", [
+    b"nnspec: 1\nname: m\ninput: [2147483647]\nlayers: [{linear: {out: 1073741823}}, flatten]\n",
+    b"nnspec: 1\nname: m\ninput: [1073741823, 1073741823]\nlayers: [flatten, {linear: {out: 2}}]\n",
+])
+def test_huge_sizes_are_checked_without_overflow(tmp_path, content):
+    """Absurd sizes are warnings about the build and activation budgets (nothing is allocated), never an
+    overflow."""
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(content)
+    diags = nnspec.check(path)
+    assert {(d.code, d.severity) for d in diags} == {("NS005", "warning")} and len(diags) == 2, diags
+    assert any("parameters" in d.message for d in diags) and any("activations" in d.message for d in diags)
     assert nnspec.load(path).params > 2**60
 
 

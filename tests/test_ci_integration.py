@@ -119,7 +119,7 @@ def test_github_escapes_properties_and_data(tmp_path, monkeypatch, capsys):
     assert match.group(2) == "we%2Cird%3Adir/a%25b%2Cc%3Ad e.yaml"
     assert match.groups()[2:6] == ("5", "22", "5", "56")
     assert match.group(7) == "NS003 unknown-key"
-    assert match.group(8).startswith("unknown key `st%0A::error::injected %250A%0D\x01x` in `linear`")
+    assert match.group(8).startswith("unknown key `st%0A::error::injected %250A%0D\\x01x` in `linear`")  # no raw C0
     assert "\r" not in out and out.count("\n") == 1
 
 

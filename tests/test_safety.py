@@ -76,6 +76,7 @@ FIXTURE_EXPECTATIONS = {
     "NS211_values_shape.yaml": {("NS211", 9)},
     "NS212_overridden_everywhere.yaml": {("NS212", 6)},
     "NS212_unused_default.yaml": {("NS212", 6)},
+    "NS212_container_init_unused.yaml": {("NS212", 10), ("NS212", 12), ("NS212", 13)},
     "NS213_block_body_waiver.yaml": {("NS213", 11)},
     "NS213_container_waiver.yaml": {("NS213", 12)},
     "NS213_exempt_used_waivers.yaml": set(),

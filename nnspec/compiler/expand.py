@@ -17,7 +17,7 @@ from nnspec.compiler.blocks import ARG_REF, ITEM_KEYS
 from nnspec.compiler.merges import expand_merge
 from nnspec.compiler.report import Abort, Recorder, Scoped
 from nnspec.compiler.syntax import parse_allow, parse_container_init
-from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem
+from nnspec.compiler.tree import Context, FailedItem, GroupItem, LayerItem
 from nnspec.names import did_you_mean, identifier_problem
 from nnspec.schema.errors import pydantic_diagnostics
 from nnspec.vocabulary.kinds import KINDS
@@ -29,13 +29,14 @@ CONTAINERS = ("residual",) + MERGES
 # the expanded model like the loader bounds alias expansion, so that `check` stays fast on any input.
 MAX_EXPANDED_ITEMS = 10_000
 MAX_EXPANDED_VALUES = 200_000  # keys and values copied into block bodies, all calls together
+MAX_BLOCK_DEPTH = 32  # block calls inside block calls: the emitted code nests one constructor per level
 
 
 class Expansion:
     """What the pass gives: the tree (None when the model expands beyond the limits) and whether an item failed."""
 
-    def __init__(self, root: Optional[GroupItem], failed: bool):
-        self.root, self.failed = root, failed
+    def __init__(self, root: Optional[GroupItem], failed: bool, contexts: list = ()):
+        self.root, self.failed, self.contexts = root, failed, list(contexts)
 
 
 class _TooLarge(Exception):
@@ -52,7 +53,7 @@ def expand(spec, bodies: dict, out: Recorder) -> Expansion:
         out.error(expander.top_item, "NS005", f"blocks and `repeat` expand the model to more than {exc}",
                   "a spec of this size is almost certainly a mistake (or an expansion bomb); reduce `repeat`")
         return Expansion(None, True)
-    return Expansion(root, expander.failed)
+    return Expansion(root, expander.failed, expander.contexts)
 
 
 class _Expander:
@@ -64,6 +65,8 @@ class _Expander:
         self.expanded = 0  # items instantiated so far, repeats and block bodies included
         self.substituted = 0  # values copied into block bodies so far
         self.top_item: tuple = ("layers",)  # the top-level item being expanded
+        self.contexts: list = []  # every block call's, residual's and merge's init/allow
+        self.sizes: dict = {}  # id(argument value) -> its size in values, counted once per value
 
     @property
     def out(self) -> Scoped:
@@ -173,11 +176,24 @@ class _Expander:
     def container_context(self, body: dict, kpath: tuple, label: str, inherited: tuple) -> tuple:
         init = parse_container_init(self.out, body.get("init") or {}, kpath + ("init",)) if "init" in body else {}
         allow = parse_allow(self.out, body.get("allow"), kpath + ("allow",)) if "allow" in body else {}
-        return inherited + ((label, init, allow),) if init or allow else inherited
+        if not init and not allow:
+            return inherited
+        context = Context(label, init, allow, kpath + ("init",), tuple(self.calls))
+        self.contexts.append(context)
+        return inherited + (context,)
 
     def call(self, block_name, body, ipath, name, path, inherited):
         block = self.spec.blocks[block_name]
         kpath = ipath + (block_name,)
+        if block_name in self.block_stack:  # through an argument (`- $x` given this block): the static check misses it
+            chain = " -> ".join(self.block_stack[self.block_stack.index(block_name):] + [block_name])
+            self.error(ipath, "NS105", f"block `{block_name}` calls itself through its arguments ({chain})",
+                       "a block may not be recursive, also not through an argument that names a block")
+            raise Abort
+        if len(self.block_stack) >= MAX_BLOCK_DEPTH:
+            self.error(ipath, "NS005", f"blocks call blocks more than {MAX_BLOCK_DEPTH} deep here",
+                       "flatten the chain of blocks; no architecture needs this depth of definitions")
+            raise Abort
         env = {}
         for key, value in body.items():
             if key in ITEM_KEYS:
@@ -237,6 +253,15 @@ class _Expander:
         if found:
             raise Abort
 
+    def size_of(self, value) -> int:
+        """Values in an argument (a list of 1,000 numbers is 1,000; text counts by its length), once per object."""
+        if not isinstance(value, (list, dict, str)):
+            return 0
+        key = id(value)
+        if key not in self.sizes:
+            self.sizes[key] = (value, _size(value))  # keep the object alive so its id stays its own
+        return self.sizes[key][1]
+
     def substitute(self, raw, path: tuple, env: dict):
         self.substituted += 1
         if self.substituted > MAX_EXPANDED_VALUES:
@@ -250,7 +275,11 @@ class _Expander:
                     self.error(path, "NS105", f"`${arg}` is not an argument of block `{block}`",
                                did_you_mean(arg, env) or f"declare it under `args:` of `{block}`")
                     raise Abort
-                return env[arg]
+                value = env[arg]
+                self.substituted += self.size_of(value)  # shared, not copied; but every use is validated
+                if self.substituted > MAX_EXPANDED_VALUES:
+                    raise _TooLarge(f"{MAX_EXPANDED_VALUES:,} values in block bodies")
+                return value
             if tokens_of(raw) is not None:
                 try:
                     return evaluate(raw, env, block)
@@ -267,3 +296,15 @@ class _Expander:
             # substituted only with its own arguments, so nothing below is special.
             return {key: self.substitute(value, path + (key,), env) for key, value in raw.items()}
         return raw
+
+
+def _size(value) -> int:
+    total, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        total += 1 + (len(item) // 64 if isinstance(item, str) else 0)
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return total

@@ -17,7 +17,7 @@ from nnspec.compiler.blocks import check_blocks, check_unused_args
 from nnspec.compiler.expand import expand
 from nnspec.compiler.ir import Graph
 from nnspec.compiler.report import Recorder
-from nnspec.compiler.resolve import resolve_inits, unused_model_defaults
+from nnspec.compiler.resolve import resolve_inits, unused_container_defaults, unused_model_defaults
 from nnspec.compiler.shapes import infer_shapes
 from nnspec.compiler.syntax import parse_container_init
 from nnspec.diagnostics import Diagnostic, Span
@@ -64,24 +64,24 @@ class Spec:
         return f"<nnspec.Spec {self.name!r} from {self.file!r}: {self.params:,} parameters>"
 
 
-def analyse_text(text: str, filename: str) -> tuple[Optional[Spec], list[Diagnostic]]:
+def analyse_text(text: str, filename: str, max_params: Optional[int] = None) -> tuple[Optional[Spec], list[Diagnostic]]:
     """Run every check-time stage; return the Spec (None when it could not be lowered) and all diagnostics."""
     try:
         doc = load_document(filename, text)
     except LoadError as exc:
         return None, [exc.diagnostic]
-    return analyse_document(doc)
+    return analyse_document(doc, max_params)
 
 
-def analyse_bytes(raw: bytes, filename: str) -> tuple[Optional[Spec], list[Diagnostic]]:
+def analyse_bytes(raw: bytes, filename: str, max_params: Optional[int] = None) -> tuple[Optional[Spec], list[Diagnostic]]:
     try:
         text = decode(filename, raw)
     except LoadError as exc:
         return None, [exc.diagnostic]
-    return analyse_text(text, filename)
+    return analyse_text(text, filename, max_params)
 
 
-def analyse_file(path: str) -> tuple[Optional[Spec], list[Diagnostic]]:
+def analyse_file(path: str, max_params: Optional[int] = None) -> tuple[Optional[Spec], list[Diagnostic]]:
     try:
         size = os.path.getsize(path)
         from nnspec.schema.loader import MAX_FILE_BYTES
@@ -102,10 +102,10 @@ def analyse_file(path: str) -> tuple[Optional[Spec], list[Diagnostic]]:
     except ValueError:  # os refuses a path with a NUL character before asking the file system
         return None, [Diagnostic.at(Span(path, 1, 1, 1, 1), "NS001", "the path contains a NUL character; no file "
                                                                      "can have this name")]
-    return analyse_bytes(raw, path)
+    return analyse_bytes(raw, path, max_params)
 
 
-def analyse_document(doc: Document) -> tuple[Optional[Spec], list[Diagnostic]]:
+def analyse_document(doc: Document, max_params: Optional[int] = None) -> tuple[Optional[Spec], list[Diagnostic]]:
     data = doc.data
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else "a scalar"
@@ -134,7 +134,7 @@ def analyse_document(doc: Document) -> tuple[Optional[Spec], list[Diagnostic]]:
         from nnspec.compiler.targets import target_rules
 
         diags.extend(target_rules(graph, doc))
-        diags.extend(budget_diagnostics(graph, doc))
+        diags.extend(budget_diagnostics(graph, doc, max_params))
         diags.extend(run_rules(graph, doc))
     diags = sorted(diags, key=Diagnostic.sort_key)
     if graph is None:
@@ -170,6 +170,7 @@ def lower(doc: Document, spec: SpecModel, out: Recorder) -> Optional[Graph]:
     if expansion.failed or shaped.failed:
         return None
     unused_model_defaults(model_init, used, out)
+    unused_container_defaults(expansion.contexts, out)
     graph = Graph(spec.name, class_name(spec.name), shape, input_spec.dtype, spec.seed, shaped.root, doc.file,
                   {name: doc.key_span(("blocks", name)) for name in spec.blocks})
     if class_name(spec.name) in {class_name(b) for b in spec.blocks}:

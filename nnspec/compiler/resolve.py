@@ -40,8 +40,8 @@ def resolve_inits(reached: list, model_init: dict, out: Recorder) -> set:
             scoped.error(kpath + ("init",), "NS004", "`init` must be a mapping role -> initializer")
         if body.get("allow") is not None:
             layer.allow = parse_allow(scoped, body["allow"], kpath + ("allow",))
-        for _label, _, allow in item.inherited:
-            for code, waiver in allow.items():
+        for context in item.inherited:
+            for code, waiver in context.allow.items():
                 layer.allow.setdefault(code, waiver)
         if kind.tensors is None:
             continue
@@ -56,11 +56,12 @@ def _resolve(kind: str, role: str, own: dict, inherited: tuple, model_init: dict
     if role in own:
         spec = own[role]
         return spec, "layer", spec.span
-    for label, init, _ in reversed(inherited):
+    for context in reversed(inherited):
         for key in ((kind, role), (role,)):
-            if key in init:
-                spec = init[key]
-                return spec, label, spec.span
+            if key in context.init:
+                context.used.add(key)
+                spec = context.init[key]
+                return spec, context.label, spec.span
     for key, origin in (((kind, role), f"init.{kind}.{role}"), ((role,), f"init.{role}")):
         if key in model_init:
             used.add(key)
@@ -75,3 +76,14 @@ def unused_model_defaults(model_init: dict, used: set, out: Recorder) -> None:
             out.error(("init",) + key, "NS212", f"the default `init.{'.'.join(key)}` applies to no tensor",
                       "every matching tensor sets its own initializer, or no layer has this kind/role; remove it",
                       key=True)
+
+
+def unused_container_defaults(contexts: list, out: Recorder) -> None:
+    """An `init` entry of a block call, residual or merge that no tensor inside took: NS212, as at model level."""
+    for context in contexts:
+        what = context.label.split(" ")[0] if not context.label.startswith("block call") else "block call"
+        for key in context.init:
+            if key not in context.used:
+                Scoped(out, context.calls).error(
+                    context.init_path + key, "NS212", f"`init.{'.'.join(key)}` of this {what} applies to no tensor "
+                    "inside it", "no layer inside has this kind and role, or each sets its own; remove it", key=True)

@@ -13,6 +13,18 @@ from typing import Optional, Union
 from nnspec.diagnostics import Span
 
 
+@dataclass(eq=False)
+class Context:
+    """The `init` and `allow` of a block call, residual or merge: every layer inside inherits them."""
+
+    label: str  # "block call stage_1", "residual b.residual_1", "add add_1": the origin `inits` shows
+    init: dict  # (role,) or (kind, role) -> InitSpec
+    allow: dict  # code -> (reason, span)
+    init_path: tuple  # document path of the `init` mapping
+    calls: tuple = ()  # the block calls it was written under
+    used: set = field(default_factory=set)  # the init keys some tensor took
+
+
 @dataclass
 class LayerItem:
     kind: str
@@ -22,7 +34,7 @@ class LayerItem:
     name: str
     path: str
     calls: tuple = ()  # enclosing block calls, outermost first: (path, span)
-    inherited: tuple = ()  # enclosing containers' (label, init, allow), outermost first
+    inherited: tuple = ()  # enclosing containers' Contexts, outermost first
 
 
 @dataclass

@@ -20,6 +20,7 @@ from nnspec.diagnostics import Diagnostic, Span
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 200_000
+MAX_INT_DIGITS = 4300  # Python's own limit on decimal conversions, applied to every radix alike
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -162,14 +163,26 @@ def _check_expansion(file: str, root: yaml.Node) -> None:
         sizes[key] = total
 
 
+class _TooLong(ValueError):
+    pass
+
+
+_RADIX_DIGITS = {10: 1.0, 8: 0.9031, 16: 1.2042}  # decimal digits per digit of the radix (log10 of it)
+
+
 def _parse_int(text: str) -> int:
+    """An integer in any radix YAML 1.2 allows, refused (before any conversion, whose cost grows with the
+    square of the length) when its decimal form would be longer than MAX_INT_DIGITS digits: a hexadecimal
+    or octal literal is no way around the limit of decimal ones."""
     sign = -1 if text.startswith("-") else 1
     body = text.lstrip("+-")
-    if body.startswith("0o"):
-        return sign * int(body[2:], 8)
-    if body.startswith("0x"):
-        return sign * int(body[2:], 16)
-    return sign * int(body, 10)
+    radix = 16 if body.startswith("0x") else 8 if body.startswith("0o") else 10
+    if radix != 10:
+        body = body[2:]
+    digits = len(body.lstrip("0")) * _RADIX_DIGITS[radix]
+    if digits > MAX_INT_DIGITS:
+        raise _TooLong(f"about {int(digits)} decimal digits")
+    return sign * int(body, radix)
 
 
 def _parse_float(text: str) -> float:
@@ -225,8 +238,11 @@ class _Converter:
                 return _parse_int(value)
             if tag == _CORE + "float":
                 return _parse_float(value)
+        except _TooLong as exc:
+            self.fail(node, "NS004", f"this integer is too long ({exc}); the limit is {MAX_INT_DIGITS} digits",
+                      "no layer argument, shape or seed needs a number this large")
         except ValueError:
-            self.fail(node, "NS004", f"{value!r} is not a valid {_short_tag(tag)}")
+            self.fail(node, "NS004", f"{_clip(value)!r} is not a valid {_short_tag(tag)}")
         self.fail(node, "NS006", f"the tag {_short_tag(tag)!r} cannot be applied to a scalar")
 
     def mapping(self, node: yaml.MappingNode, path: Path) -> dict:
@@ -234,9 +250,15 @@ class _Converter:
         first_seen: dict = {}
         merged: list = []
         explicit: list = []
+        merge_key = None
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _CORE + "str" and key_node.value == "<<" \
                     and not key_node.style:  # plain `<<` (the C parser gives style '', the Python one None)
+                if merge_key is not None:  # YAML allows one merge key; PyYAML would silently merge both
+                    self.fail(key_node, "NS002", f"a second merge key `<<`; the first is on line "
+                                                 f"{merge_key.start_mark.line + 1}",
+                              "merge several mappings with one key and a list: `<<: [*a, *b]`")
+                merge_key = key_node
                 merged.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
             else:
                 explicit.append((key_node, value_node))
@@ -267,6 +289,10 @@ class _Converter:
             self.doc.key_spans[path + (key,)] = self.span(key_node)
             result[key] = self.convert(value_node, path + (key,))
         return result
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _key_text(key, node: yaml.ScalarNode) -> str:

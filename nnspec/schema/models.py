@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field
 
-from nnspec.vocabulary.args import NonNegInt, PosInt, Strict
+from nnspec.vocabulary.args import PosInt, Seed, Strict
 
 
 class InputSpec(Strict):
@@ -34,7 +34,7 @@ class SpecModel(Strict):
     name: str
     input: Union[Annotated[list[PosInt], Field(min_length=1, max_length=4)], InputSpec]
     description: Optional[str] = None
-    seed: Optional[NonNegInt] = None
+    seed: Optional[Seed] = None
     init: dict = Field(default_factory=dict)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list = Field(min_length=1)

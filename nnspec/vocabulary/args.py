@@ -10,11 +10,38 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
+# Every number a layer hands to a framework is bounded here, so that what passes `check` never makes
+# PyTorch or Keras fail: sizes fit a C int (the frameworks' int32 paths, cuDNN, XLA), floats are finite and
+# nonzero in float32 (every tensor is float32), seeds are what torch.manual_seed accepts.
+MAX_DIM = 2**31 - 1  # one size, width or count
+MAX_SEED = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32: a smaller eps is 0 or denormal there
+
+
+def _float32(value: float) -> float:
+    if abs(value) > FLOAT32_MAX:
+        raise PydanticCustomError("less_than_equal", "Input should be within float32's range (at most about 3.4e38), "
+                                  "where every tensor computes")
+    return value
+
+
+def _normal_float32(value: float) -> float:
+    if value < FLOAT32_TINY:
+        raise PydanticCustomError("greater_than_equal", "Input should be at least about 1.2e-38, float32's smallest "
+                                  "normal number (a smaller eps is 0 or denormal there)")
+    return value
+
+
+Float32 = AfterValidator(_float32)
+PosInt = Annotated[int, Field(ge=1, le=MAX_DIM)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_DIM)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+PosFloat = Annotated[float, Field(gt=0), Float32]
+Epsilon = Annotated[float, Field(gt=0), Float32, AfterValidator(_normal_float32)]
 Probability = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -26,7 +53,7 @@ class ItemKeys(Strict):
     """Keys every item accepts (init/allow/repeat/name); their values are checked separately."""
 
     name: Optional[str] = None
-    repeat: Optional[PosInt] = None
+    repeat: Optional[Annotated[int, Field(ge=1)]] = None  # bounded by the expansion limit
     init: Optional[dict] = None
     allow: Optional[dict] = None
 
@@ -56,13 +83,13 @@ class ConvArgs(ItemKeys):
 
 
 class BatchNormArgs(ItemKeys):
-    eps: PosFloat = Field(1e-5, description="added to the variance before the square root")
+    eps: Epsilon = Field(1e-5, description="added to the variance before the square root")
     momentum: Annotated[float, Field(ge=0, le=1)] = Field(
         0.1, description="PyTorch's running-statistics momentum (Keras gets 1 - momentum)")
 
 
 class LayerNormArgs(ItemKeys):
-    eps: PosFloat = Field(1e-5, description="added to the variance before the square root")
+    eps: Epsilon = Field(1e-5, description="added to the variance before the square root")
     over: Literal["last", "channels"] = Field("last", description="`last`: the last axis (v1's meaning, PyTorch's "
                                               "nn.LayerNorm); `channels`: each position of a map over C (ConvNeXt)")
 
@@ -73,7 +100,7 @@ class EmbeddingArgs(ItemKeys):
 
 
 class LeakyReluArgs(ItemKeys):
-    slope: Annotated[float, Field(ge=0)] = Field(0.01, description="slope for negative inputs")
+    slope: Annotated[float, Field(ge=0), Float32] = Field(0.01, description="slope for negative inputs")
 
 
 class EluArgs(ItemKeys):
@@ -86,7 +113,7 @@ class GeluArgs(ItemKeys):
 
 
 class SoftmaxArgs(ItemKeys):
-    axis: int = Field(-1, description="logical axis (channels first, batch excluded); negative counts from the end")
+    axis: Annotated[int, Field(ge=-MAX_DIM, le=MAX_DIM)] = Field(-1, description="logical axis (channels first, batch excluded); negative counts from the end")
 
 
 class DropoutArgs(ItemKeys):

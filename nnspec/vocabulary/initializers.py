@@ -7,6 +7,7 @@ table; a new initializer is one entry here plus one entry per backend table.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nnspec.vocabulary.scaling import KERAS_FAMILY
 
 FLOAT32_MAX = 3.4028234663852886e38  # every tensor is float32: a larger number would be inf there
+SIGMAS = 10  # a normal draw never lies further from the mean than this many std (float32 draws reach ~6)
 NONLINEARITIES = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
                   "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
 FAN_MODES = ("fan_in", "fan_out")
@@ -274,10 +276,54 @@ def check_arguments(name: str, args: dict) -> list[tuple[str, str]]:
         if not math.isfinite(total) or any(c / total == 0 for c in args["counts"]):
             problems.append(("counts", "the counts span more than float64's range: log(count / total) would not be "
                                        "a finite number; scale them (only their ratios matter)"))
+    out_of_range = set()
     for arg, value in args.items():
         if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+            out_of_range.add(arg)
             problems.append((arg, f"{arg} = {value:g} is beyond float32's range (about 3.4e38): the tensor would "
                                   "hold inf"))
+    if not problems:
+        problems.extend(float32_problems(name, args))
+    return problems
+
+
+def to_float32(x: float) -> float:
+    """`x` rounded to float32 as a tensor would hold it (+-inf when beyond its range)."""
+    try:
+        return struct.unpack("f", struct.pack("f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def float32_problems(name: str, args: dict) -> list[tuple[str, str]]:
+    """What the arguments do in float32, where every tensor lives: a scale that rounds to 0 there, bounds that
+    become equal, and draws (or the range PyTorch computes, `high - low`) that overflow it."""
+    problems = []
+    for arg in ("std", "gain", "scale"):
+        if arg in args and args[arg] > 0 and to_float32(args[arg]) == 0:
+            problems.append((arg, f"{arg} = {args[arg]:g} is 0 in float32 (its smallest positive number is about "
+                                  "1.4e-45): every element would be equal"))
+    if name in ("uniform", "trunc_normal") and args["low"] < args["high"]:
+        low, high = to_float32(args["low"]), to_float32(args["high"])
+        if low >= high:
+            problems.append(("high", f"low = {args['low']!r} and high = {args['high']!r} are the same number in "
+                                     "float32: there is no range to draw from"))
+        elif name == "uniform" and abs(args["high"] - args["low"]) > FLOAT32_MAX:
+            problems.append(("high", f"high - low = {args['high'] - args['low']:g} is beyond float32's range (about "
+                                     "3.4e38): the draw would overflow (PyTorch refuses it)"))
+    if name in ("normal", "sparse") and not problems:
+        mean = args.get("mean", 0.0)
+        if abs(mean) + SIGMAS * args["std"] > FLOAT32_MAX:
+            problems.append(("std", f"mean {mean:g} and std {args['std']:g} draw numbers beyond float32's range "
+                                    f"(|mean| + {SIGMAS} std must stay below about 3.4e38): weights would be inf"))
+    if name == "trunc_normal" and not problems and args["std"] * math.sqrt(2) > FLOAT32_MAX:
+        # PyTorch scales erfinv draws by std * sqrt(2) in float32 before clipping: inf there, times 0, is nan
+        problems.append(("std", f"std = {args['std']:g}: std * sqrt(2) is beyond float32's range (about 3.4e38), "
+                                "where the draws are scaled: weights would be nan"))
+    gain_scaled = ("xavier_uniform", "xavier_normal", "orthogonal", "eye")
+    if name in gain_scaled and "gain" in args and SIGMAS * args["gain"] > FLOAT32_MAX:
+        problems.append(("gain", f"gain = {args['gain']:g} scales draws beyond float32's range (at most about "
+                                 f"{FLOAT32_MAX / SIGMAS:.3g}): weights would be inf"))
     return problems
 
 

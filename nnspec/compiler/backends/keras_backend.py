@@ -181,8 +181,10 @@ def build_keras(spec, seed=None):
     namespace = _namespace()
     keras = namespace["keras"]
 
+    from nnspec.compiler.backends.seeding import check_seed
+
     graph = spec.graph
-    seed = spec.seed if seed is None else seed
+    seed = spec.seed if seed is None else check_seed(seed)
     if seed is None:
         seed = seeding.fresh_seed()
     prog = program(graph)

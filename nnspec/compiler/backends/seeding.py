@@ -24,3 +24,23 @@ def fresh_seed() -> int:
 def keras_seed(seed: int, path: str) -> int:
     """The 31-bit seed Keras initializers take, derived like tensor_seed."""
     return tensor_seed(seed, path) % 2**31
+
+
+MAX_SEED = 2**63 - 1  # what torch.manual_seed takes; the spec's `seed` is bounded the same
+
+
+def check_seed(seed, what: str = "seed") -> int | None:
+    """`seed` if it is None or an integer in [0, 2**63); else a ValueError that says what was given. A bool or a
+    float is refused although Python would take it as a number: `True` and `1.0` must not silently seed the same
+    as (or differently from) `1`."""
+    if seed is None:
+        return None
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"{what} must be an integer in [0, 2**63), got {type(seed).__name__} {seed!r:.80}")
+    seed = int(seed)
+    if not 0 <= seed <= MAX_SEED:
+        shown = str(seed) if seed.bit_length() < 256 else f"a {seed.bit_length()}-bit integer"
+        raise ValueError(f"{what} must be an integer in [0, 2**63), got {shown}")
+    return seed

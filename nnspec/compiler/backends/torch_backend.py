@@ -75,9 +75,11 @@ def _namespace():
 def build_torch(spec, seed=None, device="cpu"):
     import torch
 
+    from nnspec.compiler.backends.seeding import check_seed
+
     graph = spec.graph
     namespace = _namespace()
-    seed = spec.seed if seed is None else seed
+    seed = spec.seed if seed is None else check_seed(seed)
     children = {}
     with torch.device("meta"):
         for item in graph.root.items:

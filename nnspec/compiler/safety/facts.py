@@ -137,6 +137,8 @@ def origin_phrase(tensor: Tensor) -> str:
         return f"the `init` of the enclosing block call on line {line}"
     if tensor.origin.startswith("residual "):
         return f"the `init` of the enclosing residual on line {line}"
+    if tensor.origin.split(" ")[0] in ("add", "multiply", "concat"):
+        return f"the `init` of the enclosing `{tensor.origin.split(' ')[0]}` on line {line}"
     return "PyTorch's default"
 
 
