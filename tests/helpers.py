@@ -114,12 +114,22 @@ def expected_module_class(layer):
 
     if layer.kind == "batchnorm":
         return {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}[len(layer.in_shape)]
-    if layer.kind in ("global_avg_pool", "global_max_pool", "slice", "to_tokens", "to_map"):
+    if layer.kind in ("global_avg_pool", "global_max_pool", "slice", "to_tokens", "to_map", "scale", "drop_path"):
         return nn.Module  # nnspec's own helper modules
+    if layer.kind == "layernorm" and layer.args["over"] == "channels" and layer.in_shape.layout == "map":
+        return nn.Module  # nnspec's ChannelLayerNorm
+    if layer.kind == "prelu":
+        return nn.PReLU if layer.in_shape.layout != "tokens" or not layer.args["per_channel"] else nn.Module
+    if layer.kind.startswith("conv_transpose"):
+        return getattr(nn, f"ConvTranspose{layer.kind[-2:]}")
+    if layer.kind.startswith("adaptive_"):
+        pool = "AdaptiveAvgPool" if layer.kind == "adaptive_avg_pool" else "AdaptiveMaxPool"
+        return getattr(nn, f"{pool}{len(layer.in_shape) - 1}d")
     names = {"channel_shuffle": "ChannelShuffle", "linear": "Linear", "layernorm": "LayerNorm", "embedding": "Embedding", "relu": "ReLU",
              "relu6": "ReLU6", "leaky_relu": "LeakyReLU", "gelu": "GELU", "tanh": "Tanh", "sigmoid": "Sigmoid",
              "silu": "SiLU", "elu": "ELU", "softmax": "Softmax", "identity": "Identity", "dropout": "Dropout",
-             "flatten": "Flatten"}
+             "flatten": "Flatten", "hardswish": "Hardswish", "hardsigmoid": "Hardsigmoid", "softplus": "Softplus",
+             "mish": "Mish", "groupnorm": "GroupNorm", "rmsnorm": "RMSNorm", "upsample": "Upsample"}
     if layer.kind in names:
         return getattr(nn, names[layer.kind])
     for prefix, cls in (("conv", "Conv"), ("maxpool", "MaxPool"), ("avgpool", "AvgPool")):

@@ -22,7 +22,8 @@ import yaml
 
 MAX_SPATIAL = 12
 MAX_CHANNELS = 6
-ACTIVATIONS = ("relu", "relu6", "leaky_relu", "gelu", "tanh", "sigmoid", "silu", "elu", "softmax")
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "gelu", "tanh", "sigmoid", "silu", "elu", "softmax", "hardswish",
+               "hardsigmoid", "softplus", "mish")
 NONLINEARITIES = ("linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
 RANDOM_WEIGHT_INITS = ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
                        "variance_scaling", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
@@ -268,13 +269,92 @@ class SpecGenerator:
             kernel.append(k)
             stride.append(s)
             pads.append(p)
-            sizes.append((size + 2 * p - k) // s + 1)
+        ceil = c.chance(0.3)
+        for size, k, s, p in zip(shape[1:], kernel, stride, pads):
+            out = (size + 2 * p - k + (s - 1 if ceil else 0)) // s + 1
+            if ceil and (out - 1) * s >= size + p:  # the last window must start inside the input
+                out -= 1
+            sizes.append(out)
         args = {"kernel": kernel[0] if len(set(kernel)) == 1 and c.chance() else kernel}
         if explicit_stride:
             args["stride"] = stride
         if any(pads):
             args["padding"] = pads
+        if ceil:
+            args["ceil_mode"] = True
         return args, (shape[0], *sizes)
+
+    def conv_transpose(self, shape):
+        c = self.c
+        groups = c.pick([g for g in _divisors(shape[0]) if g <= 3])
+        out = groups * c.integer(1, max(1, MAX_CHANNELS // groups))
+        strided = c.chance(0.5)
+        dilated = not strided and c.chance(0.3)  # stride and dilation together are NS301 (Keras refuses)
+        kernel, stride, dilation, pads, extra, sizes = [], [], [], [], [], []
+        for size in shape[1:]:
+            k, s = c.integer(1, 3), c.integer(1, 2) if strided else 1
+            d = c.integer(1, 2) if dilated else 1
+            full = (size - 1) * s + d * (k - 1) + 1
+            p = c.integer(0, min(2, (full - 1) // 2))
+            op = c.integer(0, max(s, d) - 1)
+            kernel.append(k), stride.append(s), dilation.append(d), pads.append(p), extra.append(op)
+            sizes.append(full - 2 * p + op)
+        if any(size > MAX_SPATIAL for size in sizes):
+            return None
+        args = {"out": out, "kernel": kernel[0] if len(set(kernel)) == 1 and c.chance() else kernel}
+        for key, values, default in (("stride", stride, 1), ("padding", pads, 0), ("output_padding", extra, 0),
+                                     ("dilation", dilation, 1)):
+            if set(values) != {default} or c.chance(0.1):
+                args[key] = values[0] if len(set(values)) == 1 and c.chance() else values
+        if groups > 1 or c.chance(0.1):
+            args["groups"] = groups
+        bias = not c.chance(0.3)
+        if not bias:
+            args["bias"] = False
+        init = {}
+        if c.chance(0.5):
+            init["weight"] = weight_init(c, "conv_transpose", (shape[0], out // groups, *kernel))
+        if bias and c.chance(0.4):
+            init["bias"] = bias_init(c, (out,))
+        if init:
+            args["init"] = init
+        return args, (out, *sizes)
+
+    def upsample(self, shape):
+        c = self.c
+        n = len(shape) - 1
+        scale = [c.pick([s for s in (1, 2, 3) if size * s <= MAX_SPATIAL]) for size in shape[1:]]
+        args = {"scale": scale[0] if len(set(scale)) == 1 and c.chance() else scale} if scale != [2] * n \
+            or c.chance(0.2) else {}
+        if n == 2 and c.chance(0.4):
+            args["mode"] = "bilinear"
+        return args, (shape[0], *(size * s for size, s in zip(shape[1:], scale)))
+
+    def channel_tensors(self, shape, kind):
+        """groupnorm, rmsnorm, layernorm over the channels, scale, prelu: tensors of one axis."""
+        c = self.c
+        args, size = {}, shape[0]
+        if kind == "groupnorm":
+            args["groups"] = c.pick(_divisors(shape[0]))
+        if kind == "rmsnorm":
+            size = shape[-1]
+        if kind in ("groupnorm", "rmsnorm", "layernorm_channels") and c.chance(0.3):
+            args["eps"] = c.pick([1e-5, 1e-3, 1e-6])
+        if kind == "layernorm_channels":
+            args["over"] = "channels"
+        if kind == "prelu":
+            per_channel = c.chance()
+            if per_channel or c.chance(0.2):
+                args["per_channel"] = per_channel
+            size = size if per_channel else 1
+            if c.chance(0.3):
+                args["init"] = {"weight": c.pick([{"constant": c.real(0.0, 0.5)}, values_of(c, (size,), 0.0, 0.5)])}
+        elif c.chance(0.4):
+            args["init"] = {"gamma": gamma_init(c, (size,)) if kind != "scale" else c.pick(
+                [gamma_init(c, (size,)), {"constant": 1e-6}, {"constant": 0.1}])}
+            if kind in ("groupnorm", "layernorm_channels") and c.chance():
+                args["init"]["beta"] = bias_init(c, (size,), log_prior=False)
+        return args, shape
 
     def norm(self, shape, kind):
         c = self.c
@@ -310,8 +390,10 @@ class SpecGenerator:
         """(item, output shape) of one layer; `preserving`: only layers that keep the shape."""
         c = self.c
         n = len(shape) - 1
-        groups = {"activation": list(ACTIVATIONS), "norm": ["layernorm", "batchnorm"], "other": ["identity",
-                                                                                             "dropout"]}
+        groups = {"activation": list(ACTIVATIONS), "norm": ["layernorm", "batchnorm", "rmsnorm", "scale", "prelu"],
+                  "other": ["identity", "dropout"]}
+        if 1 <= n <= 3:
+            groups["norm"] += ["groupnorm", "layernorm_channels"]
         if not preserving:
             groups["linear"] = ["linear"]
             groups["reshape"] = ["flatten", "slice"] + (["global_avg_pool", "global_max_pool", "tokens_roundtrip"]
@@ -319,8 +401,10 @@ class SpecGenerator:
             if 1 <= n <= 3 and any(shape[0] % g == 0 for g in (2, 3)):
                 groups["reshape"].append("channel_shuffle")
             if 1 <= n <= 3:
-                groups["conv"] = [f"conv{n}d"]
-                groups["pool"] = [f"maxpool{n}d", f"avgpool{n}d"]
+                groups["conv"] = [f"conv{n}d", f"conv{n}d", f"conv_transpose{n}d"]
+                groups["pool"] = [f"maxpool{n}d", f"avgpool{n}d", "adaptive_avg_pool", "adaptive_max_pool"]
+                if any(size * 2 <= MAX_SPATIAL for size in shape[1:]):
+                    groups["reshape"].append("upsample")
         else:
             groups["linear"] = ["linear_same"]
             if 1 <= n <= 3:
@@ -339,6 +423,20 @@ class SpecGenerator:
             return {kind[:-5]: self.decorate(args)}, shape
         if kind == "linear":
             args, out = self.linear(shape)
+        elif kind.startswith("conv_transpose"):
+            made = self.conv_transpose(shape)
+            if made is None:
+                return self.layer(shape, preserving=True)
+            args, out = made
+        elif kind == "upsample":
+            args, out = self.upsample(shape)
+        elif kind.startswith("adaptive_"):
+            size = [c.integer(1, MAX_SPATIAL // 2) for _ in shape[1:]]
+            args = {"size": size[0] if len(set(size)) == 1 and c.chance() else size}
+            out = (shape[0], *size)
+        elif kind in ("groupnorm", "rmsnorm", "layernorm_channels", "scale", "prelu"):
+            args, out = self.channel_tensors(shape, kind)
+            kind = "layernorm" if kind == "layernorm_channels" else kind
         elif kind.startswith("conv"):
             made = self.conv(shape)
             if made is None:
@@ -428,6 +526,8 @@ class SpecGenerator:
             out_shape = (*shape[:-1], out)
         else:
             branch, _ = self.stack(shape, depth + 1, preserving=True)
+            if c.chance(0.3):  # stochastic depth belongs in a residual branch
+                branch.append(self.item("drop_path", {"p": c.pick([0.0, 0.1, 0.2])}))
             out_shape = shape
             if c.chance():
                 return {"residual": branch}, shape  # the short form: the branch, identity shortcut
@@ -555,7 +655,8 @@ class SpecGenerator:
     def zero_head(self, layers):
         """Sometimes a zero-initialised output head (exempt from NS201) on a last linear layer."""
         last = layers[-1]
-        if isinstance(last, dict) and "linear" in last and self.c.chance(0.3):
+        # not a repeated one: only its last copy is the head
+        if isinstance(last, dict) and "linear" in last and "repeat" not in last["linear"] and self.c.chance(0.3):
             last["linear"].setdefault("init", {})["weight"] = "zeros"
 
     def waived_constant(self, layers):

@@ -232,7 +232,7 @@ def test_forms_are_accepted(validator, item):
 INPUTS = {"conv1d": "[3, 16]", "conv2d": "[3, 16, 16]", "conv3d": "[2, 8, 8, 8]", "maxpool1d": "[3, 16]",
           "avgpool1d": "[3, 16]", "maxpool2d": "[3, 16, 16]", "avgpool2d": "[3, 16, 16]",
           "maxpool3d": "[2, 8, 8, 8]", "avgpool3d": "[2, 8, 8, 8]", "embedding": "{shape: [5], dtype: int64}",
-          "to_map": "{shape: [8, 4], layout: tokens}"}
+          "to_map": "{shape: [8, 4], layout: tokens}", "conv_transpose1d": "[3, 16]", "conv_transpose3d": "[2, 4, 4, 4]"}
 
 
 def test_every_kind_has_an_example_that_validates_and_checks(validator):
@@ -245,8 +245,10 @@ def test_every_kind_has_an_example_that_validates_and_checks(validator):
     for kind in KINDS:
         (example,) = items[kind]["examples"]
         jsonschema.Draft7Validator(items[kind]).validate(example)
-        text = (f"nnspec: 1\nname: m\ninput: {INPUTS.get(kind, '[4, 8, 8]')}\nlayers:\n"
-                f"  - {kind}: {yaml.safe_dump(example, default_flow_style=True).strip().removesuffix('...').strip()}\n")
+        item = f"{kind}: {yaml.safe_dump(example, default_flow_style=True).strip().removesuffix('...').strip()}"
+        if kind == "drop_path":  # it belongs in a residual branch
+            item = f"residual: [{{{item}}}]"
+        text = f"nnspec: 1\nname: m\ninput: {INPUTS.get(kind, '[4, 8, 8]')}\nlayers:\n  - {item}\n"
         assert errors(validator, text) == [], kind
         spec, diags = analyse_text(text, "<example>")
         assert spec is not None and [d for d in diags if d.is_error] == [], (kind, text, diags)

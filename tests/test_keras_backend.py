@@ -65,7 +65,11 @@ KERAS_CLASS = {"linear": "Dense", "batchnorm": "BatchNormalization", "layernorm"
                "embedding": "Embedding", "relu": "ReLU", "relu6": "ReLU", "leaky_relu": "LeakyReLU",
                "tanh": "Activation", "sigmoid": "Activation", "silu": "Activation", "elu": "ELU",
                "softmax": "Softmax", "identity": "Identity", "dropout": "Dropout", "flatten": "Flatten",
-               "slice": "Slice", "channel_shuffle": "ChannelShuffle", "to_tokens": "Reshape", "to_map": "Reshape"}
+               "slice": "Slice", "channel_shuffle": "ChannelShuffle", "to_tokens": "Reshape", "to_map": "Reshape",
+               "hardswish": "Activation", "hardsigmoid": "Activation", "softplus": "Activation",
+               "mish": "Activation", "prelu": "PReLU", "groupnorm": "GroupNormalization", "rmsnorm": "RMSNorm",
+               "scale": "LayerScale", "drop_path": "DropPath", "adaptive_avg_pool": "AdaptivePool",
+               "adaptive_max_pool": "AdaptivePool"}
 
 
 def expected_class(layer) -> str:
@@ -78,6 +82,13 @@ def expected_class(layer) -> str:
         n = 1 if layer.in_shape.layout == "tokens" else len(layer.in_shape) - 1
         return f"Global{pooling}Pooling{n}D"
     n = layer.kind[-2]
+    if layer.kind == "upsample":
+        return f"UpSampling{len(layer.in_shape) - 1}D"
+    if layer.kind.startswith("conv_transpose"):
+        g = layer.geometry  # Keras's own has no groups, and adds fewer than `stride` positions past the output
+        past = [op - p for op, p in zip(g["output_padding"], g["padding"])]
+        grouped = layer.args["groups"] > 1 or any(e >= s for e, s in zip(past, g["stride"]))
+        return "GroupedConvTranspose" if grouped else f"Conv{n}DTranspose"
     prefix = {"conv": "Conv", "maxpool": "MaxPooling", "avgpool": "AveragePooling"}[layer.kind[:-2]]
     return f"{prefix}{n}D"
 
@@ -101,7 +112,7 @@ def test_every_keras_layer_is_a_spec_path_or_a_named_helper(name):
         if keras_name in served or keras_name == "inputs":
             continue
         owner, _, role = keras_name.rpartition(".")
-        assert (owner in served and role in ("pad", "permute")) or (owner in branches and role in (
+        assert (owner in served and role in ("pad", "permute", "crop", "count")) or (owner in branches and role in (
             "permute", "reshape")), f"helper layer {keras_name!r} serves no layer"
 
 
@@ -192,8 +203,16 @@ def expected_custom_classes(spec) -> set:
     """The nnspec classes an emitted file needs, worked out from the spec (not from nnspec's emitter)."""
     need = set()
     for layer in spec.graph.layers():
-        if layer.kind.startswith("maxpool") and any(layer.geometry["padding"]):
+        if layer.kind.startswith("maxpool") and (any(layer.geometry["padding"]) or _ceil_overhang(layer)):
             need.add("ConstantPad")
+        if layer.kind.startswith("avgpool") and _ceil_overhang(layer):
+            need.add("PoolRescale")
+        if layer.kind.startswith("adaptive_"):
+            need.add("AdaptivePool")
+        if layer.kind.startswith("conv_transpose") and expected_class(layer) == "GroupedConvTranspose":
+            need.add("GroupedConvTranspose")
+        need |= {name for kind, name in (("rmsnorm", "RMSNorm"), ("scale", "LayerScale"), ("drop_path", "DropPath"))
+                 if layer.kind == kind}
         if layer.kind == "gelu" and layer.args["approximate"] == "tanh":
             need.add("Gelu")
         for tensor in layer.tensors.values():
@@ -205,13 +224,22 @@ def expected_custom_classes(spec) -> set:
             elif name == "trunc_normal":
                 need.add("TruncNormal")
             elif (name == "torch_default" and tensor.role in ("weight", "bias")
-                  and layer.kind != "embedding"):
+                  and layer.kind not in ("embedding", "prelu")):
                 need.add("TorchDefault")
     return need
 
 
+def _ceil_overhang(layer) -> bool:
+    """A ceil_mode pool whose last window runs past the padded input."""
+    g = layer.geometry
+    return any((size - 1) * s + k > length + 2 * p for size, length, k, s, p in zip(
+        layer.out_shape[1:], layer.in_shape[1:], g["kernel"], g["stride"], g["padding"]))
+
+
 EMIT_CASES = {**{name: KIND_FIXTURES[name] for name in ("conv1d", "conv3d", "residuals", "activations",
-                                                         "embedding_conv1d", "linear_layernorm_softmax")},
+                                                         "embedding_conv1d", "linear_layernorm_softmax",
+                                                         "conv_transpose2d", "upsample_adaptive_ceil",
+                                                         "norms_activations")},
               "every_custom": EVERY_CUSTOM}
 
 
@@ -345,7 +373,17 @@ def test_initializer_config_round_trip(obj, shape):
     (keras_runtime.ConstantPad([(1, 2), (0, 1)], value=-np.inf, name="p.pad"), (2, 3, 4, 2)),
     (keras_runtime.ConstantPad([(2, 1)], value=0.5), (1, 4, 3)),
     (keras_runtime.Gelu(approximate="tanh", name="g"), (2, 5)),
-], ids=["pad2d", "pad1d", "gelu"])
+    (keras_runtime.AdaptivePool([3, 2], mode="max", name="a"), (2, 7, 5, 3)),
+    (keras_runtime.AdaptivePool([4], name="a"), (2, 6, 3)),
+    (keras_runtime.PoolRescale([[1.0, 1.5], [1.0, 3.0, 1.0]], name="p.count"), (2, 2, 3, 4)),
+    (keras_runtime.RMSNorm(axis=-1, epsilon=1e-5, gamma_initializer="ones", name="r"), (2, 3, 4)),
+    (keras_runtime.LayerScale(gamma_initializer=keras.initializers.Constant(1e-6), name="s"), (2, 4)),
+    (keras_runtime.DropPath(0.3, name="d"), (2, 5)),
+    (keras_runtime.GroupedConvTranspose(4, (3, 2), 2, strides=(2, 1), output_padding=(1, 0),
+                                        kernel_initializer=keras.initializers.HeUniform(seed=1), name="c"),
+     (2, 3, 4, 6)),
+], ids=["pad2d", "pad1d", "gelu", "adaptive2d", "adaptive1d", "rescale", "rmsnorm", "layerscale", "droppath",
+        "grouped_conv_transpose"])
 def test_layer_config_round_trip(layer, shape):
     again = type(layer).from_config(layer.get_config())
     assert again.get_config() == layer.get_config()
@@ -422,3 +460,15 @@ def test_compile_keras_writes_a_file_and_writes_safely(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["compile", str(spec), "--target", "keras"]) == 0
     assert capsys.readouterr().out == text
+
+
+def test_drop_path_drops_whole_samples_in_training():
+    spec = spec_from_text("nnspec: 1\nname: m\ninput: [3, 4]\nlayers:\n  - residual: {branch: [drop_path: {p: 0.25}], shortcut: [scale: {init: {gamma: zeros}}]}\n")  # shortcut 0
+    model = nnspec.build(spec, "keras", seed=0)
+    rows = keras.ops.convert_to_numpy(model(np.ones((4000, 4, 3), "float32"), training=True)).reshape(4000, -1)
+    kept = rows[:, 0] != 0
+    np.testing.assert_allclose(rows[kept], 1 / 0.75, rtol=1e-6)
+    assert not rows[~kept].any()
+    assert abs((~kept).mean() - 0.25) < 0.03
+    x = np.random.default_rng(0).standard_normal((5, 4, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x, training=False)), x)

@@ -550,3 +550,43 @@ def test_torch_default_class_fan_in_from_keras_kernel_shape():
 def test_values_class_refuses_a_wrong_shape():
     with pytest.raises(ValueError, match="shape"):
         keras_runtime.Values([[1.0, 2.0]])((2, 1))
+
+
+# -- transposed convolutions: the weight [in, out/groups, *k], Keras kernel (*k, out/groups, in) ----------
+
+TRANSPOSED = """
+nnspec: 1
+name: transposed
+input: [32, 3, 3]
+layers:
+  - conv_transpose2d: {out: 96, kernel: [3, 5], name: plain}
+  - conv_transpose2d: {out: 96, kernel: [3, 5], groups: 4, name: grouped, init: {weight: torch_default}}
+  - conv_transpose2d: {out: 64, kernel: 3, groups: 2, name: he, init: {weight: he_normal, bias: zeros}}
+  - conv_transpose2d: {out: 32, kernel: 3, name: vs,
+                       init: {weight: {variance_scaling: {scale: 2, mode: fan_out, distribution: uniform}}}}
+"""
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_conv_transpose_distributions_use_pytorchs_fans(target):
+    spec = spec_from_text(TRANSPOSED, "transposed.yaml")
+    models = {"torch": nnspec.build(spec, "torch", seed=5), "keras": nnspec.build(spec, "keras", seed=5)}
+    tensors = {(t.layer.path, t.role): t for t in spec.graph.tensors()}
+    for (path, role), tensor in tensors.items():
+        if target == "torch":
+            value = torch_tensor(models["torch"], tensor).astype("float64")
+        else:
+            value = keras_to_torch(keras_tensor(models["keras"], tensor), "conv").astype("float64")
+        if role == "weight":
+            assert value.shape == tensor.shape
+            assert fans(value.shape) == (tensor.fan_in, tensor.fan_out)
+        fi, fo = tensor.fan_in, tensor.fan_out
+        dist = {("plain", "weight"): _uniform(1 / math.sqrt(fi)), ("plain", "bias"): _uniform(1 / math.sqrt(fi)),
+                ("grouped", "weight"): _uniform(1 / math.sqrt(fi)), ("grouped", "bias"): _uniform(1 / math.sqrt(fi)),
+                ("he", "weight"): _vs(2.0, "fan_in", "truncated_normal")(fi, fo),
+                ("vs", "weight"): _vs(2.0, "fan_out", "uniform")(fi, fo),
+                ("vs", "bias"): _uniform(1 / math.sqrt(fi))}.get((path, role))
+        if dist is None:
+            assert not value.any(), (path, role)  # zeros
+            continue
+        assert_ks(value, dist, f"{target} {path}.{role} {value.shape}")

@@ -27,6 +27,92 @@ from nnspec.vocabulary.kinds import KINDS
 MAX_EXAMPLE_PARAMS = 2_000_000  # mobilenet_v2/resnet/vgg-sized examples: the architecture tests' (seconds each)
 
 KIND_FIXTURES = {
+    "conv_transpose2d": """
+        nnspec: 1
+        name: conv_transpose2d_all
+        input: [4, 5, 6]
+        layers:
+          - conv_transpose2d: {out: 6, kernel: 3, stride: 2, padding: 1, output_padding: 1}
+          - conv_transpose2d: {out: 4, kernel: [2, 3], stride: [2, 1], padding: [0, 2], output_padding: [1, 0]}
+          - conv_transpose2d: {out: 6, kernel: 3, dilation: 2, groups: 2, padding: 1, output_padding: 1}
+          - conv_transpose2d: {out: 4, kernel: 2, stride: 2, groups: 2, bias: false}
+          - conv_transpose2d: {out: 4, kernel: 3, padding: 1}
+    """,
+    "conv_transpose1d_3d": """
+        nnspec: 1
+        name: conv_transpose1d_3d
+        input: [2, 3, 4, 3]
+        layers:
+          - conv_transpose3d: {out: 4, kernel: [2, 3, 3], stride: [2, 1, 2], padding: [0, 1, 1],
+                               output_padding: [1, 0, 1]}
+          - conv_transpose3d: {out: 4, kernel: 1, groups: 4}
+          - to_tokens
+          - to_map: {size: [168]}
+          - conv_transpose1d: {out: 3, kernel: 4, stride: 3, padding: 2, output_padding: 2}
+          - conv_transpose1d: {out: 6, kernel: 3, groups: 3, stride: 2, padding: 1, bias: false}
+          - conv_transpose1d: {out: 4, kernel: 3, dilation: 3, output_padding: 2}
+    """,
+    "upsample_adaptive_ceil": """
+        nnspec: 1
+        name: upsample_adaptive_ceil
+        input: [3, 7, 5]
+        layers:
+          - upsample: {scale: [2, 3], mode: bilinear}
+          - adaptive_avg_pool: {size: [5, 4]}
+          - upsample
+          - adaptive_max_pool: {size: [7, 3]}
+          - maxpool2d: {kernel: 3, stride: 2, padding: 1, ceil_mode: true}
+          - upsample: {scale: 3}
+          - avgpool2d: {kernel: 3, stride: 2, padding: 1, ceil_mode: true}
+          - avgpool2d: {kernel: [2, 3], stride: 2, ceil_mode: true}
+          - to_tokens
+          - to_map: {size: [8]}
+          - upsample: {scale: 3}
+          - avgpool1d: {kernel: 3, stride: 2, padding: 1, ceil_mode: true}
+          - maxpool1d: {kernel: 2, stride: 3, padding: 1, ceil_mode: true}
+          - adaptive_avg_pool: {size: 3}
+    """,
+    "pools_3d": """
+        nnspec: 1
+        name: pools_3d
+        input: [2, 5, 4, 5]
+        layers:
+          - upsample: {scale: [1, 2, 1]}
+          - adaptive_max_pool: {size: [3, 5, 4]}
+          - avgpool3d: {kernel: 2, stride: 2, padding: 1, ceil_mode: true}
+          - adaptive_avg_pool: {size: [3, 2, 3]}
+          - maxpool3d: {kernel: 2, stride: 2, ceil_mode: true}
+    """,
+    "norms_activations": """
+        nnspec: 1
+        name: norms_activations
+        input: [6, 5, 4]
+        layers:
+          - groupnorm: {groups: 3}
+          - prelu: {per_channel: true}
+          - scale
+          - layernorm: {over: channels, eps: 1.0e-6}
+          - hardswish
+          - groupnorm: {groups: 2, eps: 0.001}
+          - hardsigmoid
+          - residual: [drop_path: {p: 0.1}]
+          - mish
+          - softplus
+          - prelu
+          - rmsnorm: {eps: 1.0e-5}
+          - to_tokens
+          - rmsnorm
+          - scale
+          - prelu: {per_channel: true}
+          - layernorm: {over: channels}
+          - residual: [linear: {out: 6}, drop_path: {p: 0.2}]
+          - linear: {out: 5}
+          - global_avg_pool
+          - scale
+          - prelu: {per_channel: true}
+          - layernorm: {over: channels}
+          - rmsnorm
+    """,
     "conv1d": """
         nnspec: 1
         name: conv1d_all

@@ -456,3 +456,56 @@ def test_ns213_documents_exactly_the_waivable_codes():
     for first, last in re.findall(r"NS2(\d\d)-NS2(\d\d)", sentence):
         documented |= {f"NS2{n:02d}" for n in range(int(first), int(last) + 1)}
     assert documented == set(WAIVABLE)
+
+
+# -- the newer kinds: published practice is quiet, a real problem is still found ----------------------
+
+PUBLISHED_NEW_KINDS = """
+nnspec: 1
+name: published
+input: [8, 6, 6]
+init: {weight: kaiming_normal}
+layers:
+  - conv2d: {out: 8, kernel: 3, padding: 1}
+  - prelu: {per_channel: true}
+  - residual:
+      - conv2d: {out: 8, kernel: 3, padding: 1, groups: 8}
+      - layernorm: {over: channels, eps: 1.0e-6}
+      - linear_like: null
+  - residual:
+      - conv2d: {out: 8, kernel: 3, padding: 1}
+      - groupnorm: {groups: 2}
+      - hardswish
+      - conv2d: {out: 8, kernel: 3, padding: 1}
+      - groupnorm: {groups: 2, init: {gamma: zeros}}
+  - residual:
+      - conv2d: {out: 8, kernel: 1}
+      - mish
+      - scale: {init: {gamma: zeros}}
+      - drop_path: {p: 0.1}
+  - conv_transpose2d: {out: 4, kernel: 2, stride: 2}
+  - prelu
+  - to_tokens
+  - rmsnorm
+  - global_avg_pool
+  - linear: {out: 3, init: {weight: zeros}}
+"""
+
+
+def test_published_inits_of_the_newer_kinds_are_quiet():
+    """ConvNeXt's layer scale 1e-6 (and zero), a PReLU at 0.25 under a model-wide kaiming `init.weight`,
+    zero-init GroupNorm at a residual tail, RMSNorm and transposed convs at their defaults."""
+    text = PUBLISHED_NEW_KINDS.replace("      - linear_like: null\n",
+                                       "      - conv2d: {out: 8, kernel: 1}\n"
+                                       "      - scale: {init: {gamma: {constant: 1.0e-6}}}\n")
+    _, diagnostics = analyse_text(text, "published.yaml")
+    assert diagnostics == []
+
+
+def test_a_constant_hidden_transposed_conv_weight_is_still_an_error():
+    text = PUBLISHED_NEW_KINDS.replace("      - linear_like: null\n", "").replace(
+        "  - conv_transpose2d: {out: 4, kernel: 2, stride: 2}",
+        "  - conv_transpose2d: {out: 4, kernel: 2, stride: 2, init: {weight: {constant: 0.1}}}")
+    _, diagnostics = analyse_text(text, "published.yaml")
+    assert [d.code for d in diagnostics] == ["NS201"]
+    assert "output channels" in diagnostics[0].message

@@ -208,6 +208,23 @@ KIND_CASES = {
     "channel_shuffle": ("[6, 5, 5]", "{groups: 3}", (6, 5, 5)),
     "to_tokens": ("[7, 5, 4]", "null", (20, 7)),
     "to_map": ("{shape: [12, 7], layout: tokens}", "{size: [3, 4]}", (7, 3, 4)),
+    "conv_transpose1d": ("[4, 7]", "{out: 6, kernel: 4, stride: 3, padding: 2, output_padding: 2, groups: 2}",
+                         (6, (7 - 1) * 3 - 4 + 3 + 2 + 1)),
+    "conv_transpose2d": ("[3, 5, 6]", "{out: 4, kernel: [3, 2], stride: 2, padding: [1, 0], output_padding: 1}",
+                         (4, 4 * 2 - 2 + 2 + 1 + 1, 5 * 2 + 1 + 1 + 1)),
+    "conv_transpose3d": ("[2, 3, 4, 5]", "{out: 2, kernel: 3, dilation: 2, padding: 1}", (2, 3 + 2, 4 + 2, 5 + 2)),
+    "upsample": ("[3, 5, 6]", "{scale: [2, 3], mode: bilinear}", (3, 10, 18)),
+    "adaptive_avg_pool": ("[3, 7, 5]", "{size: [3, 2]}", (3, 3, 2)),
+    "adaptive_max_pool": ("[3, 7]", "{size: 4}", (3, 4)),
+    "hardswish": ("[3, 4]", "null", (3, 4)),
+    "hardsigmoid": ("[3, 4]", "null", (3, 4)),
+    "softplus": ("[3, 4]", "null", (3, 4)),
+    "mish": ("[3, 4]", "null", (3, 4)),
+    "prelu": ("[6, 5, 5]", "{per_channel: true}", (6, 5, 5)),
+    "groupnorm": ("[6, 5, 5]", "{groups: 3}", (6, 5, 5)),
+    "rmsnorm": ("[7, 10]", "{eps: 1.0e-5}", (7, 10)),
+    "scale": ("[6, 5, 5]", "null", (6, 5, 5)),
+    "drop_path": ("[6, 5, 5]", "{p: 0.1}", (6, 5, 5)),
 }
 
 
@@ -218,7 +235,10 @@ def test_every_kind_has_a_case():
 @pytest.mark.parametrize("kind", sorted(KIND_CASES))
 def test_every_kind_lowers_with_its_output_shape(kind):
     input_, args, expected = KIND_CASES[kind]
-    spec = nnspec.loads(spec_text(f"  - {kind}: {args}\n", input_))
+    item = f"{kind}: {args}"
+    if kind == "drop_path":  # it belongs in an add branch; the identity shortcut keeps the shape
+        item = f"residual: [{{{item}}}]"
+    spec = nnspec.loads(spec_text(f"  - {item}\n", input_))
     (layer,) = spec.graph.layers()
     assert layer.kind == kind
     assert layer.out_shape == expected
@@ -326,6 +346,88 @@ def test_pool_shapes_match_torch(case):
     assert layer.out_shape == tuple(pool(torch.randn(1, 2, *spatial)).shape[1:])
 
 
+CEIL_POOLS = [  # (op, n, spatial, kernel, stride, padding): the last window's start rule decides some of them
+    ("max", 1, (10,), 3, 2, 1), ("avg", 1, (10,), 3, 2, 1), ("max", 1, (5,), 2, 2, 0), ("avg", 1, (6,), 3, 3, 1),
+    ("max", 2, (9, 8), 3, 2, 0), ("avg", 2, (7, 7), (3, 2), (2, 3), (1, 1)), ("max", 3, (4, 5, 6), 2, 2, 1),
+    ("avg", 1, (4,), 2, 3, 1), ("max", 1, (7,), 3, 3, 1),
+]
+
+
+@pytest.mark.parametrize("case", CEIL_POOLS)
+def test_ceil_mode_pool_shapes_match_torch(case):
+    torch = pytest.importorskip("torch")
+    op, n, spatial, kernel, stride, padding = case
+    text = spec_text(f"  - {op}pool{n}d: {{kernel: {_yaml(kernel)}, stride: {_yaml(stride)}, "
+                     f"padding: {_yaml(padding)}, ceil_mode: true}}\n", str([2, *spatial]))
+    layer = next(nnspec.loads(text).graph.layers())
+    pool = getattr(torch.nn, f"{op.title()}Pool{n}d")(kernel, stride=stride, padding=padding, ceil_mode=True)
+    assert layer.out_shape == tuple(pool(torch.randn(1, 2, *spatial)).shape[1:])
+
+
+CONV_TRANSPOSE = [  # (n, spatial, kernel, stride, padding, output_padding, dilation, groups)
+    (1, (7,), 4, 3, 2, 2, 1, 2), (2, (5, 6), (3, 2), 2, (1, 0), 1, 1, 1), (3, (2, 3, 4), 3, 1, 1, 0, 2, 2),
+    (2, (4, 4), 2, (2, 3), 0, (1, 2), 1, 2), (1, (5,), 3, 1, 0, 1, 2, 1),
+]
+
+
+@pytest.mark.parametrize("case", CONV_TRANSPOSE)
+def test_conv_transpose_shapes_and_fans_match_torch(case):
+    torch = pytest.importorskip("torch")
+    n, spatial, kernel, stride, padding, output_padding, dilation, groups = case
+    text = spec_text(f"  - conv_transpose{n}d: {{out: 6, kernel: {_yaml(kernel)}, stride: {_yaml(stride)}, "
+                     f"padding: {_yaml(padding)}, output_padding: {_yaml(output_padding)}, "
+                     f"dilation: {_yaml(dilation)}, groups: {groups}}}\n", str([4, *spatial]))
+    layer = next(nnspec.loads(text).graph.layers())
+    conv = getattr(torch.nn, f"ConvTranspose{n}d")(4, 6, kernel, stride=stride, padding=padding,
+                                                    output_padding=output_padding, dilation=dilation, groups=groups)
+    assert layer.out_shape == tuple(conv(torch.randn(1, 4, *spatial)).shape[1:])
+    weight = layer.tensors["weight"]
+    assert weight.shape == tuple(conv.weight.shape)
+    fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(conv.weight)
+    assert (weight.fan_in, weight.fan_out) == (fan_in, fan_out)
+    assert (layer.tensors["bias"].shape, layer.tensors["bias"].fan_in) == ((6,), fan_in)
+
+
+@pytest.mark.parametrize("item, spatial, module", [
+    ("upsample: {scale: [2, 3], mode: bilinear}", (5, 4), lambda t: t.nn.Upsample(scale_factor=(2, 3),
+                                                                                    mode="bilinear")),
+    ("upsample: {scale: 3}", (2, 3, 4), lambda t: t.nn.Upsample(scale_factor=3)),
+    ("adaptive_avg_pool: {size: [4, 3]}", (7, 5), lambda t: t.nn.AdaptiveAvgPool2d((4, 3))),
+    ("adaptive_max_pool: {size: 9}", (5,), lambda t: t.nn.AdaptiveMaxPool1d(9)),
+])
+def test_resampling_shapes_match_torch(item, spatial, module):
+    torch = pytest.importorskip("torch")
+    spec = nnspec.loads(spec_text(f"  - {item}\n", str([2, *spatial])))
+    assert spec.output_shape == tuple(module(torch)(torch.randn(1, 2, *spatial)).shape[1:])
+
+
+@pytest.mark.parametrize("kind, input_, expected", [
+    ("prelu", "[6, 4, 4]", {"weight": (1,)}),
+    ("prelu: {per_channel: true}", "[6, 4, 4]", {"weight": (6,)}),
+    ("prelu: {per_channel: true}", "{shape: [5, 3], layout: tokens}", {"weight": (3,)}),
+    ("scale", "[6, 4, 4]", {"gamma": (6,)}),
+    ("scale", "{shape: [5, 3], layout: tokens}", {"gamma": (3,)}),
+    ("rmsnorm", "{shape: [5, 3], layout: tokens}", {"gamma": (3,)}),
+    ("groupnorm: {groups: 2}", "[6, 4, 4]", {"gamma": (6,), "beta": (6,)}),
+    ("layernorm: {over: channels}", "[6, 4, 5]", {"gamma": (6,), "beta": (6,)}),
+    ("layernorm", "[6, 4, 5]", {"gamma": (5,), "beta": (5,)}),
+])
+def test_channel_tensors(kind, input_, expected):
+    spec = nnspec.loads(spec_text(f"  - {kind}\n", input_))
+    (layer,) = spec.graph.layers()
+    assert {role: t.shape for role, t in layer.tensors.items()} == expected
+
+
+def test_prelu_slope_is_not_reached_by_the_model_wide_weight_default():
+    spec = nnspec.loads(spec_text("  - linear: {out: 4}\n  - prelu: {per_channel: true}\n", "[3]")
+                        .replace("layers:", "init: {weight: kaiming_normal}\nlayers:"))
+    linear, prelu = spec.graph.layers()
+    assert linear.tensors["weight"].init.name == "kaiming_normal"
+    assert prelu.tensors["weight"].init.name == "torch_default"
+    spec = nnspec.loads(spec_text("  - prelu\n", "[3]").replace("layers:", "init: {prelu: {weight: zeros}}\nlayers:"))
+    assert next(spec.graph.layers()).tensors["weight"].init.name == "zeros"
+
+
 def test_other_shapes_match_torch():
     torch = pytest.importorskip("torch")
     spec = nnspec.loads(spec_text("  - flatten\n  - linear: {out: 7}\n  - layernorm\n", "[3, 4, 5]"))
@@ -354,6 +456,17 @@ def test_other_shapes_match_torch():
     ("  - flatten\n  - batchnorm\n  - conv1d: {out: 2, kernel: 1}\n", "[3, 8]", "NS104"),
     ("  - embedding: {num: 4, dim: 2}\n", "[8]", "NS104"),
     ("  - relu\n", "{shape: [8], dtype: int64}", "NS104"),
+    ("  - conv_transpose1d: {out: 2, kernel: 3, stride: 2, output_padding: 2}\n", "[3, 8]", "NS102"),
+    ("  - conv_transpose1d: {out: 2, kernel: 3, dilation: 3, output_padding: 2}\n", "[3, 8]", None),
+    ("  - conv_transpose1d: {out: 2, kernel: 3, padding: 3}\n", "[3, 1]", "NS102"),  # (1-1) - 6 + 2 + 1 < 1
+    ("  - conv_transpose2d: {out: 4, kernel: 3, groups: 2}\n", "[3, 8, 8]", "NS103"),
+    ("  - conv_transpose2d: {out: 2, kernel: 3}\n", "{shape: [4, 5], layout: tokens}", "NS104"),
+    ("  - upsample: {mode: bilinear}\n", "[3, 8]", "NS104"),
+    ("  - upsample: {scale: [2, 2]}\n", "[3, 8]", "NS004"),
+    ("  - adaptive_avg_pool: {size: [2, 2, 2]}\n", "[3, 8, 8]", "NS004"),
+    ("  - groupnorm: {groups: 4}\n", "[6, 8]", "NS103"),
+    ("  - groupnorm: {groups: 2}\n", "[6]", "NS104"),
+    ("  - maxpool1d: {kernel: 2, stride: 2, ceil_mode: true}\n", "[1, 5]", None),
 ])
 def test_geometry_edges(layers, input_, code):
     got = diags(spec_text(layers, input_))
@@ -610,3 +723,18 @@ def test_init_role_the_layer_lacks_is_ns003_at_the_role():
 def test_unused_model_default_is_reported():
     got = diags(spec_text("  - linear: {out: 4}\n", extra="init:\n  conv2d: {weight: xavier_uniform}\n"))
     assert [(d.code, d.line, d.severity) for d in got] == [("NS212", 5, "warning")]
+
+
+@pytest.mark.parametrize("item, input_, code, arg", [
+    ("conv_transpose2d: {out: 2, kernel: 3, stride: 2, output_padding: 2}", "[3, 8, 8]", "NS102", "output_padding"),
+    ("conv_transpose1d: {out: 3, kernel: 3, groups: 2}", "[4, 8]", "NS103", "groups"),
+    ("groupnorm: {groups: 4}", "[6, 8, 8]", "NS103", "groups"),
+    ("upsample: {mode: bilinear}", "[3, 8]", "NS104", "mode"),
+    ("adaptive_max_pool: {size: [2, 2]}", "[3, 8]", "NS004", "size"),
+    ("maxpool1d: {kernel: 2, ceil_mode: 1}", "[3, 8]", "NS004", "ceil_mode"),
+])
+def test_new_kind_problems_point_at_the_argument(item, input_, code, arg):
+    text = spec_text(f"  - {item}\n", input_)
+    line = text.splitlines().index(f"  - {item}") + 1
+    column = f"  - {item}".index(f"{arg}: ") + len(arg) + 3
+    assert found(text) == [(code, line, column)]

@@ -54,16 +54,24 @@ def test_fixtures_cover_every_layer_kind():
 def test_fixtures_cover_batchnorm_ranks_and_conv_geometry():
     layers = [layer for path in TORCH_FIXTURES for layer in nnspec.load(path).graph.layers()]
     assert {len(la.in_shape) for la in layers if la.kind == "batchnorm"} == {1, 2, 3, 4}
-    convs = [la for la in layers if la.kind.startswith("conv")]
+    convs = [la for la in layers if la.kind in ("conv1d", "conv2d", "conv3d")]
     paddings = {la.args["padding"] if isinstance(la.args["padding"], str) else type(la.args["padding"]).__name__
                 for la in convs}
     assert paddings >= {"same", "valid", "int", "list"}
     assert any(la.args["groups"] > 1 for la in convs)
     assert any(max(la.geometry["stride"]) > 1 for la in convs)
     assert any(max(la.geometry["dilation"]) > 1 for la in convs)
-    pools = [la for la in layers if "pool" in la.kind and la.kind != "global_avg_pool"]
+    pools = [la for la in layers if la.kind[:-2] in ("maxpool", "avgpool")]
     assert any(any(la.geometry["padding"]) for la in pools)
     assert any(la.geometry["stride"] != la.geometry["kernel"] for la in pools)
+    ceil = {la.kind for la in pools if la.geometry["ceil_mode"]}
+    assert ceil == {f"{p}{n}d" for p in ("maxpool", "avgpool") for n in (1, 2, 3)}
+    transposed = [la for la in layers if la.kind.startswith("conv_transpose")]
+    assert {la.kind for la in transposed} == {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
+    for arg in ("padding", "output_padding", "dilation", "stride"):
+        default = 0 if "padding" in arg else 1
+        assert any(set(la.geometry[arg]) != {default} for la in transposed), arg
+    assert any(la.args["groups"] > 1 for la in transposed)
 
 
 def test_structure_fixture_paths():
@@ -105,6 +113,16 @@ ACTIVATIONS = [
     ("flatten", [2, 3, 4], lambda x: x.reshape(x.shape[0], -1)),
     ("global_avg_pool", [3, 4, 5], lambda x: x.mean(dim=(2, 3))),
     ("global_avg_pool", [3, 4, 5, 2], lambda x: x.mean(dim=(2, 3, 4))),
+    ("hardswish", [5], F.hardswish),
+    ("hardsigmoid", [5], F.hardsigmoid),
+    ("softplus", [5], F.softplus),
+    ("mish", [5], F.mish),
+    ("residual: [drop_path: {p: 0.3}]", [3, 4], lambda x: x + x),  # eval mode: the identity, plus the shortcut
+    ("upsample", [3, 4], lambda x: F.interpolate(x, scale_factor=2)),
+    ("upsample: {scale: [2, 3], mode: bilinear}", [3, 4, 5],
+     lambda x: F.interpolate(x, scale_factor=(2, 3), mode="bilinear", align_corners=False)),
+    ("adaptive_avg_pool: {size: [3, 2]}", [3, 7, 5], lambda x: F.adaptive_avg_pool2d(x, (3, 2))),
+    ("adaptive_max_pool: {size: 3}", [3, 7], lambda x: F.adaptive_max_pool1d(x, 3)),
 ]
 
 
@@ -142,7 +160,31 @@ def _functional_pool(layer, x):
     stride = kernel if a["stride"] is None else _tuple(a["stride"], n)
     padding = _tuple(a["padding"], n)
     fn = getattr(F, f"{layer.kind[:3]}_pool{n}d")
-    return fn(x, kernel, stride, padding)
+    return fn(x, kernel, stride, padding, ceil_mode=a["ceil_mode"])
+
+
+def _functional_conv_transpose(layer, module, x):
+    n = int(layer.kind[-2])
+    a = layer.args
+    conv = getattr(F, f"conv_transpose{n}d")
+    return conv(x, module.weight, module.bias, stride=_tuple(a["stride"], n), padding=_tuple(a["padding"], n),
+                output_padding=_tuple(a["output_padding"], n), groups=a["groups"],
+                dilation=_tuple(a["dilation"], n))
+
+
+def _functional_other(layer, module, x):
+    """What torch.nn.functional computes for the kinds with tensors but no geometry; None for the others."""
+    a, shape = layer.args, layer.in_shape
+    if layer.kind == "groupnorm":
+        return F.group_norm(x, a["groups"], module.weight, module.bias, a["eps"])
+    if layer.kind == "rmsnorm":
+        return F.rms_norm(x, (shape[-1],), module.weight, a["eps"])
+    if layer.kind == "layernorm" and a["over"] == "channels" and shape.layout == "map":
+        return F.layer_norm(x.movedim(1, -1), (shape[0],), module.weight, module.bias, a["eps"]).movedim(-1, 1)
+    if layer.kind in ("prelu", "scale"):
+        weight = module.weight if shape.layout != "map" else module.weight.reshape(-1, *(1,) * (len(shape) - 1))
+        return torch.where(x >= 0, x, weight * x) if layer.kind == "prelu" else x * weight
+    return None
 
 
 @pytest.mark.parametrize("path", TORCH_FIXTURES, ids=lambda p: p.name)
@@ -154,17 +196,27 @@ def test_layer_arguments_reach_pytorch(path):
     gen = torch.Generator().manual_seed(0)
     for layer in spec.graph.layers():
         module = modules[layer.path]
-        if layer.kind.startswith("conv"):
+        if layer.kind in ("conv1d", "conv2d", "conv3d"):
             x = torch.randn((2, *layer.in_shape), generator=gen)
             torch.testing.assert_close(module(x), _functional_conv(layer, module, x))
             assert tuple(module(x).shape[1:]) == layer.out_shape
+        elif layer.kind.startswith("conv_transpose"):
+            x = torch.randn((2, *layer.in_shape), generator=gen)
+            torch.testing.assert_close(module(x), _functional_conv_transpose(layer, module, x))
+            assert tuple(module(x).shape[1:]) == layer.out_shape
+        elif layer.kind in ("groupnorm", "rmsnorm", "layernorm", "prelu", "scale") and \
+                _functional_other(layer, module, x := torch.randn((2, *layer.in_shape), generator=gen)) is not None:
+            with torch.no_grad():
+                for p in module.parameters():  # not the defaults, so that a swapped axis shows
+                    p.copy_(torch.randn(p.shape, generator=gen))
+            torch.testing.assert_close(module(x), _functional_other(layer, module, x))
         elif layer.kind[:-2] in ("maxpool", "avgpool"):
             x = torch.randn((2, *layer.in_shape), generator=gen)
             torch.testing.assert_close(module(x), _functional_pool(layer, x), rtol=0, atol=0)
         elif layer.kind == "batchnorm":
             assert (module.eps, module.momentum) == (layer.args["eps"], layer.args["momentum"])
             assert module.num_features == layer.in_shape[0]
-        elif layer.kind == "layernorm":
+        elif layer.kind == "layernorm":  # over the last axis
             assert module.eps == layer.args["eps"] and module.normalized_shape == (layer.in_shape[-1],)
         elif layer.kind == "embedding":
             assert (module.num_embeddings, module.embedding_dim) == (layer.args["num"], layer.args["dim"])
@@ -411,3 +463,19 @@ def test_generated_specs_emit_formatted_source_that_builds_the_same_model(tmp_pa
     assert not problems, problems
     for spec, module in emitted:
         assert_same_state(module.build(5).state_dict(), nnspec.build(spec, "torch", seed=5).state_dict())
+
+
+def test_drop_path_drops_whole_samples_in_training():
+    """torchvision's StochasticDepth (mode "row"): a sample is all zero or all scaled by 1/(1-p)."""
+    spec = spec_from_text("nnspec: 1\nname: m\ninput: [3, 4]\nlayers:\n  - residual: {branch: [drop_path: {p: 0.25}], shortcut: [scale: {init: {gamma: zeros}}]}\n")  # shortcut 0
+    model = nnspec.build(spec, "torch", seed=0).train()
+    torch.manual_seed(0)
+    y = model(torch.ones(4000, 3, 4))
+    rows = y.reshape(4000, -1)
+    kept = rows[:, 0] != 0
+    assert torch.equal(rows[kept], torch.full_like(rows[kept], 1 / 0.75))
+    assert torch.equal(rows[~kept], torch.zeros_like(rows[~kept]))
+    assert abs((~kept).float().mean().item() - 0.25) < 0.03
+    model.eval()
+    x = torch.randn(5, 3, 4)
+    assert torch.equal(model(x), x)

@@ -181,6 +181,10 @@ GCONV = ("conv2d: {{out: 96, kernel: [3, 5], groups: 2, init: {{weight: {init}}}
 CONV1 = ("conv1d: {{out: 192, kernel: 7, init: {{weight: {init}}}}}", "[20, 9]", "weight")  # 140 / 1344
 CONV3 = ("conv3d: {{out: 48, kernel: [3, 3, 1], init: {{weight: {init}}}}}", "[54, 3, 3, 2]", "weight")
 EMB = ("embedding: {{num: 512, dim: 128, init: {{weight: {init}}}}}", "{shape: [3], dtype: int64}", "weight")
+# [in, out/groups, *k] = [32, 48, 3, 5]: fans 720 / 480 by PyTorch's rule on that layout
+TCONV = ("conv_transpose2d: {{out: 96, kernel: [3, 5], groups: 2, init: {{weight: {init}}}}}", "[32, 4, 4]", "weight")
+TCONV_BIAS = ("conv_transpose2d: {{out: 4096, kernel: [3, 5], groups: 2, init: {{bias: {init}}}}}", "[4, 2, 2]",
+              "bias")
 BIAS = ("linear: {{out: 4096, init: {{bias: {init}}}}}", "[16]", "bias")
 GAMMA = ("batchnorm: {{init: {{gamma: {init}}}}}", "[4096]", "gamma")
 BETA = ("layernorm: {{init: {{beta: {init}}}}}", "[4096]", "beta")
@@ -297,6 +301,13 @@ RANDOM_CASES = [
     ("torch_default-conv3d", CONV3, "torch_default", default_weight),
     ("torch_default-embedding", EMB, "torch_default", lambda s: stats.norm(0, 1)),
     ("torch_default-linear-bias", BIAS, "torch_default", lambda s: uniform(-1 / math.sqrt(16), 1 / math.sqrt(16))),
+    ("torch_default-conv_transpose", TCONV, "torch_default", default_weight),
+    # fan_in of the weight [4, 2048, 3, 5] is 2048 * 15
+    ("torch_default-conv_transpose-bias", TCONV_BIAS, "torch_default",
+     lambda s: uniform(-1 / math.sqrt(2048 * 15), 1 / math.sqrt(2048 * 15))),
+    ("kaiming_normal-fan_out-conv_transpose", TCONV, "{kaiming_normal: {mode: fan_out, nonlinearity: relu}}",
+     kaiming("normal", "fan_out", "relu")),
+    ("he_uniform-conv_transpose", TCONV, "he_uniform", vs(2.0, "fan_in", "uniform")),
 ]
 
 
@@ -333,6 +344,10 @@ TORCH_MODULES = [
     ("conv2d: {out: 96, kernel: [3, 5], groups: 2}", "[32, 8, 8]", lambda: nn.Conv2d(32, 96, (3, 5), groups=2)),
     ("conv1d: {out: 1024, kernel: 3}", "[8, 5]", lambda: nn.Conv1d(8, 1024, 3)),
     ("embedding: {num: 512, dim: 128}", "{shape: [3], dtype: int64}", lambda: nn.Embedding(512, 128)),
+    ("conv_transpose2d: {out: 96, kernel: [3, 5], groups: 2}", "[32, 4, 4]",
+     lambda: nn.ConvTranspose2d(32, 96, (3, 5), groups=2)),
+    ("conv_transpose1d: {out: 1024, kernel: 3, stride: 2}", "[8, 5]", lambda: nn.ConvTranspose1d(8, 1024, 3, stride=2)),
+    ("prelu: {per_channel: true}", "[64, 2]", lambda: nn.PReLU(64)),
 ]
 
 

@@ -56,13 +56,15 @@ def _resolve(kind: str, role: str, own: dict, inherited: tuple, model_init: dict
     if role in own:
         spec = own[role]
         return spec, "layer", spec.span
+    # a role of the same name but another nature (a PReLU's slope `weight`) is reached only by kind
+    generic = () if role in KINDS[kind].own_roles else ((role,),)
     for context in reversed(inherited):
-        for key in ((kind, role), (role,)):
+        for key in ((kind, role), *generic):
             if key in context.init:
                 context.used.add(key)
                 spec = context.init[key]
                 return spec, context.label, spec.span
-    for key, origin in (((kind, role), f"init.{kind}.{role}"), ((role,), f"init.{role}")):
+    for key, origin in (((kind, role), f"init.{kind}.{role}"), *((k, f"init.{role}") for k in generic)):
         if key in model_init:
             used.add(key)
             spec = model_init[key]

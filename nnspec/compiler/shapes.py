@@ -14,7 +14,7 @@ from typing import Optional
 from nnspec.compiler.ir import Layer, Merge, Sequence
 from nnspec.compiler.report import Recorder, Scoped
 from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem, MergeItem
-from nnspec.vocabulary.kinds import KINDS, ShapeError, conv_geometry, pool_geometry
+from nnspec.vocabulary.kinds import KINDS, ShapeError
 from nnspec.vocabulary.layouts import MAP, TOKENS, WRITTEN, Shape, as_shape
 from nnspec.vocabulary.merges import MergeError, merge_shape
 
@@ -160,11 +160,7 @@ class _Shapes:
             return None
         try:
             out_shape = as_shape(kind.infer(args, shape, dtype), shape, kind.out_layout)
-            geometry = {}
-            if kind.category == "conv":
-                geometry = conv_geometry(args, kind.ndim)
-            elif kind.category == "pool":
-                geometry = pool_geometry(args, kind.ndim)
+            geometry = kind.geometry(args, kind.ndim) if kind.geometry is not None else {}
             if any(s < 1 for s in out_shape):
                 raise ShapeError("NS102", f"output size {list(out_shape)} has an axis below 1")
         except ShapeError as exc:

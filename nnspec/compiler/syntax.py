@@ -33,7 +33,7 @@ def parse_layer_init(out, raw, path: tuple, kind: str, roles: tuple) -> dict:
             else:
                 hint = f"`{kind}` has no tensors to initialise"
             extra = " (bias: false)" if role == "bias" and kind in KINDS and KINDS[kind].category in (
-                "linear", "conv") else ""
+                "linear", "conv", "conv_transpose") else ""
             out.error(path + (role,), "NS003", f"`{kind}` has no tensor `{role}`{extra}", hint, key=True)
             continue
         spec = parse_init(out, value, path + (role,))

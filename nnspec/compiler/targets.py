@@ -18,3 +18,4 @@ def target_rules(graph: Graph, doc: Document) -> list[Diagnostic]:
                 "convolutions cannot combine a stride above 1 with a dilation above 1",
                 "use stride 1 and subsample with a pooling layer, or drop the dilation"))
     return out
+

@@ -44,8 +44,8 @@ ITEM_KEY_PROPS = {
 ROLE_DESCRIPTIONS = {
     "weight": "initializer of every weight in scope (linear, conv and embedding layers)",
     "bias": "initializer of every bias in scope (linear and conv layers)",
-    "gamma": "initializer of every normalisation scale in scope (batchnorm, layernorm)",
-    "beta": "initializer of every normalisation shift in scope (batchnorm, layernorm)",
+    "gamma": "initializer of every normalisation scale in scope (batchnorm, layernorm, groupnorm, rmsnorm, scale)",
+    "beta": "initializer of every normalisation shift in scope (batchnorm, layernorm, groupnorm)",
 }
 # One example of each kind's arguments; a test validates each against the schema and compiles it.
 KIND_EXAMPLES = {
@@ -76,6 +76,21 @@ KIND_EXAMPLES = {
     "avgpool3d": {"kernel": [1, 2, 2]},
     "global_avg_pool": None,
     "global_max_pool": {"keep_dims": True},
+    "groupnorm": {"groups": 2},
+    "rmsnorm": {"eps": 1e-6},
+    "scale": None,
+    "prelu": {"per_channel": True},
+    "hardswish": None,
+    "hardsigmoid": None,
+    "softplus": None,
+    "mish": None,
+    "drop_path": {"p": 0.1},
+    "conv_transpose1d": {"out": 16, "kernel": 4, "stride": 2, "padding": 1},
+    "conv_transpose2d": {"out": 16, "kernel": 2, "stride": 2},
+    "conv_transpose3d": {"out": 8, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1},
+    "upsample": {"scale": 2, "mode": "bilinear"},
+    "adaptive_avg_pool": {"size": 1},
+    "adaptive_max_pool": {"size": [2, 2]},
     "slice": {"start": 0, "stop": 2},
     "channel_shuffle": {"groups": 2},
     "to_tokens": None,

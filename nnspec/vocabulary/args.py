@@ -94,6 +94,23 @@ class LayerNormArgs(ItemKeys):
                                               "nn.LayerNorm); `channels`: each position of a map over C (ConvNeXt)")
 
 
+class GroupNormArgs(ItemKeys):
+    groups: PosInt = Field(description="channel groups normalised together; the channels must divide by it")
+    eps: Epsilon = Field(1e-5, description="added to the variance before the square root")
+
+
+class RMSNormArgs(ItemKeys):
+    eps: Epsilon = Field(1e-6, description="added to the mean square before the square root")
+
+
+class PReLUArgs(ItemKeys):
+    per_channel: bool = Field(False, description="one learnable slope per channel instead of one for all")
+
+
+class DropPathArgs(ItemKeys):
+    p: Probability = Field(description="probability of dropping the whole branch for a sample, in training")
+
+
 class EmbeddingArgs(ItemKeys):
     num: PosInt = Field(description="number of ids (the vocabulary size); ids run from 0 to num - 1")
     dim: PosInt = Field(description="length of each embedding vector")
@@ -125,6 +142,32 @@ class PoolArgs(ItemKeys):
     stride: Optional[IntOrList] = Field(None, description="step between windows; default: the kernel size")
     padding: Union[NonNegInt, list[NonNegInt]] = Field(0, description="padding on both sides of each spatial "
                                                                       "axis, at most kernel // 2")
+    ceil_mode: bool = Field(False, description="round the output size up, as PyTorch's ceil_mode (the last "
+                                               "window must start inside the input or its left padding)")
+
+
+class ConvTransposeArgs(ItemKeys):
+    out: PosInt = Field(description="output channels")
+    kernel: IntOrList = Field(description="kernel size: one integer for every spatial axis, or one per axis")
+    stride: IntOrList = Field(1, description="upsampling factor: one integer, or one per axis")
+    padding: Union[NonNegInt, list[NonNegInt]] = Field(0, description="dilation * (kernel - 1) - padding zeros "
+                                                                      "added on both sides, as PyTorch's")
+    output_padding: Union[NonNegInt, list[NonNegInt]] = Field(0, description="extra size on one side of each "
+                                                                             "axis; below the stride or dilation")
+    dilation: IntOrList = Field(1, description="spacing between kernel taps: one integer, or one per axis")
+    groups: PosInt = Field(1, description="channel groups; input and output channels must both be divisible by it")
+    bias: bool = Field(True, description="add a learnable bias")
+
+
+class UpsampleArgs(ItemKeys):
+    scale: IntOrList = Field(2, description="integer scale factor: one for every spatial axis, or one per axis")
+    mode: Literal["nearest", "bilinear"] = Field("nearest", description="`nearest`, or `bilinear` (2-D maps, "
+                                                                        "align_corners false)")
+
+
+class AdaptivePoolArgs(ItemKeys):
+    size: IntOrList = Field(description="output size: one integer for every spatial axis, or one per axis "
+                                        "(PyTorch's bins)")
 
 
 class GlobalPoolArgs(ItemKeys):

@@ -40,13 +40,18 @@ class Kind:
     summary: str = ""
     layouts: tuple | None = None  # the input layouts it accepts; None: any float layout
     out_layout: object = None  # None: the input's; a layout name; or (in_shape, dims) -> Shape
+    geometry: Callable = None  # (args, ndim) -> the normalised geometry the backends read, or None
+    role_names: Callable = None  # (args) -> the tensor roles, where the category's rule does not fit
+    own_roles: tuple = ()  # roles the model-wide `init.<role>` does not reach (only `init.<kind>.<role>`)
 
     @property
     def parametrised(self) -> bool:
         return self.tensors is not None
 
     def roles(self, args: dict) -> tuple:
-        if self.category in ("linear", "conv"):
+        if self.role_names is not None:
+            return self.role_names(args)
+        if self.category in ("linear", "conv", "conv_transpose"):
             return ("weight", "bias") if args.get("bias", True) else ("weight",)
         if self.category == "embedding":
             return ("weight",)
@@ -181,7 +186,16 @@ def pool_geometry(args: dict, n: int) -> dict:
     kernel = tuple_arg(args["kernel"], n, "kernel")
     stride = tuple_arg(args["stride"], n, "stride") if args.get("stride") is not None else kernel
     padding = tuple_arg(args["padding"], n, "padding")
-    return {"kernel": kernel, "stride": stride, "padding": padding}
+    return {"kernel": kernel, "stride": stride, "padding": padding, "ceil_mode": args.get("ceil_mode", False)}
+
+
+def pool_size(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size: with ceil_mode, the last window must start inside the input or the left
+    padding."""
+    out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
 
 
 def _pool_infer(n: int, name: str):
@@ -198,10 +212,87 @@ def _pool_infer(n: int, name: str):
             if name == "avgpool3d" and size < k:
                 raise ShapeError("NS102", f"kernel {k} is larger than the input {size}; PyTorch's avg_pool3d "
                                           "needs the unpadded input to be at least the kernel", "kernel")
-            sizes.append((size + 2 * p - k) // s + 1)
+            sizes.append(pool_size(size, k, s, p, g["ceil_mode"]))
         return (shape[0], *sizes)
 
     return infer
+
+
+def conv_transpose_geometry(args: dict, n: int) -> dict:
+    return {"kernel": tuple_arg(args["kernel"], n, "kernel"), "stride": tuple_arg(args["stride"], n, "stride"),
+            "dilation": tuple_arg(args["dilation"], n, "dilation"), "padding": tuple_arg(args["padding"], n, "padding"),
+            "output_padding": tuple_arg(args["output_padding"], n, "output_padding")}
+
+
+def _conv_transpose_infer(n: int):
+    def infer(args: dict, shape: Shape, dtype: str) -> Shape:
+        _need_rank(shape, (n + 1,), f"conv_transpose{n}d")
+        g = conv_transpose_geometry(args, n)
+        c_in, groups = shape[0], args["groups"]
+        if c_in % groups:
+            raise ShapeError("NS103", f"input channels {c_in} are not divisible by groups={groups}", "groups")
+        if args["out"] % groups:
+            raise ShapeError("NS103", f"out={args['out']} is not divisible by groups={groups}", "groups")
+        sizes = []
+        for size, k, s, d, p, op in zip(shape[1:], g["kernel"], g["stride"], g["dilation"], g["padding"],
+                                        g["output_padding"]):
+            if op >= max(s, d):
+                raise ShapeError("NS102", f"output_padding {op} must be smaller than the stride {s} or the "
+                                          f"dilation {d}", "output_padding",
+                                 "PyTorch refuses it: output_padding only picks among the sizes a stride allows")
+            sizes.append((size - 1) * s - 2 * p + d * (k - 1) + op + 1)
+        return (args["out"], *sizes)
+
+    return infer
+
+
+def _conv_transpose_tensors(n: int):
+    def tensors(args: dict, shape: Shape) -> list:
+        kernel = tuple_arg(args["kernel"], n, "kernel")
+        rf = math.prod(kernel)
+        per_group = args["out"] // args["groups"]
+        # PyTorch's fans read the layout [in, out/groups, *k]: fan_in = size(1) * rf, fan_out = size(0) * rf
+        fan_in, fan_out = per_group * rf, shape[0] * rf
+        out = [TensorShape("weight", (shape[0], per_group, *kernel), fan_in, fan_out)]
+        if args["bias"]:
+            out.append(TensorShape("bias", (args["out"],), fan_in, fan_out))
+        return out
+
+    return tensors
+
+
+def _upsample_infer(args, shape, dtype):
+    n = len(shape) - 1
+    if args["mode"] == "bilinear" and n != 2:
+        raise ShapeError("NS104", f"`mode: bilinear` needs a 2-D map [C, H, W], got {shape.describe()}", "mode",
+                         "use `mode: nearest` on a 1-D or 3-D map")
+    scale = tuple_arg(args["scale"], n, "scale")
+    return (shape[0], *(size * s for size, s in zip(shape[1:], scale)))
+
+
+def _adaptive_pool_infer(args, shape, dtype):
+    return (shape[0], *tuple_arg(args["size"], len(shape) - 1, "size"))
+
+
+def _groupnorm_infer(args, shape, dtype):
+    if shape[0] % args["groups"]:
+        raise ShapeError("NS103", f"channels {shape[0]} are not divisible by groups={args['groups']}", "groups")
+    return shape
+
+
+def _layernorm_tensors(args, shape):
+    c = shape[shape.channel_axis] if args["over"] == "channels" else shape[-1]
+    return [TensorShape("gamma", (c,), c, c), TensorShape("beta", (c,), c, c)]
+
+
+def _one_tensor(role: str, axis: str):
+    def tensors(args, shape):
+        c = shape[-1] if axis == "last" else shape.channels
+        if role == "weight" and not args["per_channel"]:
+            c = 1
+        return [TensorShape(role, (c,), c, c)]
+
+    return tensors
 
 
 def _global_pool(name: str):
@@ -269,29 +360,50 @@ _add(Kind("linear", m.LinearArgs, "linear", infer=_linear_infer, tensors=_linear
           summary="y = x W^T + b on the last axis"))
 for _n in (1, 2, 3):
     _add(Kind(f"conv{_n}d", m.ConvArgs, "conv", _n, _conv_infer(_n), _conv_tensors(_n),
-              summary=f"{_n}-D convolution, channels first", layouts=(MAP,)))
+              summary=f"{_n}-D convolution, channels first", layouts=(MAP,), geometry=conv_geometry))
 _add(Kind("batchnorm", m.BatchNormArgs, "norm", infer=_bn_infer, tensors=_norm_tensors(0),
           summary="batch normalisation over the channel axis (axis 0) of a map or features",
           layouts=(MAP, FEATURES)))
-_add(Kind("layernorm", m.LayerNormArgs, "norm", infer=_same, tensors=_norm_tensors(-1),
-          summary="layer normalisation over the last axis"))
+_add(Kind("layernorm", m.LayerNormArgs, "norm", infer=_same, tensors=_layernorm_tensors,
+          summary="layer normalisation over the last axis, or (`over: channels`) over the channel axis"))
+_add(Kind("groupnorm", m.GroupNormArgs, "norm", infer=_groupnorm_infer, tensors=_norm_tensors(0), layouts=(MAP,),
+          summary="group normalisation: the channels of a map in `groups` groups"))
+_add(Kind("rmsnorm", m.RMSNormArgs, "scale", infer=_same, tensors=_one_tensor("gamma", "last"),
+          role_names=lambda args: ("gamma",), summary="RMS normalisation over the last axis"))
+_add(Kind("scale", m.NoLayerArgs, "scale", infer=_same, tensors=_one_tensor("gamma", "channels"),
+          role_names=lambda args: ("gamma",), summary="per-channel scale (layer scale) on the channel axis"))
+_add(Kind("prelu", m.PReLUArgs, "scale", infer=_same, tensors=_one_tensor("weight", "channels"),
+          role_names=lambda args: ("weight",), own_roles=("weight",),
+          summary="PReLU: one learned negative slope, or one per channel"))
 _add(Kind("embedding", m.EmbeddingArgs, "embedding", infer=_embedding_infer, tensors=_embedding_tensors,
           summary="integer ids [T] -> tokens [T, dim]", out_layout=_embedding_layout))
 for _name, _args in (("relu", m.NoLayerArgs), ("relu6", m.NoLayerArgs), ("leaky_relu", m.LeakyReluArgs),
                      ("gelu", m.GeluArgs), ("tanh", m.NoLayerArgs), ("sigmoid", m.NoLayerArgs),
-                     ("silu", m.NoLayerArgs), ("elu", m.EluArgs)):
+                     ("silu", m.NoLayerArgs), ("elu", m.EluArgs), ("hardswish", m.NoLayerArgs),
+                     ("hardsigmoid", m.NoLayerArgs), ("softplus", m.NoLayerArgs), ("mish", m.NoLayerArgs)):
     _add(Kind(_name, _args, "activation", infer=_same, activation=True, summary="elementwise activation"))
 _add(Kind("softmax", m.SoftmaxArgs, "activation", infer=_softmax_infer, activation=True,
           summary="softmax over a logical axis"))
 _add(Kind("identity", m.NoLayerArgs, "reshape", infer=_same, summary="passes its input through"))
 _add(Kind("dropout", m.DropoutArgs, "dropout", infer=_same, summary="dropout (off in inference)"))
+_add(Kind("drop_path", m.DropPathArgs, "dropout", infer=_same,
+          summary="stochastic depth: drops a whole sample with probability p in training (off in inference)"))
 _add(Kind("flatten", m.NoLayerArgs, "reshape", infer=_flatten_infer, summary="all axes to one, in logical order",
           out_layout=FEATURES))
 for _n in (1, 2, 3):
     _add(Kind(f"maxpool{_n}d", m.PoolArgs, "pool", _n, _pool_infer(_n, f"maxpool{_n}d"),
-              summary="max pooling; padding with -inf", layouts=(MAP,)))
+              summary="max pooling; padding with -inf", layouts=(MAP,), geometry=pool_geometry))
     _add(Kind(f"avgpool{_n}d", m.PoolArgs, "pool", _n, _pool_infer(_n, f"avgpool{_n}d"),
-              summary="average pooling; padded zeros count", layouts=(MAP,)))
+              summary="average pooling; padded zeros count", layouts=(MAP,), geometry=pool_geometry))
+    _add(Kind(f"conv_transpose{_n}d", m.ConvTransposeArgs, "conv_transpose", _n, _conv_transpose_infer(_n),
+              _conv_transpose_tensors(_n), summary=f"{_n}-D transposed convolution, weight [in, out/groups, *k]",
+              layouts=(MAP,), geometry=conv_transpose_geometry))
+_add(Kind("upsample", m.UpsampleArgs, "reshape", infer=_upsample_infer, layouts=(MAP,),
+          summary="upsampling of a map's spatial axes by `scale` (nearest, or bilinear on a 2-D map)"))
+_add(Kind("adaptive_avg_pool", m.AdaptivePoolArgs, "reshape", infer=_adaptive_pool_infer, layouts=(MAP,),
+          summary="average pooling to a fixed output size, PyTorch's bins"))
+_add(Kind("adaptive_max_pool", m.AdaptivePoolArgs, "reshape", infer=_adaptive_pool_infer, layouts=(MAP,),
+          summary="max pooling to a fixed output size, PyTorch's bins"))
 _add(Kind("global_avg_pool", m.GlobalPoolArgs, "reshape", infer=_global_pool("global_avg_pool"),
           summary="mean over the spatial axes of a map -> [C], or over the positions of tokens -> [D]",
           layouts=(MAP, TOKENS)))

@@ -233,3 +233,234 @@ class ChannelShuffle(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "groups": self.groups}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class AdaptivePool(keras.layers.Layer):
+    """PyTorch's adaptive average or max pooling of a channels-last tensor's spatial
+    axes: output i of an axis of size L pools [floor(i*L/n), ceil((i+1)*L/n))."""
+
+    def __init__(self, size, mode="avg", **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.mode = [int(s) for s in size], mode
+
+    def call(self, x):
+        reduce = keras.ops.max if self.mode == "max" else keras.ops.mean
+        for axis, n in enumerate(self.size, start=1):
+            length = x.shape[axis]
+            bins = []
+            for i in range(n):
+                index = [slice(None)] * len(x.shape)
+                index[axis] = slice(i * length // n, -(-(i + 1) * length // n))
+                bins.append(reduce(x[tuple(index)], axis=axis, keepdims=True))
+            x = keras.ops.concatenate(bins, axis=axis) if n > 1 else bins[0]
+        return x
+
+    def compute_output_shape(self, shape):
+        return (shape[0], *self.size, shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class PoolRescale(keras.layers.Layer):
+    """Multiplies a channels-last tensor by fixed factors, one list per spatial axis:
+    average pooling's divisor where PyTorch's ceil_mode clips the last window."""
+
+    def __init__(self, factors, **kwargs):
+        super().__init__(**kwargs)
+        self.factors = [[float(v) for v in f] for f in factors]
+
+    def call(self, x):
+        for axis, factors in enumerate(self.factors, start=1):
+            shape = [1] * len(x.shape)
+            shape[axis] = len(factors)
+            values = np.asarray(factors, dtype="float32").reshape(shape)
+            x = x * keras.ops.cast(values, x.dtype)
+        return x
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "factors": self.factors}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class RMSNorm(keras.layers.Layer):
+    """x / sqrt(mean(x^2) + epsilon) * gamma over one axis, as torch.nn.RMSNorm."""
+
+    def __init__(self, axis=-1, epsilon=1e-6, gamma_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.epsilon = axis, epsilon
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
+
+    def build(self, shape):
+        self.gamma = self.add_weight(
+            name="gamma", shape=(shape[self.axis],), initializer=self.gamma_initializer
+        )
+
+    def call(self, x):
+        square = keras.ops.mean(keras.ops.square(x), axis=self.axis, keepdims=True)
+        shape = [1] * len(x.shape)
+        shape[self.axis] = -1
+        gamma = keras.ops.reshape(self.gamma, shape)
+        return x * keras.ops.rsqrt(square + self.epsilon) * gamma
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
+        }
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class LayerScale(keras.layers.Layer):
+    """x times a learned factor per index of the last axis (per channel)."""
+
+    def __init__(self, gamma_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
+
+    def build(self, shape):
+        self.gamma = self.add_weight(
+            name="gamma", shape=(shape[-1],), initializer=self.gamma_initializer
+        )
+
+    def call(self, x):
+        return x * self.gamma
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
+        }
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class DropPath(keras.layers.Layer):
+    """Stochastic depth per sample: in training each sample is zeroed with probability
+    `rate`, the others scaled by 1/(1-rate); the identity in inference."""
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=False):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (keras.ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        draw = keras.random.uniform(shape, seed=self.seed_generator)
+        return x * keras.ops.cast(draw < keep, x.dtype) / keep
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
+class GroupedConvTranspose(keras.layers.Layer):
+    """A transposed convolution with groups (Keras's ConvNDTranspose has none), padding
+    valid: the kernel is (*kernel_size, filters / groups, in), PyTorch's
+    [in, filters / groups, *kernel_size] transposed; group g maps input channels
+    [g*in/groups, (g+1)*in/groups) to output channels [g*filters/groups, ...).
+    `output_padding` adds that many positions (the bias alone) after the full output,
+    of any size (Keras's own must be below the stride)."""
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        groups,
+        strides=1,
+        output_padding=0,
+        dilation_rate=1,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters, self.groups, self.use_bias = filters, groups, use_bias
+        self.kernel_size = tuple(kernel_size)
+        n = len(self.kernel_size)
+        self.strides = self._tuple(strides, n)
+        self.output_padding = self._tuple(output_padding, n)
+        self.dilation_rate = self._tuple(dilation_rate, n)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    @staticmethod
+    def _tuple(value, n):
+        return (value,) * n if isinstance(value, int) else tuple(value)
+
+    def build(self, shape):
+        shape = (*self.kernel_size, self.filters // self.groups, shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel", shape=shape, initializer=self.kernel_initializer
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.filters,), initializer=self.bias_initializer
+            )
+
+    def call(self, x):
+        per_group = x.shape[-1] // self.groups
+        outputs = []
+        for g in range(self.groups):
+            channels = slice(g * per_group, (g + 1) * per_group)
+            outputs.append(
+                keras.ops.conv_transpose(
+                    x[..., channels],
+                    self.kernel[..., channels],
+                    strides=self.strides,
+                    padding="valid",
+                    output_padding=0,
+                    dilation_rate=self.dilation_rate,
+                )
+            )
+        y = keras.ops.concatenate(outputs, axis=-1) if self.groups > 1 else outputs[0]
+        if any(self.output_padding):
+            widths = [(0, 0)] + [(0, p) for p in self.output_padding] + [(0, 0)]
+            y = keras.ops.pad(y, widths)
+        return y + self.bias if self.use_bias else y
+
+    def compute_output_shape(self, shape):
+        spatial = [
+            None if s is None else (s - 1) * st + d * (k - 1) + 1 + op
+            for s, k, st, d, op in zip(
+                shape[1:-1],
+                self.kernel_size,
+                self.strides,
+                self.dilation_rate,
+                self.output_padding,
+            )
+        ]
+        return (shape[0], *spatial, self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "groups": self.groups,
+            "strides": self.strides,
+            "output_padding": self.output_padding,
+            "dilation_rate": self.dilation_rate,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }

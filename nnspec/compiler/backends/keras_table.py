@@ -21,7 +21,9 @@ CL, PLAIN = "channels_last", "logical"
 KERAS_INIT_ARG = {"weight": "kernel_initializer", "bias": "bias_initializer", "gamma": "gamma_initializer",
                   "beta": "beta_initializer"}
 CUSTOM_INITIALIZERS = ("Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values")
-CUSTOM_LAYERS = ("ConstantPad", "Gelu", "Slice", "ChannelShuffle")
+CUSTOM_LAYERS = ("ConstantPad", "Gelu", "Slice", "ChannelShuffle", "AdaptivePool", "PoolRescale", "RMSNorm",
+                 "LayerScale", "DropPath", "GroupedConvTranspose")
+PRELU_DEFAULT = 0.25  # nn.PReLU's init
 
 
 def seed_ref(tensor: Tensor) -> Ref:
@@ -46,6 +48,8 @@ def to_keras_layout(array, tensor: Tensor):
     import numpy as np
 
     array = np.asarray(array)
+    if tensor.layer.kind == "prelu":  # Keras's alpha keeps every non-shared axis: (1, ..., 1, C)
+        return array.reshape((1,) * (len(tensor.layer.in_shape) - 1) + array.shape)
     if tensor.role != "weight" or tensor.layer.kind == "embedding":
         return array
     if array.ndim == 2:
@@ -93,7 +97,9 @@ def torch_default(tensor: Tensor) -> Call:
         return call("keras.initializers.Zeros")
     if tensor.layer.kind == "embedding":
         return call("keras.initializers.RandomNormal", mean=0.0, stddev=1.0, seed=seed_ref(tensor))
-    if tensor.role == "bias":
+    if tensor.layer.kind == "prelu":
+        return call("keras.initializers.Constant", PRELU_DEFAULT)
+    if tensor.role == "bias" or tensor.layer.kind.startswith("conv_transpose"):
         return call("TorchDefault", fan_in=tensor.fan_in, seed=seed_ref(tensor))
     return call("TorchDefault", seed=seed_ref(tensor))
 
@@ -171,9 +177,13 @@ def _conv(n: int):
 def _pool(n: int, max_pool: bool):
     def lower(layer: Layer, layout: str):
         g = layer.geometry
-        pads = tuple((p, p) for p in g["padding"])
+        # ceil_mode: the last window may run past the padded input; pad so that it fits
+        extra = [(size - 1) * s + k - (length + 2 * p)
+                 for size, length, k, s, p in zip(layer.out_shape[1:], layer.in_shape[1:], g["kernel"], g["stride"],
+                                                  g["padding"])]
+        pads = tuple((p, p + max(e, 0)) for p, e in zip(g["padding"], extra))
         calls = []
-        if any(g["padding"]):
+        if any(a or b for a, b in pads):
             if max_pool:
                 calls.append(call("ConstantPad", [list(p) for p in pads], value=Const("-math.inf", -math.inf),
                                   name=f"{layer.path}.pad"))
@@ -181,9 +191,92 @@ def _pool(n: int, max_pool: bool):
                 calls += _pads(layer, pads)
         cls = f"keras.layers.MaxPooling{n}D" if max_pool else f"keras.layers.AveragePooling{n}D"
         calls.append(call(cls, g["kernel"], strides=g["stride"], name=layer.path))
+        if not max_pool and any(e > 0 for e in extra):
+            calls.append(call("PoolRescale", _avg_divisors(layer), name=f"{layer.path}.count"))
         return calls, CL, CL
 
     return lower
+
+
+def _avg_divisors(layer: Layer) -> list:
+    """Per axis, kernel / PyTorch's divisor for each output: a window clipped by ceil_mode at the end of the
+    padded input divides by its clipped size (count_include_pad counts the padding, not what lies past it)."""
+    g = layer.geometry
+    out = []
+    for size, length, k, s, p in zip(layer.out_shape[1:], layer.in_shape[1:], g["kernel"], g["stride"],
+                                     g["padding"]):
+        starts = [i * s - p for i in range(size)]
+        out.append([k / (min(start + k, length + p) - start) for start in starts])
+    return out
+
+
+def _conv_transpose(n: int):
+    def lower(layer: Layer, layout: str):
+        g, a = layer.geometry, layer.args
+        # the full transposed conv (padding valid) and output_padding - padding positions past it, then
+        # PyTorch's padding cropped from both ends
+        extra = tuple(max(op - p, 0) for p, op in zip(g["padding"], g["output_padding"]))
+        kwargs = {"output_padding": extra}
+        if set(g["stride"]) != {1}:
+            kwargs["strides"] = g["stride"]
+        if set(g["dilation"]) != {1}:
+            kwargs["dilation_rate"] = g["dilation"]
+        if not a["bias"]:
+            kwargs["use_bias"] = False
+        if a["groups"] == 1 and all(e < s for e, s in zip(extra, g["stride"])):
+            conv = call(f"keras.layers.Conv{n}DTranspose", a["out"], g["kernel"], **kwargs, **_init_kwargs(layer),
+                        name=layer.path)
+        else:  # Keras's has no groups, and its output_padding must be below the stride
+            conv = call("GroupedConvTranspose", a["out"], g["kernel"], a["groups"], **kwargs, **_init_kwargs(layer),
+                        name=layer.path)
+        calls = [conv]
+        crops = tuple((p, max(p - op, 0)) for p, op in zip(g["padding"], g["output_padding"]))
+        if any(a or b for a, b in crops):
+            calls.append(call(f"keras.layers.Cropping{n}D", crops[0] if n == 1 else crops, name=f"{layer.path}.crop"))
+        return calls, CL, CL
+
+    return lower
+
+
+def _upsample(layer: Layer, layout: str):
+    n = len(layer.in_shape) - 1
+    scale = layer.args["scale"]
+    size = tuple(scale) if isinstance(scale, list) else (scale,) * n
+    kwargs = {"interpolation": "bilinear"} if layer.args["mode"] == "bilinear" else {}
+    return [call(f"keras.layers.UpSampling{n}D", size[0] if n == 1 else size, **kwargs, name=layer.path)], CL, CL
+
+
+def _adaptive(mode: str):
+    def lower(layer: Layer, layout: str):
+        return [call("AdaptivePool", list(layer.out_shape[1:]), mode=mode, name=layer.path)], CL, CL
+
+    return lower
+
+
+def _groupnorm(layer: Layer, layout: str):
+    return [call("keras.layers.GroupNormalization", layer.args["groups"], axis=-1, epsilon=layer.args["eps"],
+                 **_init_kwargs(layer), name=layer.path)], CL, CL
+
+
+def _prelu(layer: Layer, layout: str):
+    shape = layer.in_shape
+    needs = native(shape)
+    rank = len(shape)
+    shared = list(range(1, rank)) if layer.args["per_channel"] else list(range(1, rank + 1))
+    kwargs = {"shared_axes": shared} if shared else {}
+    return [call("keras.layers.PReLU", **_init_kwargs(layer, {"weight": "alpha_initializer"}), **kwargs,
+                 name=layer.path)], needs, needs
+
+
+def _rmsnorm(layer: Layer, layout: str):
+    rank = len(layer.in_shape)
+    return [call("RMSNorm", axis=keras_axis(rank - 1, rank, layout), epsilon=layer.args["eps"],
+                 **_init_kwargs(layer), name=layer.path)], None, None
+
+
+def _scale(layer: Layer, layout: str):
+    needs = native(layer.in_shape)
+    return [call("LayerScale", **_init_kwargs(layer), name=layer.path)], needs, needs
 
 
 def _dense(layer: Layer, layout: str):
@@ -200,8 +293,10 @@ def _batchnorm(layer: Layer, layout: str):
 
 
 def _layernorm(layer: Layer, layout: str):
-    rank = len(layer.in_shape)
-    return [call("keras.layers.LayerNormalization", axis=keras_axis(rank - 1, rank, layout), epsilon=layer.args["eps"],
+    shape = layer.in_shape
+    rank = len(shape)
+    axis = shape.channel_axis if layer.args["over"] == "channels" else rank - 1
+    return [call("keras.layers.LayerNormalization", axis=keras_axis(axis, rank, layout), epsilon=layer.args["eps"],
                  **_init_kwargs(layer), name=layer.path)], None, None
 
 
@@ -294,6 +389,21 @@ LAYERS = {
     "avgpool3d": _pool(3, False),
     "global_avg_pool": _global_pool("avg"),
     "global_max_pool": _global_pool("max"),
+    "conv_transpose1d": _conv_transpose(1),
+    "conv_transpose2d": _conv_transpose(2),
+    "conv_transpose3d": _conv_transpose(3),
+    "upsample": _upsample,
+    "adaptive_avg_pool": _adaptive("avg"),
+    "adaptive_max_pool": _adaptive("max"),
+    "hardswish": _activation("hard_silu"),
+    "hardsigmoid": _activation("hard_sigmoid"),  # Keras 3's: relu6(x + 3) / 6, as PyTorch's (Keras 2's differed)
+    "softplus": _activation("softplus"),
+    "mish": _activation("mish"),
+    "prelu": _prelu,
+    "groupnorm": _groupnorm,
+    "rmsnorm": _rmsnorm,
+    "scale": _scale,
+    "drop_path": lambda layer, layout: ([call("DropPath", layer.args["p"], name=layer.path)], None, None),
     "slice": _slice,
     "channel_shuffle": lambda layer, layout: ([call("ChannelShuffle", layer.args["groups"], name=layer.path)], CL,
                                               CL),

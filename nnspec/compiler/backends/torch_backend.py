@@ -14,7 +14,6 @@ from nnspec.compiler.backends import seeding, torch_table
 from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, Const, Ref, evaluate, render
 from nnspec.compiler.backends.structure import (
     comment_for,
-    kinds_used,
     merges_used,
     runtime_source,
 )
@@ -131,8 +130,7 @@ def emit_torch(spec) -> str:
         helpers.append(runtime_source(RUNTIME, "Residual"))
     if any(not m.residual for m in merges):
         helpers.append(runtime_source(RUNTIME, "Merge"))
-    used = kinds_used(graph)
-    for helper in dict.fromkeys(h for k, h in torch_table.HELPERS_BY_KIND.items() if k in used):
+    for helper in torch_table.helpers_used(graph.layers()):
         helpers.append(runtime_source(RUNTIME, helper))
     helpers.append(runtime_source(RUNTIME, "sequential"))
     init_names = {tensor.init.name for tensor in graph.tensors()}

@@ -99,6 +99,66 @@ class ToMap(nn.Module):
         return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *self.size)
 
 
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of each position of a map [N, C, *S] (ConvNeXt's
+    LayerNorm2d); the state_dict keys are `weight` and `bias`, as nn.LayerNorm's."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.layer_norm(
+            x.movedim(1, -1), self.weight.shape, self.weight, self.bias, self.eps
+        )
+        return y.movedim(-1, 1)
+
+
+class LastAxisPReLU(nn.Module):
+    """PReLU with one slope per index of the last axis (nn.PReLU's are axis 1)."""
+
+    def __init__(self, num_parameters: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((num_parameters,), 0.25))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 0, x, self.weight * x)
+
+
+class Scale(nn.Module):
+    """x times a learned per-channel factor `weight` on axis `dim` (layer scale)."""
+
+    def __init__(self, channels: int, dim: int = 1) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dim == -1:
+            return x * self.weight
+        return x * self.weight.reshape(-1, *(1,) * (x.dim() - 1 - self.dim))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (torchvision's StochasticDepth, mode "row"): in
+    training each sample is zeroed with probability p, the others scaled by 1/(1-p);
+    the identity in eval mode."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+
 def sequential(**layers: nn.Module) -> nn.Sequential:
     """An nn.Sequential whose children carry the spec's names."""
     return nn.Sequential(OrderedDict(layers))

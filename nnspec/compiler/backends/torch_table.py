@@ -15,6 +15,7 @@ from nnspec.vocabulary import scaling
 
 T, G = Ref("tensor"), Ref("generator")
 TORCH_ROLE = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
+PRELU_DEFAULT = 0.25  # nn.PReLU's init
 
 
 def torch_path(tensor: Tensor) -> str:
@@ -65,6 +66,8 @@ def _batchnorm(layer: Layer) -> Call:
 
 def _layernorm(layer: Layer) -> Call:
     extra = {"eps": layer.args["eps"]} if layer.args["eps"] != 1e-5 else {}
+    if layer.args["over"] == "channels" and layer.in_shape.layout == "map":
+        return call("ChannelLayerNorm", layer.in_shape[0], **extra)
     return call("nn.LayerNorm", layer.in_shape[-1], **extra)
 
 
@@ -76,9 +79,62 @@ def _pool(cls: str):
             kwargs["stride"] = _int_or_tuple(g["stride"])
         if any(g["padding"]):
             kwargs["padding"] = _int_or_tuple(g["padding"])
+        if g["ceil_mode"]:
+            kwargs["ceil_mode"] = True
         return call(cls, _int_or_tuple(g["kernel"]), **kwargs)
 
     return lower
+
+
+def _conv_transpose(n: int):
+    def lower(layer: Layer) -> Call:
+        g, a = layer.geometry, layer.args
+        kwargs: dict = {"kernel_size": _int_or_tuple(g["kernel"])}
+        for name in ("stride", "padding", "output_padding", "dilation"):
+            default = 1 if name in ("stride", "dilation") else 0
+            if set(g[name]) != {default}:
+                kwargs[name] = _int_or_tuple(g[name])
+        if a["groups"] != 1:
+            kwargs["groups"] = a["groups"]
+        if not a["bias"]:
+            kwargs["bias"] = False
+        return call(f"nn.ConvTranspose{n}d", layer.in_shape[0], a["out"], **kwargs)
+
+    return lower
+
+
+def _upsample(layer: Layer) -> Call:
+    scale = layer.args["scale"]
+    scale = scale if isinstance(scale, int) else _int_or_tuple(tuple(scale))
+    if layer.args["mode"] == "bilinear":
+        return call("nn.Upsample", scale_factor=scale, mode="bilinear", align_corners=False)
+    return call("nn.Upsample", scale_factor=scale)
+
+
+def _adaptive(cls: str):
+    def lower(layer: Layer) -> Call:
+        size = layer.args["size"]
+        return call(f"{cls}{len(layer.in_shape) - 1}d", size if isinstance(size, int) else _int_or_tuple(tuple(size)))
+
+    return lower
+
+
+def _groupnorm(layer: Layer) -> Call:
+    extra = {"eps": layer.args["eps"]} if layer.args["eps"] != 1e-5 else {}
+    return call("nn.GroupNorm", layer.args["groups"], layer.in_shape[0], **extra)
+
+
+def _prelu(layer: Layer) -> Call:
+    if not layer.args["per_channel"]:
+        return call("nn.PReLU")
+    if layer.in_shape.layout == "tokens":  # nn.PReLU's channels are axis 1: here they are the last axis
+        return call("LastAxisPReLU", layer.in_shape.channels)
+    return call("nn.PReLU", layer.in_shape.channels)
+
+
+def _scale(layer: Layer) -> Call:
+    shape = layer.in_shape
+    return call("Scale", shape.channels) if shape.layout == "map" else call("Scale", shape.channels, dim=-1)
 
 
 def _softmax(layer: Layer) -> Call:
@@ -139,6 +195,21 @@ LAYERS = {
     "avgpool1d": _pool("nn.AvgPool1d"),
     "avgpool2d": _pool("nn.AvgPool2d"),
     "avgpool3d": _pool("nn.AvgPool3d"),
+    "conv_transpose1d": _conv_transpose(1),
+    "conv_transpose2d": _conv_transpose(2),
+    "conv_transpose3d": _conv_transpose(3),
+    "upsample": _upsample,
+    "adaptive_avg_pool": _adaptive("nn.AdaptiveAvgPool"),
+    "adaptive_max_pool": _adaptive("nn.AdaptiveMaxPool"),
+    "hardswish": _simple("nn.Hardswish"),
+    "hardsigmoid": _simple("nn.Hardsigmoid"),
+    "softplus": _simple("nn.Softplus"),
+    "mish": _simple("nn.Mish"),
+    "prelu": _prelu,
+    "groupnorm": _groupnorm,
+    "rmsnorm": lambda layer: call("nn.RMSNorm", layer.in_shape[-1], eps=layer.args["eps"]),
+    "scale": _scale,
+    "drop_path": lambda layer: call("DropPath", layer.args["p"]),
     "global_avg_pool": _global_pool("avg"),
     "global_max_pool": _global_pool("max"),
     "slice": _slice,
@@ -149,8 +220,15 @@ LAYERS = {
 
 # torch_runtime helpers that the emitted code of a kind must carry
 HELPERS_BY_KIND = {"global_avg_pool": "GlobalPool", "global_max_pool": "GlobalPool", "slice": "Slice",
-                   "to_tokens": "ToTokens", "to_map": "ToMap"}
+                   "to_tokens": "ToTokens", "to_map": "ToMap", "layernorm": "ChannelLayerNorm",
+                   "prelu": "LastAxisPReLU", "scale": "Scale", "drop_path": "DropPath"}
 HELPERS_BY_INIT = {"sparse": "sparse_"}  # torch_runtime helpers that emitted code must carry
+
+
+def helpers_used(layers) -> list:
+    """The torch_runtime helpers that these layers' constructors call, in a fixed order."""
+    called = {LAYERS[layer.kind](layer).func for layer in layers}
+    return [helper for helper in dict.fromkeys(HELPERS_BY_KIND.values()) if helper in called]
 
 
 def _nonzero(**kwargs) -> dict:
@@ -210,6 +288,8 @@ def torch_default(tensor: Tensor) -> list[Call]:
         return [call("nn.init.zeros_", T)]
     if kind == "embedding":
         return [call("nn.init.normal_", T, generator=G)]
+    if kind == "prelu":
+        return [call("nn.init.constant_", T, PRELU_DEFAULT)]
     if tensor.role == "bias":
         bound = 1.0 / math.sqrt(tensor.fan_in) if tensor.fan_in > 0 else 0.0
         return [call("nn.init.uniform_", T, -bound, bound, generator=G)]

@@ -10,7 +10,7 @@ from nnspec.diagnostics import Span
 from nnspec.vocabulary import initializers as inits
 from nnspec.vocabulary.kinds import KINDS
 
-WEIGHT_CATEGORIES = ("linear", "conv", "embedding")
+WEIGHT_CATEGORIES = ("linear", "conv", "conv_transpose", "embedding")
 RELU_LIKE = ("relu", "relu6")
 # Codes a layer's `allow` can waive. The others are not choices: NS206, NS208, NS210 and NS211 describe an
 # initializer the frameworks refuse on that tensor (the model could not be built), NS0xx/NS1xx are problems
@@ -100,7 +100,7 @@ def this(layer: Layer) -> str:
 def units_of(layer: Layer) -> str:
     if layer.kind == "embedding":
         return "embedding coordinates"
-    return "output channels" if category(layer) == "conv" else "output units"
+    return "output channels" if category(layer) in ("conv", "conv_transpose") else "output units"
 
 
 def listed(items: list) -> str:

@@ -119,6 +119,13 @@ def activate(layer: Layer, x: float) -> float:
         return 0.5 * x * (1 + math.erf(x / math.sqrt(2)))
     if kind == "softmax":
         return 1.0 / layer.in_shape[args["axis"]]
+    if kind in ("hardsigmoid", "hardswish"):
+        gate = min(max(x + 3.0, 0.0), 6.0) / 6.0
+        return gate if kind == "hardsigmoid" else x * gate
+    if kind == "softplus":  # PyTorch's: linear above 20
+        return x if x > 20 else math.log1p(math.exp(x))
+    if kind == "mish":
+        return x * math.tanh(x if x > 20 else math.log1p(math.exp(x)))
     raise KeyError(kind)
 
 

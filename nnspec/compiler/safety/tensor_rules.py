@@ -119,12 +119,14 @@ def bad_shape_arguments(tensor: Tensor) -> Problem:
 
 
 def _layout(tensor: Tensor) -> str:
-    if tensor.role != "weight":
+    if tensor.role != "weight" or len(tensor.shape) == 1:
         return f"[{tensor.shape[0]}]"
     if tensor.layer.kind == "embedding":
         return "[num, dim]"
     if category(tensor.layer) == "conv":
         return "[out, in/groups, *kernel]"
+    if category(tensor.layer) == "conv_transpose":
+        return "[in, out/groups, *kernel]"
     return "[out, in]"
 
 
