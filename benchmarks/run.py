@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # everything, full size
     python benchmarks/run.py --quick    # each benchmark once, tiny sizes (what the test suite runs)
+    python benchmarks/run.py --skip-sharded   # without the 2e9-parameter sharded initialisation
 
 Baselines are measured in the same run, alternating with nnspec, and the
 median of several repetitions is reported with the ratio nnspec / baseline.
@@ -232,9 +233,34 @@ def bench_huge(repeats: int) -> list[dict]:
     return rows
 
 
+def bench_sharded_init(width: int = 4096, layers: int = 14, vocab: int = 16384) -> list[dict]:
+    """nnspec.initialize on 2 FSDP2 ranks of a >= 2e9-parameter spec, each mode in fresh processes."""
+    import json
+
+    results = {}
+    for mode in ("nnspec", "torch", "single"):
+        proc = subprocess.run([PY, os.path.join(HERE, "sharded_init.py"), mode, "--world", "2", "--width", str(width),
+                               "--layers", str(layers), "--vocab", str(vocab)],
+                              capture_output=True, text=True, env={**bench_env(), "GLOO_SOCKET_IFNAME": "lo"})
+        if proc.returncode != 0:
+            raise RuntimeError(f"sharded_init.py {mode} failed:\n{proc.stderr[-3000:]}")
+        results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    ours, full = results["nnspec"], results["single"]
+    model_bytes = ours["params"] * 4
+    fraction = max(ours["growth"]) / model_bytes
+    what = f"{ours['params'] / 1e9:.2f}e9 parameters on 2 FSDP2 ranks"
+    return [row(f"initialise {what} vs one process building it", ours["seconds"], full["seconds"], "ratio <= 0.7"),
+            row(f"initialise {what} vs to_empty + PyTorch's reset_parameters", ours["seconds"],
+                results["torch"]["seconds"], "ratio <= 1.2"),
+            row(f"  each rank's memory growth: {fraction:.2f} of the model ({model_bytes / 2**30:.1f} GiB); "
+                f"peak RSS {max(ours['peak']) / model_bytes:.2f}", ours["seconds"], None, "fraction <= 0.55")]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="each benchmark once at a tiny size")
+    parser.add_argument("--skip-sharded", action="store_true",
+                        help="leave out sharded initialisation (2e9 parameters: about 9 GiB of memory)")
     args = parser.parse_args(argv)
     quick = args.quick
     reps = 1 if quick else 9
@@ -248,6 +274,8 @@ def main(argv=None) -> int:
     rows.append(bench_torch_build(reps, spec))
     rows.extend(bench_zoo_builds(reps))
     rows.append(bench_keras_build(1 if quick else 3, spec))
+    if not quick and not args.skip_sharded:
+        rows += bench_sharded_init()
     print(f"{'benchmark':<86} {'nnspec':>9} {'baseline':>9} {'ratio':>6}  goal")
     for r in rows:
         base = f"{r['base']:.3f}s" if r["base"] else "-"

@@ -1,7 +1,7 @@
 """nnspec: model architectures and initializations as reviewed, validated config.
 
-Public API: `load`, `loads`, `check`, `build`, `emit`, `transfer`, `SpecError`,
-`Diagnostic`. Importing nnspec never imports a framework; `build`, `emit` and
+Public API: `load`, `loads`, `check`, `build`, `emit`, `transfer`, `initialize`, `load_weights`,
+`keras_layout_map`, `SpecError`, `Diagnostic`. Importing nnspec never imports a framework; `build`, `emit` and
 `transfer` import the one they target when called.
 """
 
@@ -17,7 +17,8 @@ from nnspec.version import __version__
 if TYPE_CHECKING:
     from nnspec.compiler.pipeline import Spec
 
-__all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "load", "loads", "transfer", "__version__"]
+__all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "initialize", "keras_layout_map", "load",
+           "load_weights", "loads", "transfer", "__version__"]
 
 TARGETS = ("torch", "keras")
 
@@ -121,3 +122,33 @@ def transfer(torch_model, keras_model, spec: Union[Spec, str, os.PathLike]) -> N
     from nnspec.compiler.backends.keras_backend import transfer_weights
 
     transfer_weights(torch_model, keras_model, _as_spec(spec))
+
+
+def initialize(model, spec: Union[Spec, str, os.PathLike, None] = None, seed: Optional[int] = None,
+               only=None):
+    """Initialise a PyTorch model built by nnspec in place, as its spec says, also when its parameters
+    are DTensors sharded by FSDP2 or tensor parallelism: each rank computes only its own shard, equal
+    bit for bit to the single-process build. `only` (a path pattern or a list: `head.*`,
+    `layer4.**.bn3.gamma`) re-initialises just the matching tensors (by spec path or state_dict key),
+    leaving every other one as it is. See `nnspec.distributed.initialize`."""
+    from nnspec.distributed import initialize as initialize_model
+
+    return initialize_model(model, spec, seed, only)
+
+
+def load_weights(model, source, spec: Union[Spec, str, os.PathLike, None] = None, rename=None,
+                 strict: bool = True):
+    """Load weights from `source` (a state dict, a .pt/.pth or .safetensors file, or a PyTorch model)
+    into a PyTorch model built by nnspec, matching keys by name, else by structure, else by `rename`
+    rules; return the report (`nnspec.weights.WeightReport`). See `nnspec.weights.load_weights`."""
+    from nnspec.weights import load_weights as load
+
+    return load(model, source, spec, rename, strict)
+
+
+def keras_layout_map(spec: Union[Spec, str, os.PathLike], mesh, model_axis: Optional[str] = None):
+    """A `keras.distribution.LayoutMap` for the spec's Keras model on `mesh` (a keras DeviceMesh).
+    See `nnspec.distributed.keras_layout_map`."""
+    from nnspec.distributed import keras_layout_map as layout_map
+
+    return layout_map(spec, mesh, model_axis)

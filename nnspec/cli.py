@@ -164,6 +164,19 @@ def _parser() -> argparse.ArgumentParser:
                     help="refuse above this many bytes of float32 activations for the batch of 16 (default 16 GiB)")
     pr.add_argument("--plot", metavar="FILE", help="also draw the per-layer chart (FILE.svg or FILE.html)")
 
+    w = command("weights", "match a weights file to the spec's PyTorch model, print the mapping, convert it")
+    w.add_argument("spec", help="the spec file")
+    w.add_argument("--from", dest="source", required=True, metavar="FILE",
+                   help="the weights: a .pt/.pth/.bin/.ckpt file (torch.save of a state dict, read with "
+                        "weights_only=True) or a .safetensors file")
+    w.add_argument("--save", metavar="OUT", help="write the matched tensors under nnspec's keys to OUT "
+                                                 "(.safetensors or .pt/.pth)")
+    w.add_argument("--rename", action="append", default=[], metavar="REGEX=REPL",
+                   help="rewrite source keys before matching by name (re.sub; the first rule that applies); "
+                        "repeatable")
+    w.add_argument("--no-strict", dest="strict", action="store_false",
+                   help="convert what matches even when keys are left over or shapes differ")
+
     g = command("graph", "draw the architecture with shapes, initializers and findings")
     g.add_argument("spec", help="the spec file")
     g.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.html or FILE.svg")
@@ -439,6 +452,34 @@ def cmd_build(args) -> int:
     return EXIT_OK
 
 
+def cmd_weights(args) -> int:
+    import nnspec
+    from nnspec.weights import match, parse_rename, read_source, save_weights
+
+    spec, code = _load_or_report(args.spec)
+    if spec is None:
+        return code
+    try:
+        rules = parse_rename(args.rename)
+        tensors, name = read_source(args.source)
+    except (ValueError, OSError, ImportError) as exc:
+        return _usage_error(str(exc))
+    target = nnspec.build(spec, device="meta").state_dict()  # keys and shapes only
+    report = match(target, tensors, rules, name)
+    print(report)
+    if args.strict and not report.ok:
+        print(f"nnspec: error: the weights of {name} do not fit the spec `{spec.name}`; nothing was saved "
+              "(--no-strict converts what matches)", file=sys.stderr)
+        return EXIT_FOUND
+    if args.save:
+        try:
+            save_weights({t: tensors[s] for t, s, _, _ in report.matches}, args.save)
+        except (ValueError, OSError, ImportError) as exc:
+            return _usage_error(str(exc))
+        print(f"saved {len(report.matches)} tensor(s) under nnspec's keys to {args.save}")
+    return EXIT_OK
+
+
 def cmd_parity(args) -> int:
     from nnspec import formats
     from nnspec.diagnostics import SpecError
@@ -589,7 +630,7 @@ FRAMEWORK_COMMANDS = ("build", "parity")
 
 COMMANDS = {"check": cmd_check, "rule": cmd_rule, "inits": cmd_inits, "schema": cmd_schema,
             "initializers": cmd_initializers, "compile": cmd_compile, "build": cmd_build, "parity": cmd_parity,
-            "probe": cmd_probe, "graph": cmd_graph}
+            "probe": cmd_probe, "graph": cmd_graph, "weights": cmd_weights}
 
 
 def main(argv: list[str] | None = None) -> int:

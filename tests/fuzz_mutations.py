@@ -216,7 +216,9 @@ def _vocabulary() -> list[bytes]:
     keys = ("residual branch shortcut name repeat init allow args layers blocks input shape dtype seed nnspec "
             "description out kernel stride padding dilation groups bias eps momentum num dim slope alpha "
             "approximate axis p value gain low high mean std a mode nonlinearity sparsity scale distribution "
-            "values counts int64 float32 same valid required fan_in fan_out fan_avg uniform truncated_normal none")
+            "values counts int64 float32 same valid required fan_in fan_out fan_avg uniform truncated_normal none "
+            "add multiply concat branches channels tokens features map layout keep_dims start stop size parts "
+            "over last output_padding ceil_mode per_channel $a*2 ($k-1)//2 $w/0")
     words = list(KINDS) + list(REGISTRY) + list(ROLES) + list(CODES) + keys.split()
     return [w.encode() for w in words]
 

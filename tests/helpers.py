@@ -225,6 +225,7 @@ WEIGHTS = {"xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal
 MATRICES = {"eye", "sparse"}  # 2-D weights only: linear, embedding
 CONV_WEIGHTS = {"dirac"}
 BIASES = {"log_prior"}
+CHUNKED = {"chunks"}  # parts of any initializer: two parts, on the even first axes of the fixtures
 
 INIT_TEXT = {
     "zeros": "zeros", "ones": "ones", "constant": "{constant: 0.25}",
@@ -237,6 +238,7 @@ INIT_TEXT = {
     "glorot_uniform": "glorot_uniform", "glorot_normal": "glorot_normal", "he_uniform": "he_uniform",
     "he_normal": "he_normal", "lecun_uniform": "lecun_uniform", "lecun_normal": "lecun_normal",
     "eye": "{eye: 2}", "sparse": "{sparse: {sparsity: 0.5, std: 0.1}}", "dirac": "dirac",
+    "chunks": "{chunks: [ones, {uniform: {low: -0.5, high: 0.25}}]}",
 }
 WAIVE = "allow: {NS201: t, NS202: t, NS203: t, NS204: t, NS205: t, NS207: t, NS209: t}"
 
@@ -264,6 +266,9 @@ def _init(name, shape):
 
 def _roles(name, kind):
     """The roles of a layer of `kind` that initializer `name` is valid for."""
+    if name == "chunks":  # two parts: every first axis here is even but the embedding's
+        return {"linear": ("weight", "bias"), "conv": ("weight", "bias"), "embedding": (),
+                "norm": ("gamma", "beta")}[kind]
     if name in ANY_ROLE:
         return {"linear": ("weight", "bias"), "conv": ("weight", "bias"), "embedding": ("weight",),
                 "norm": ("gamma", "beta")}[kind]

@@ -139,7 +139,13 @@ def bias_init(c: Choices, shape, log_prior=True):
     options = ["zeros", "ones", "constant", "uniform", "normal", "trunc_normal", "torch_default", "values"]
     if log_prior:
         options.append("log_prior")
+    if shape[0] % 2 == 0:
+        options.append("chunks")
     name = c.pick(options)
+    if name == "chunks":  # gate-wise parts, as an LSTM's forget bias of one
+        parts = [c.pick(["zeros", "ones", {"constant": c.real(-1.0, 1.0)}, random_init(c, "uniform")])
+                 for _ in range(2)]
+        return c.pick([{"chunks": parts}, {"chunks": {"parts": parts}}])
     if name == "constant":
         value = c.real(-1.0, 1.0)
         return c.pick([{"constant": value}, {"constant": {"value": value}}])

@@ -34,7 +34,8 @@ def test_each_initializer_has_full_documentation(capsys, name):
 
 def test_documentation_shows_the_code_the_backends_emit(capsys):
     _, out, _ = run(capsys, "initializers", "kaiming_normal")
-    assert "nn.init.kaiming_normal_(" in out
+    # torch's kaiming_normal_ std for fan_in 128, drawn block by block from the tensor's stream
+    assert 'init_tensor_(w, seed, "normal", mean=0.0, std=0.125)' in out and "nn.init.normal_(block" in out
     assert 'distribution="untruncated_normal"' in out and "HeNormal" not in out.split("Keras 3:")[1]
     _, out, _ = run(capsys, "initializers", "he_normal")
     assert "nn.init.trunc_normal_(" in out and "keras.initializers.HeNormal(" in out

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from helpers import (
     ANY_ROLE,
     BIASES,
+    CHUNKED,
     CONV_WEIGHTS,
     EXAMPLES,
     FIXTURES,
@@ -228,7 +229,7 @@ def test_layer_arguments_reach_pytorch(path):
 # -- every initializer on every role it is valid for, built and emitted --------------------
 
 def test_initializer_groups_cover_the_registry():
-    groups = [ANY_ROLE, WEIGHTS, MATRICES, CONV_WEIGHTS, BIASES]
+    groups = [ANY_ROLE, WEIGHTS, MATRICES, CONV_WEIGHTS, BIASES, CHUNKED]
     assert set().union(*groups) == set(REGISTRY)
     assert sum(len(g) for g in groups) == len(REGISTRY)
 

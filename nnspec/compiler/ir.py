@@ -23,6 +23,8 @@ class InitSpec:
     span: Optional[Span] = None  # where the initializer is written
 
     def describe(self) -> str:
+        if self.name == "chunks":
+            return f"chunks({', '.join(part.describe() for part in self.args['parts'])})"
         if not self.args:
             return self.name
         inner = ", ".join(f"{k}={_short(v)}" for k, v in self.args.items())
@@ -56,6 +58,26 @@ class Tensor:
     @property
     def source(self) -> str:
         return self.origin_span.at() if self.origin_span else "default"
+
+
+def chunk_parts(tensor: Tensor) -> list:
+    """The parts of a tensor whose initializer is `chunks`: each a Tensor of its own shape, fans and init.
+
+    The first axis is split into n equal parts. Fans follow PyTorch's rule on the part (fan_out shrinks with
+    the rows); a 1-D part (a bias) keeps the fans of the whole, which its default reads from the layer.
+    """
+    parts = tensor.init.args["parts"]
+    rows = tensor.shape[0] // len(parts)
+    shape = (rows, *tensor.shape[1:])
+    if len(shape) >= 2:
+        receptive = 1
+        for size in shape[2:]:
+            receptive *= size
+        fan_in, fan_out = shape[1] * receptive, rows * receptive
+    else:
+        fan_in, fan_out = tensor.fan_in, tensor.fan_out
+    return [Tensor(f"{tensor.path}#chunk{i}", tensor.role, shape, fan_in, fan_out, part, tensor.origin,
+                   tensor.origin_span, tensor.layer) for i, part in enumerate(parts)]
 
 
 @dataclass

@@ -159,7 +159,7 @@ def lower(doc: Document, spec: SpecModel, out: Recorder) -> Optional[Graph]:
         return None
     shape = Shape(dims, input_layout(dims, input_spec.dtype, input_spec.layout))
     recursive = check_blocks(spec.blocks, out)
-    model_init = parse_container_init(out, spec.init, ("init",))
+    model_init = parse_container_init(out, spec.init, ("init",), model=True)
     bodies = {name: [] if name in recursive else block.layers for name, block in spec.blocks.items()}
     expansion = expand(spec, bodies, out)
     if expansion.root is None:

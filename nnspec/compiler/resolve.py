@@ -1,7 +1,8 @@
 """The initializer pass: every tensor of every layer with its initializer and where that came from.
 
-First match wins: the layer's own `init`; the enclosing block calls' and
-residuals' `init`, innermost first; the model's `init.<kind>.<role>`; the
+First match wins: the layer's own `init`; the first pattern of the model's
+`init.paths` (file order) that matches the tensor's path; the enclosing block
+calls' and residuals' `init`, innermost first; the model's `init.<kind>.<role>`; the
 model's `init.<role>`; `torch_default`. A model-level default that applies to
 no tensor is reported. Waivers (`allow`) of the layer and its containers are
 attached here too.
@@ -10,8 +11,10 @@ attached here too.
 from __future__ import annotations
 
 from nnspec.compiler.ir import InitSpec, Tensor
+from nnspec.compiler.paths import resolve_path, unused_paths
 from nnspec.compiler.report import Recorder, Scoped
 from nnspec.compiler.syntax import parse_allow, parse_layer_init
+from nnspec.diagnostics import Diagnostic
 from nnspec.vocabulary.kinds import KINDS
 
 
@@ -46,16 +49,27 @@ def resolve_inits(reached: list, model_init: dict, out: Recorder) -> set:
         if kind.tensors is None:
             continue
         for ts in kind.tensors(item.args, layer.in_shape):
-            init, origin, span = _resolve(item.kind, ts.role, own_init, item.inherited, model_init, used)
+            init, origin, span = _resolve(item.kind, ts.role, own_init, item.inherited, model_init, used,
+                                          f"{layer.path}.{ts.role}")
+            if init.name == "chunks" and ts.shape[0] % len(init.args["parts"]):
+                n = len(init.args["parts"])
+                scoped.report(Diagnostic.at(init.span, "NS004", f"`chunks` splits the first axis of the "
+                                            f"{ts.role} of this `{item.kind}` ({list(ts.shape)}) into {n} parts, "
+                                            f"but {ts.shape[0]} is not divisible by {n}",
+                                            f"give a number of parts that divides {ts.shape[0]}"))
+                continue
             layer.tensors[ts.role] = Tensor(f"{layer.path}.{ts.role}", ts.role, ts.shape, ts.fan_in, ts.fan_out,
                                             init, origin, span, layer)
     return used
 
 
-def _resolve(kind: str, role: str, own: dict, inherited: tuple, model_init: dict, used: set):
+def _resolve(kind: str, role: str, own: dict, inherited: tuple, model_init: dict, used: set, path: str):
+    rule = resolve_path(model_init.get(("paths",), ()), path, role in own)
     if role in own:
         spec = own[role]
         return spec, "layer", spec.span
+    if rule is not None:
+        return rule.spec, rule.origin, rule.spec.span
     # a role of the same name but another nature (a PReLU's slope `weight`) is reached only by kind
     generic = () if role in KINDS[kind].own_roles else ((role,),)
     for context in reversed(inherited):
@@ -74,7 +88,9 @@ def _resolve(kind: str, role: str, own: dict, inherited: tuple, model_init: dict
 
 def unused_model_defaults(model_init: dict, used: set, out: Recorder) -> None:
     for key in model_init:
-        if key not in used:
+        if key == ("paths",):
+            unused_paths(model_init[key], out)
+        elif key not in used:
             out.error(("init",) + key, "NS212", f"the default `init.{'.'.join(key)}` applies to no tensor",
                       "every matching tensor sets its own initializer, or no layer has this kind/role; remove it",
                       key=True)

@@ -42,14 +42,24 @@ def parse_layer_init(out, raw, path: tuple, kind: str, roles: tuple) -> dict:
     return found
 
 
-def parse_container_init(out, raw, path: tuple) -> dict:
-    """The model's, a block call's or a residual's `init`: keyed by (role,) or (kind, role)."""
+def parse_container_init(out, raw, path: tuple, model: bool = False) -> dict:
+    """The model's, a block call's or a residual's `init`: keyed by (role,) or (kind, role). The model's
+    may also hold `paths` (pattern -> initializer), kept in file order under the key `("paths",)` as a
+    list of `paths.PathRule`."""
     found: dict = {}
     if not isinstance(raw, dict):
         out.error(path, "NS004", "`init` must be a mapping")
         return found
     for key, value in raw.items():
-        if key in ROLES:
+        if key == "paths" and model:
+            from nnspec.compiler.paths import parse_paths
+
+            found[("paths",)] = parse_paths(out, value, path + (key,))
+        elif key == "paths":
+            out.error(path + (key,), "NS003", "`init.paths` is read only in the model's top-level `init`",
+                      "move the pattern to the model's `init.paths` with the full path, e.g. "
+                      "`\"layer4.**.bn3.gamma\": zeros`", key=True)
+        elif key in ROLES:
             spec = parse_init(out, value, path + (key,))
             if spec is not None:
                 found[(key,)] = spec
@@ -120,6 +130,17 @@ def parse_init(out, raw, path: tuple) -> Optional[InitSpec]:
                 out.report(diag)
         return None
     args = model.model_dump()
+    if name == "chunks":  # each part is an initializer of its own
+        where = base if short else base + ("parts",)
+        parts = [parse_init(out, part, where + (i,)) for i, part in enumerate(args["parts"])]
+        if any(part is None for part in parts):
+            return None
+        nested = [part for part in parts if part.name == "chunks"]
+        if nested:
+            out.error(where, "NS004", "a part of `chunks` is itself `chunks`", "split the first axis once, "
+                      "into as many parts as it needs")
+            return None
+        return InitSpec(name, {"parts": tuple(parts)}, out.doc.span(path))
     problems = inits.check_arguments(name, args)
     for arg, message in problems:
         out.error(base if short else base + (arg,), "NS211", f"{name}: {message}")

@@ -175,6 +175,8 @@ def _init_schema() -> dict:
     props = {}
     for name, init in REGISTRY.items():
         args, required = _args_properties(init.args)
+        if name == "chunks":  # each part is an initializer
+            args["parts"] = {**args["parts"], "items": {"$ref": REF + "Init"}}
         schema = {"type": ["object", "null"], "description": f"`{name}`: {init.summary}"
                   + (f" (short form: the value of `{init.short}`)" if init.short else ""),
                   "properties": args, "additionalProperties": False}
@@ -209,6 +211,20 @@ def _init_map() -> dict:
         }
     return {"type": "object", "additionalProperties": False, "properties": props,
             "description": "initializers by role (weight, bias, gamma, beta) or by layer kind; inner scopes win"}
+
+
+def _model_init_map() -> dict:
+    base = _init_map()
+    paths = {
+        "type": "object",
+        "description": "initializers by tensor path pattern, first match in file order wins (after the layer's own "
+                       "`init`, before block calls', residuals' and the kind/role defaults): `*` matches within one "
+                       "dotted segment, `**` across segments, e.g. {\"head.*\": zeros, \"layer4.**.bn3.gamma\": zeros}",
+        "propertyNames": {"pattern": r"^[A-Za-z0-9_*]+(\.[A-Za-z0-9_*]+)*$"},
+        "additionalProperties": {"$ref": REF + "Init"},
+    }
+    return {**base, "properties": {"paths": paths, **base["properties"]},
+            "description": base["description"] + "; `paths` (model level only) targets tensors by path"}
 
 
 def _allow() -> dict:
@@ -301,14 +317,15 @@ def build_schema() -> dict:
                       "required": ["shape"], "additionalProperties": False, "properties": input_props},
             "seed": {"type": ["integer", "null"], "minimum": 0,
                      "description": "random seed for the initializers (`build --seed` overrides it)"},
-            "init": {"$ref": REF + "InitMap",
-                     "description": "the model's default initializers, by role (weight, bias, gamma, beta) or by "
-                                    "layer kind; an item's own `init` wins"},
+            "init": {"$ref": REF + "ModelInitMap",
+                     "description": "the model's default initializers, by tensor path pattern (`paths`), by role "
+                                    "(weight, bias, gamma, beta) or by layer kind; an item's own `init` wins"},
             "blocks": {"type": "object", "propertyNames": {"pattern": IDENT}, "additionalProperties": block,
                        "description": "reusable blocks by name; a layer item names one to call it"},
             "layers": {**item_list, "minItems": 1, "description": "the model's layers, in order"},
         },
-        "definitions": {"Item": item, "Init": _init_schema(), "InitMap": _init_map(), "Allow": _allow()},
+        "definitions": {"Item": item, "Init": _init_schema(), "InitMap": _init_map(),
+                        "ModelInitMap": _model_init_map(), "Allow": _allow()},
     }
 
 

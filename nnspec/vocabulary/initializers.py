@@ -84,6 +84,11 @@ class ValuesArgs(InitArgs):
     values: list = Field(description="nested lists of numbers, exactly the tensor's shape")  # checked by check_arguments
 
 
+class ChunksArgs(InitArgs):
+    parts: list = Field(description="the initializers of the parts, in order: the first axis is split into this "
+                                    "many equal parts", min_length=1)
+
+
 class LogPriorArgs(InitArgs):
     counts: list[float] = Field(description="one positive count (or frequency) per class")
 
@@ -199,6 +204,15 @@ _add(Initializer("log_prior", LogPriorArgs, "bias = log(count / total): initial 
                  keras="nnspec Values (own class) with the computed logs",
                  formula="b_k = log(counts_k / sum(counts))",
                  safe="the output bias of a classifier with imbalanced classes (with a zero or small head weight)"))
+_add(Initializer("chunks", ChunksArgs, "the first axis split into n equal parts, each with its own initializer",
+                 short="parts", torch="each part as its own tensor (fans of the part), from the part's own stream",
+                 keras="nnspec Chunks (own class): each part's Keras initializer on its slice",
+                 formula="w[i*k:(i+1)*k] ~ init_i on a tensor of shape [k, ...], k = size(0) / n",
+                 safe="gate-wise and q/k/v-wise choices: an LSTM forget bias of one, "
+                      "`bias_ih: {chunks: [zeros, ones, zeros, zeros]}`",
+                 detail="n must divide the first axis (NS004 otherwise). Each part is initialised as a tensor of "
+                        "its own shape, so fan-scaled initializers use the part's fans (fan_out = size(0) / n * "
+                        "receptive field), as per-gate initialisation in Keras's recurrent layers does."))
 _add(Initializer("torch_default", NoArgs, "what PyTorch's own module would do",
                  torch="the module's reset_parameters: kaiming_uniform_(a=sqrt(5)); bias U(+-1/sqrt(fan_in)); "
                        "norm ones/zeros; embedding N(0, 1)",
@@ -219,6 +233,9 @@ def constant_value(name: str, args: dict, role: str) -> Optional[float]:
         return float(args["value"])
     if name == "torch_default" and role in ("gamma", "beta"):
         return 1.0 if role == "gamma" else 0.0
+    if name == "chunks":
+        values = {constant_value(part.name, part.args, role) for part in args["parts"]}
+        return values.pop() if len(values) == 1 else None
     return None
 
 

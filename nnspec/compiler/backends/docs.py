@@ -6,7 +6,7 @@ Rendered from the same backend tables the compiler uses, on an example tensor.
 from __future__ import annotations
 
 from nnspec.compiler.backends import keras_table, torch_table
-from nnspec.compiler.backends.expr import flat
+from nnspec.compiler.backends.expr import Ref, call, flat
 from nnspec.compiler.ir import InitSpec, Layer, Tensor
 from nnspec.diagnostics import Span
 from nnspec.vocabulary import initializers as inits
@@ -39,7 +39,11 @@ def _example_tensor(name: str) -> Tensor:
         layer = Layer("fc", "fc", "linear", {"out": 256, "bias": True}, {}, (128,), (256,), "float32", "float32",
                       span, ())
         shape, fan_in, fan_out, role = (256, 128), 128, 256, "weight"
-    args = inits.REGISTRY[name].args.model_validate(EXAMPLE_ARGS.get(name, {})).model_dump()
+    if name == "chunks":  # an LSTM's forget-gate bias of one: the bias of a linear layer of 4 gates
+        shape, fan_in, fan_out, role = (256,), 128, 256, "bias"
+        args = {"parts": tuple(InitSpec(part, {}) for part in ("zeros", "ones", "zeros", "zeros"))}
+    else:
+        args = inits.REGISTRY[name].args.model_validate(EXAMPLE_ARGS.get(name, {})).model_dump()
     tensor = Tensor(f"{layer.path}.{role}", role, shape, fan_in, fan_out, InitSpec(name, args), "layer", span, layer)
     layer.tensors[role] = tensor
     return tensor
@@ -54,6 +58,10 @@ def init_source_examples(name: str) -> tuple[str, str]:
     """(PyTorch code, Keras code) that `name` compiles to, on an example tensor that is described."""
     tensor = _example_tensor(name)
     what = f"on {tensor.layer.kind} {tensor.role} {list(tensor.shape)}: "
-    torch_code = "; ".join(flat(c, _Names()) for c in torch_table.init_calls(tensor))
+    kind, args = torch_table.init_plan(tensor)
+    torch_code = flat(call("init_tensor_", Ref("tensor"), Ref("seed"), kind, **args), _Names())
+    if kind in ("uniform", "normal", "trunc_normal"):
+        values = ", ".join(flat(v, _Names()) for v in args.values())
+        torch_code += f" (each block of w's stream: nn.init.{kind}_(block, {values}, generator=g))"
     keras_code = flat(keras_table.initializer(tensor), _Names())
     return what + torch_code, what + keras_code

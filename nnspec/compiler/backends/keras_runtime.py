@@ -143,6 +143,32 @@ class Values(keras.initializers.Initializer):
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
+class Chunks(keras.initializers.Initializer):
+    """Equal parts along `axis` (the logical first axis), each from its own initializer."""
+
+    def __init__(self, parts, axis=-1):
+        self.parts = [
+            keras.initializers.get(p) if isinstance(p, dict) else p for p in parts
+        ]
+        self.axis = axis
+
+    def __call__(self, shape, dtype=None):
+        shape = list(shape)
+        axis = self.axis % len(shape)
+        if shape[axis] % len(self.parts):
+            raise ValueError(
+                f"axis {axis} of {tuple(shape)} does not split in {len(self.parts)}"
+            )
+        shape[axis] //= len(self.parts)
+        values = [part(tuple(shape), dtype=dtype) for part in self.parts]
+        return keras.ops.concatenate(values, axis=axis)
+
+    def get_config(self):
+        parts = [keras.initializers.serialize(p) for p in self.parts]
+        return {"parts": parts, "axis": self.axis}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
 class ConstantPad(keras.layers.Layer):
     """Pads the spatial axes of a channels-last tensor with a constant (-inf before max pooling)."""
 

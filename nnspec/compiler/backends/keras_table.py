@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from nnspec.compiler.backends.expr import Call, Const, Ref, call
-from nnspec.compiler.ir import Layer, Tensor
+from nnspec.compiler.ir import Layer, Tensor, chunk_parts
 from nnspec.vocabulary import initializers as inits
 from nnspec.vocabulary import scaling
 
@@ -20,7 +20,7 @@ CL, PLAIN = "channels_last", "logical"
 
 KERAS_INIT_ARG = {"weight": "kernel_initializer", "bias": "bias_initializer", "gamma": "gamma_initializer",
                   "beta": "beta_initializer"}
-CUSTOM_INITIALIZERS = ("Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values")
+CUSTOM_INITIALIZERS = ("Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values", "Chunks")
 CUSTOM_LAYERS = ("ConstantPad", "Gelu", "Slice", "ChannelShuffle", "AdaptivePool", "PoolRescale", "RMSNorm",
                  "LayerScale", "DropPath", "GroupedConvTranspose")
 PRELU_DEFAULT = 0.25  # nn.PReLU's init
@@ -132,7 +132,15 @@ INITS = {
     "values": lambda t: _values(t, t.init.args["values"]),
     "log_prior": lambda t: _values(t, inits.log_prior(t.init.args["counts"])),
     "torch_default": torch_default,
+    "chunks": lambda t: call("Chunks", [initializer(part) for part in chunk_parts(t)], axis=_keras_first_axis(t)),
 }
+
+
+def _keras_first_axis(tensor: Tensor) -> int:
+    """The axis of the Keras variable that holds the logical first axis (`to_keras_layout`)."""
+    if tensor.role != "weight" or tensor.layer.kind == "embedding" or len(tensor.shape) < 2:
+        return 0
+    return -1
 
 
 def initializer(tensor: Tensor) -> Call:

@@ -1,7 +1,10 @@
-"""Per-tensor seeds: one generator per tensor, derived from the model seed and the tensor's path.
+"""Per-tensor seeds, derived from the model seed and the tensor's path.
 
-Values therefore do not depend on construction order, and the emitted code
-(which carries this function's source) gives the same values as `build`.
+A tensor's random stream is cut into blocks of 2**16 elements; block k is drawn
+from a generator seeded with tensor_seed + k (`torch_runtime.stream_block`), so
+any slice of a tensor can be computed alone. Values do not depend on
+construction order, and the emitted code (which carries this function's source)
+gives the same values as `build`.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from nnspec.compiler.backends import seeding, torch_table
-from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, Const, Ref, evaluate, render
+from nnspec.compiler.backends import torch_table
+from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, evaluate, render
 from nnspec.compiler.backends.structure import (
     comment_for,
     merges_used,
@@ -67,13 +67,21 @@ def _namespace():
 
     from nnspec.compiler.backends import torch_runtime
 
-    helpers = {"Residual", "Merge", "sequential", *torch_table.HELPERS_BY_KIND.values(), *torch_table.HELPERS_BY_INIT.values()}
+    helpers = {"Residual", "Merge", "sequential", "spec_init", "spec_part", *torch_table.HELPERS_BY_KIND.values()}
     return {"torch": torch, "nn": nn, "math": math, **{name: getattr(torch_runtime, name) for name in helpers}}
+
+
+def init_plan(graph: Graph) -> tuple:
+    """Every tensor's initializer as (state_dict key, spec path, kind, arguments): what a model
+    built by nnspec carries (`_nnspec_plan`), and what the emitted file holds as INITIALIZERS."""
+    namespace = _namespace()
+    return tuple(evaluate(torch_table.plan_entry(tensor), namespace, {}) for tensor in graph.tensors())
 
 
 def build_torch(spec, seed=None, device="cpu"):
     import torch
 
+    from nnspec.compiler.backends import torch_runtime
     from nnspec.compiler.backends.seeding import check_seed
 
     graph = spec.graph
@@ -83,36 +91,28 @@ def build_torch(spec, seed=None, device="cpu"):
     with torch.device("meta"):
         for item in graph.root.items:
             children[item.name] = evaluate(module_tree(item, graph, lambda b: "sequential"), namespace, {})
-    root_class = type(graph.class_name, (torch.nn.Sequential,), {"__module__": "nnspec.built"})
+    root_class = type(graph.class_name, (torch.nn.Sequential,), {
+        "__module__": "nnspec.built",
+        "initialize": torch_runtime.Initializable.initialize,
+        "reset_parameters": torch_runtime.Initializable.reset_parameters,
+    })
     from collections import OrderedDict
 
     with torch.device("meta"):
         model = root_class(OrderedDict(children))
+    torch_runtime.attach_plan_(model, init_plan(graph), seed)
     if torch.device(device).type == "meta":  # "meta" or torch.device("meta"): nothing to initialise
         return model
     model = model.to_empty(device=device)
-    initialize(model, graph, seed)
+    model.initialize(seed)
     return model
 
 
 def initialize(model, graph: Graph, seed=None) -> None:
-    """Apply every tensor's initializer once, each from its own generator; reset norm statistics."""
-    import torch
+    """Apply every tensor's initializer once, from its own stream; reset norm statistics."""
+    from nnspec.compiler.backends import torch_runtime
 
-    if seed is None:
-        seed = seeding.fresh_seed()
-    namespace = _namespace()
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for tensor in graph.tensors():
-            path = torch_table.torch_path(tensor)
-            param = params[path]
-            generator = torch.Generator(param.device).manual_seed(seeding.tensor_seed(seed, tensor.path))
-            for c in torch_table.init_calls(tensor):
-                evaluate(c, namespace, {"tensor": param, "generator": generator})
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
+    torch_runtime.initialize_(model, init_plan(graph), seed)
 
 
 # -- emit ------------------------------------------------------------------------
@@ -133,36 +133,17 @@ def emit_torch(spec) -> str:
     for helper in torch_table.helpers_used(graph.layers()):
         helpers.append(runtime_source(RUNTIME, helper))
     helpers.append(runtime_source(RUNTIME, "sequential"))
-    init_names = {tensor.init.name for tensor in graph.tensors()}
-    helpers += [runtime_source(RUNTIME, helper) for name, helper in torch_table.HELPERS_BY_INIT.items()
-                if name in init_names]
+    helpers += [runtime_source(RUNTIME, helper) for helper in INIT_HELPERS]
     attributes = []
     for item in graph.root.items:
         tree = module_tree(item, graph, lambda node: classes[_signature(node)])
         attributes.append({"comment": comment_for(item, graph.file),
                            "lines": _assign(f"self.{item.name}", tree, 8)})
-    inits = []
+    plan = ["INITIALIZERS = ("]
     for tensor in graph.tensors():
-        # `param(key)` and `rng(path)` are calls, not text, so that long paths split as ruff splits them;
-        # the generator's seed comes from the spec's path, the parameter from its state_dict key.
-        parameter = Call("param", (Arg(torch_table.torch_path(tensor)),))
-        values = {"tensor": parameter, "generator": Call("rng", (Arg(tensor.path),))}
-        where = tensor.source if tensor.origin_span else "default"
-        lines = []
-        calls = torch_table.init_calls(tensor)
-        if any(c.method and c.args[0].value == torch_table.T for c in calls):
-            # a method of the tensor (`t.mul_(gain)`): name it first, a long receiver would not format
-            lines += _assign("tensor", parameter, 12)
-            values["tensor"] = Const("tensor", None)
-        for c in calls:
-            lines += render(_substitute(c, values), 12)
-        inits.append({"comment": f"{tensor.path}: {tensor.init.describe()} ({_where(tensor, graph)})",
-                      "lines": lines, "where": where})
-    calls = [c for tensor in graph.tensors() for c in torch_table.init_calls(tensor)]
-    uses_rng = any(_contains(c, lambda e: e == torch_table.G) for c in calls)
-    uses_math = (any(_contains(c, lambda e: isinstance(e, Const) and e.code.startswith("math.")) for c in calls)
-                 or any("math." in helper for helper in helpers))
-    has_bn = any(layer.kind == "batchnorm" for layer in graph.layers())
+        plan.append(f"    # {_comment(tensor, graph)}")
+        plan += render(torch_table.plan_entry(tensor), 4, suffix=",")
+    plan = plan + [")"] if len(plan) > 1 else ["INITIALIZERS = ()"]
     return render_template("torch.py.j2", {
         "version": __version__,
         "spec_file": spec.file,
@@ -174,10 +155,7 @@ def emit_torch(spec) -> str:
         "blocks": blocks,
         "attributes": attributes,
         "children": [item.name for item in graph.root.items],
-        "inits": inits,
-        "uses_rng": uses_rng,
-        "uses_math": uses_math,
-        "has_bn": has_bn,
+        "plan": plan,
         "input_shape": list(graph.input_shape),
         "output_shape": list(graph.output_shape),
         "params": graph.params,
@@ -185,8 +163,13 @@ def emit_torch(spec) -> str:
 
 
 # Module-level names of the emitted file that a generated class must not shadow.
-RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "Merge", "SEED", *torch_table.HELPERS_BY_KIND.values(),
-                                  *torch_table.HELPERS_BY_INIT.values()})
+RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "Merge", "SEED", "INITIALIZERS", "Initializable",
+                                  "LayerReset", *torch_table.HELPERS_BY_KIND.values()})
+
+# torch_runtime helpers every emitted file carries: the tensor streams and `initialize`.
+INIT_HELPERS = ("spec_init", "spec_part", "stream_block", "stream_range", "shard_indices", "deterministic", "whole",
+                "init_tensor_", "chunks_", "fill_", "resolve_seed", "initialize_", "LayerReset", "attach_plan_",
+                "Initializable")
 
 
 def _signature(node: Sequence) -> tuple:
@@ -242,29 +225,10 @@ def _assign(target: str, expr, indent: int) -> list[str]:
     return lines
 
 
-def _substitute(expr, values: dict):
-    """`expr` with each `Ref` named in `values` replaced by its expression."""
-    if isinstance(expr, Ref):
-        return values.get(expr.name, expr)
-    if isinstance(expr, Call):
-        return Call(expr.func, tuple(Arg(_substitute(a.value, values), a.keyword, a.comment) for a in expr.args),
-                    expr.method)
-    if isinstance(expr, list):
-        return [_substitute(v, values) for v in expr]
-    if isinstance(expr, tuple):
-        return tuple(_substitute(v, values) for v in expr)
-    return expr
+def _comment(tensor, graph: Graph) -> str:
+    import json
 
-
-def _contains(expr, predicate) -> bool:
-    """Whether `predicate` holds for `expr` or anything inside it."""
-    if predicate(expr):
-        return True
-    if isinstance(expr, Call):
-        return any(_contains(a.value, predicate) for a in expr.args)
-    if isinstance(expr, (list, tuple)):
-        return any(_contains(v, predicate) for v in expr)
-    return False
+    return json.dumps(f"{tensor.path}: {tensor.init.describe()} ({_where(tensor, graph)})", ensure_ascii=True)[1:-1]
 
 
 def _where(tensor, graph: Graph) -> str:

@@ -7,10 +7,13 @@ the same code.
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 
 import torch
 from torch import nn
+
+from nnspec.compiler.backends.seeding import tensor_seed
 
 
 class Residual(nn.Module):
@@ -164,22 +167,309 @@ def sequential(**layers: nn.Module) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
-def sparse_(
-    tensor: torch.Tensor,
-    sparsity: float,
-    std: float = 0.01,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """nn.init.sparse_, with the zeroed rows also drawn from `generator`.
+def spec_init(key: str, path: str, kind: str, **args) -> tuple:
+    """One tensor's initializer: state_dict key, spec path (its seed), kind, arguments."""
+    return key, path, kind, args
 
-    PyTorch's own sparse_ picks the zeroed rows from the global generator, so a
-    seeded build would not repeat; the distribution here is the same.
+
+def stream_block(seed: int, index: int, block: torch.Tensor, draw) -> None:
+    """Fill `block` with block `index` of a tensor's stream, in place.
+
+    Block `index` holds elements index * 2**16 ... of the tensor's flattened
+    (PyTorch-layout) elements: 2**16 of them, fewer in the last block. Its values
+    are torch.nn.init's own `draw` ("uniform", "normal" or "trunc_normal", with
+    its arguments) on a tensor of that length, from a fresh generator seeded
+    with seed + index.
     """
-    rows, cols = tensor.shape
-    num_zeros = math.ceil(sparsity * rows)
-    with torch.no_grad():
-        tensor.normal_(0, std, generator=generator)
+    kind, args = draw
+    generator = torch.Generator(block.device).manual_seed(seed + index)
+    getattr(nn.init, kind + "_")(block, *args, generator=generator)
+
+
+def stream_range(seed, numel, start, stop, draw, out) -> None:
+    """Write elements start..stop of a tensor's stream (numel elements) into `out`."""
+    size = 2**16
+    for index in range(start // size, (stop - 1) // size + 1):
+        first = index * size
+        length = min(size, numel - first)
+        lo, hi = max(start, first), min(stop, first + length)
+        if lo == first and hi == first + length:  # the whole block: drawn in place
+            stream_block(seed, index, out[lo - start : hi - start], draw)
+        else:
+            block = torch.empty(length, device=out.device, dtype=out.dtype)
+            stream_block(seed, index, block, draw)
+            out[lo - start : hi - start] = block[lo - first : hi - first]
+
+
+def shard_indices(tensor: torch.Tensor) -> tuple[torch.Tensor, list | None]:
+    """(local tensor, global index of each of its positions along each dim, or None).
+
+    A DTensor's local shard under Shard / _StridedShard placements on any mesh,
+    sharded left to right over the mesh dims as torch.distributed.tensor does.
+    """
+    if not hasattr(tensor, "placements") or not hasattr(tensor, "to_local"):
+        return tensor, None
+    from torch.distributed.tensor import placement_types as types
+
+    local = tensor.to_local()
+    coordinate = tensor.device_mesh.get_coordinate()
+    if coordinate is None:  # this rank holds no part of it
+        return local, [torch.arange(0) for _ in tensor.shape]
+    index = [torch.arange(size) for size in tensor.shape]
+    for mesh_dim, placement in enumerate(tensor.placements):
+        if isinstance(placement, types.Replicate):
+            continue
+        chunks, rank = tensor.device_mesh.size(mesh_dim), coordinate[mesh_dim]
+        strided = getattr(types, "_StridedShard", ())
+        if isinstance(placement, strided):  # FSDP2 over tensor parallelism, same dim
+            dim, mode = placement.dim, types._StridedShardOffsetMode.ALL
+            _, offsets = placement.local_shard_size_and_offset(
+                len(index[dim]), chunks, rank, mode
+            )
+            index[dim] = index[dim][torch.tensor(offsets, dtype=torch.long)]
+        elif isinstance(placement, types.Shard):
+            dim = placement.dim
+            size, offset = types.Shard.local_shard_size_and_offset(
+                len(index[dim]), chunks, rank
+            )
+            index[dim] = index[dim][offset : offset + size]
+        else:
+            raise TypeError(f"cannot initialise a shard placed as {placement!r}")
+    if tuple(local.shape) != tuple(len(i) for i in index):
+        raise ValueError(
+            f"local shard {tuple(local.shape)} does not match its placements"
+        )
+    return local, index
+
+
+def deterministic(kind, args, shape, index, device, dtype) -> torch.Tensor:
+    """The values at the positions `index` (one vector per dim) of a deterministic init."""
+    if kind == "values":
+        full = torch.tensor(args["values"], dtype=dtype, device=device)
+        values = full.broadcast_to(shape)
+        for dim, positions in enumerate(index):
+            values = values.index_select(dim, positions.to(device))
+        return values
+    # each dim's positions as a broadcastable view: no full-size index grids
+    rank = len(index)
+    grid = [
+        i.to(device).view([-1 if d == k else 1 for k in range(rank)])
+        for d, i in enumerate(index)
+    ]
+    if kind == "eye":
+        return (grid[0] == grid[1]).to(dtype).mul_(args["gain"])
+    # dirac: out channel o, in channel i, centre of every spatial dim
+    per_group = shape[0] // args["groups"]
+    hit = (grid[0] % per_group == grid[1]) & (grid[1] < min(per_group, shape[1]))
+    for dim in range(2, len(shape)):
+        hit = hit & (grid[dim] == shape[dim] // 2)
+    return hit.to(dtype)
+
+
+def whole(kind, args, seed, shape, device, dtype) -> torch.Tensor:
+    """orthogonal and sparse need the whole tensor: every rank computes it whole."""
+    numel = math.prod(shape)
+    rows = shape[0]
+    cols = numel // rows
+    full = torch.empty(numel, device=device, dtype=dtype)
+    if kind == "sparse":
+        stream_range(seed, numel, 0, numel, ("normal", (0.0, args["std"])), full)
+        full = full.view(rows, cols)
+        zeros = math.ceil(args["sparsity"] * rows)
+        generator = torch.Generator(device).manual_seed(seed + (numel - 1) // 2**16 + 1)
         for col in range(cols):
-            order = torch.randperm(rows, generator=generator, device=tensor.device)
-            tensor[order[:num_zeros], col] = 0
-    return tensor
+            order = torch.randperm(rows, generator=generator, device=device)
+            full[order[:zeros], col] = 0
+        return full.view(shape)
+    # orthogonal: torch's nn.init.orthogonal_ on normals drawn from the stream
+    stream_range(seed, numel, 0, numel, ("normal", (0.0, 1.0)), full)
+    flattened = full.view(rows, cols)
+    if rows < cols:
+        flattened.t_()
+    q, r = torch.linalg.qr(flattened)
+    q *= torch.diag(r, 0).sign()
+    if rows < cols:
+        q.t_()
+    return q.contiguous().view(shape).mul_(args["gain"])
+
+
+def spec_part(kind: str, **args) -> tuple:
+    """One part of a `chunks` initializer: its kind and arguments."""
+    return kind, args
+
+
+def init_tensor_(tensor: torch.Tensor, seed: int, kind: str, **args) -> None:
+    """Initialise `tensor` (a plain tensor, or this rank's shard of a DTensor) in place."""
+    local, index = shard_indices(tensor)
+    fill_(local, index, tuple(tensor.shape), seed, kind, args)
+
+
+def chunks_(local, index, shape, seed, parts) -> None:
+    """The first axis in len(parts) equal parts, each initialised as a tensor of its own
+    (its own fans, and a stream seeded from the tensor's seed and the part's number)."""
+    rows = shape[0] // len(parts)
+    if index is None:
+        index = [torch.arange(size) for size in shape]
+    for number, (kind, args) in enumerate(parts):
+        at = ((index[0] >= number * rows) & (index[0] < (number + 1) * rows)).nonzero()
+        at = at.flatten()
+        if len(at) == 0:
+            continue
+        part = local.index_select(0, at.to(local.device))
+        part_index = [index[0][at] - number * rows, *index[1:]]
+        part_seed = (seed * 1_000_003 + number + 1) % 2**63
+        fill_(part, part_index, (rows, *shape[1:]), part_seed, kind, args)
+        local.index_copy_(0, at.to(local.device), part)
+
+
+def fill_(local, index, shape, seed, kind, args) -> None:
+    """Initialise `local`, the positions `index` (None: all) of a tensor of `shape`."""
+    if local.numel() == 0:
+        return
+    device, dtype = local.device, local.dtype
+    if kind == "chunks":
+        chunks_(local, index, shape, seed, args["parts"])
+        return
+    if kind in ("zeros", "ones", "constant"):
+        local.fill_({"zeros": 0.0, "ones": 1.0}.get(kind, args.get("value")))
+        return
+    if index is None:
+        index = [torch.arange(size) for size in shape]
+    if kind in ("eye", "dirac", "values"):
+        local.copy_(deterministic(kind, args, shape, index, device, dtype))
+        return
+    if kind in ("orthogonal", "sparse"):
+        full = whole(kind, args, seed, shape, device, dtype)
+        for dim, positions in enumerate(index):
+            full = full.index_select(dim, positions.to(device))
+        local.copy_(full)
+        return
+    draw = (kind, tuple(args.values()))
+    numel = math.prod(shape)
+    row = numel // shape[0]
+    inner = torch.zeros((), dtype=torch.long)
+    for dim in range(1, len(shape)):
+        inner = inner.unsqueeze(-1) * shape[dim] + index[dim].view(
+            *([1] * (dim - 1)), -1
+        )
+    inner = inner.reshape(-1)
+    rows = index[0].tolist()
+    out = (
+        local.view(len(rows), -1)
+        if local.is_contiguous()
+        else local.reshape(len(rows), -1)
+    )
+    step = max(1, 2**18 // row)
+    start = 0
+    while start < len(rows):  # runs of consecutive rows, a few blocks at a time
+        stop = start + 1
+        while (
+            stop < len(rows)
+            and stop - start < step
+            and rows[stop] == rows[stop - 1] + 1
+        ):
+            stop += 1
+        lo, hi = rows[start] * row, (rows[stop - 1] + 1) * row
+        if len(inner) == row:
+            stream_range(seed, numel, lo, hi, draw, out[start:stop].view(-1))
+        else:
+            buffer = torch.empty(hi - lo, device=device, dtype=dtype)
+            stream_range(seed, numel, lo, hi, draw, buffer)
+            out[start:stop] = buffer.view(stop - start, row)[:, inner.to(device)]
+        start = stop
+    if not local.is_contiguous():
+        local.copy_(out.view(local.shape))
+
+
+def resolve_seed(seed: int | None) -> int:
+    """`seed`, or a fresh one, the same on every rank of a distributed run."""
+    if seed is not None:
+        return seed
+    seed = int.from_bytes(os.urandom(8), "little") >> 1
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shared = [seed]
+        dist.broadcast_object_list(shared, src=0)
+        seed = shared[0]
+    return seed
+
+
+def initialize_(
+    model: nn.Module, plan, seed: int | None = None, only: set | None = None
+) -> int:
+    """Initialise every tensor of `model` as `plan` says; reset norm statistics.
+
+    Parameters may be plain tensors or DTensors (FSDP2, tensor parallel, a 2-D
+    mesh): each rank computes its own shard. `only` (a set of state_dict keys)
+    limits both to those tensors and their norm layers. Returns the seed used.
+    """
+    seed = resolve_seed(seed)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, path, kind, args in plan:
+            if only is None or key in only:
+                init_tensor_(params[key], tensor_seed(seed, path), kind, **args)
+        for name, module in model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+                only is None
+                or any(f"{name}.{p}" in only for p, _ in module.named_parameters())
+            ):
+                module.reset_running_stats()
+    return seed
+
+
+class LayerReset:
+    """A layer's reset_parameters: its tensors as the spec says, with the model's seed.
+
+    An object rather than a bound function, so that copies and pickles of the model
+    keep it, bound to their own layer.
+    """
+
+    def __init__(self, module: nn.Module, entries: list, state: dict) -> None:
+        self.module, self.entries, self.state = module, entries, state
+
+    def __call__(self) -> None:
+        self.state["seed"] = resolve_seed(self.state["seed"])
+        with torch.no_grad():
+            for name, path, kind, args in self.entries:
+                tensor = getattr(self.module, name)
+                init_tensor_(
+                    tensor, tensor_seed(self.state["seed"], path), kind, **args
+                )
+            if isinstance(self.module, nn.modules.batchnorm._BatchNorm):
+                self.module.reset_running_stats()
+
+
+def attach_plan_(model: nn.Module, plan, seed: int | None) -> None:
+    """Keep the plan on the model; give each layer a reset_parameters that follows it."""
+    model._nnspec_plan = plan
+    model._nnspec_state = state = {"seed": seed}
+    modules = dict(model.named_modules())
+    owners = {}
+    for key, path, kind, args in plan:
+        owner, _, name = key.rpartition(".")
+        owners.setdefault(owner, []).append((name, path, kind, args))
+    for owner, entries in owners.items():
+        if modules[owner] is not model:
+            modules[owner].reset_parameters = LayerReset(modules[owner], entries, state)
+
+
+class Initializable:
+    """`initialize` and `reset_parameters` of a model built by nnspec."""
+
+    def initialize(self, seed: int | None = None) -> None:
+        """Initialise every tensor as the spec says, in place.
+
+        Parameters may be plain tensors or DTensors (FSDP2, tensor parallel, any
+        mesh): each rank computes only its own shard. `seed` defaults to the
+        model's (the spec's SEED, or the one it was last initialised with).
+        """
+        state = self._nnspec_state
+        state["seed"] = initialize_(
+            self, self._nnspec_plan, state["seed"] if seed is None else seed
+        )
+
+    def reset_parameters(self) -> None:
+        """The spec's initialisation, with the model's seed."""
+        self.initialize()

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 
-from nnspec.compiler.backends.expr import Call, Const, Ref, call, method
-from nnspec.compiler.ir import Layer, Tensor
+from nnspec.compiler.backends.expr import Arg, Call, call
+from nnspec.compiler.ir import Layer, Tensor, chunk_parts
 from nnspec.vocabulary import initializers as inits
 from nnspec.vocabulary import scaling
 
-T, G = Ref("tensor"), Ref("generator")
 TORCH_ROLE = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
 PRELU_DEFAULT = 0.25  # nn.PReLU's init
 
@@ -222,7 +221,6 @@ LAYERS = {
 HELPERS_BY_KIND = {"global_avg_pool": "GlobalPool", "global_max_pool": "GlobalPool", "slice": "Slice",
                    "to_tokens": "ToTokens", "to_map": "ToMap", "layernorm": "ChannelLayerNorm",
                    "prelu": "LastAxisPReLU", "scale": "Scale", "drop_path": "DropPath"}
-HELPERS_BY_INIT = {"sparse": "sparse_"}  # torch_runtime helpers that emitted code must carry
 
 
 def helpers_used(layers) -> list:
@@ -231,88 +229,88 @@ def helpers_used(layers) -> list:
     return [helper for helper in dict.fromkeys(HELPERS_BY_KIND.values()) if helper in called]
 
 
-def _nonzero(**kwargs) -> dict:
-    return {k: v for k, v in kwargs.items() if v is not None}
+# How each tensor is initialised: (kind, arguments) for the runtime's `init_tensor_`, which draws
+# every random value from the tensor's counter-based stream (see `torch_runtime.stream_block`), so
+# that any shard of the tensor can be computed alone. Distributions follow torch.nn.init exactly.
 
 
-def _from_distribution(tensor: Tensor) -> list[Call]:
+def torch_fans(shape: tuple) -> tuple[int, int]:
+    """torch.nn.init's fans of a tensor of this (PyTorch-layout) shape."""
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _uniform(low: float, high: float) -> tuple[str, dict]:
+    return "uniform", {"low": low, "high": high}
+
+
+def _normal(mean: float, std: float) -> tuple[str, dict]:
+    return "normal", {"mean": mean, "std": std}
+
+
+def _kaiming(uniform: bool):
+    def plan(tensor: Tensor) -> tuple[str, dict]:
+        a = tensor.init.args
+        fan_in, fan_out = torch_fans(tensor.shape)
+        fan = fan_in if a["mode"] == "fan_in" else fan_out
+        std = scaling.calculate_gain(a["nonlinearity"], a["a"]) / math.sqrt(fan) if fan else 0.0
+        return _uniform(-math.sqrt(3.0) * std, math.sqrt(3.0) * std) if uniform else _normal(0.0, std)
+
+    return plan
+
+
+def _xavier(uniform: bool):
+    def plan(tensor: Tensor) -> tuple[str, dict]:
+        fan_in, fan_out = torch_fans(tensor.shape)
+        std = tensor.init.args["gain"] * math.sqrt(2.0 / float(fan_in + fan_out)) if fan_in + fan_out else 0.0
+        return _uniform(-math.sqrt(3.0) * std, math.sqrt(3.0) * std) if uniform else _normal(0.0, std)
+
+    return plan
+
+
+def _from_distribution(tensor: Tensor) -> tuple[str, dict]:
     d = scaling.variance_scaling_distribution(tensor.init.name, tensor.init.args, tensor.fan_in, tensor.fan_out)
     if d.kind == "uniform":
-        return [call("nn.init.uniform_", T, d.a, d.b, generator=G)]
+        return _uniform(d.a, d.b)
     if d.kind == "normal":
-        return [call("nn.init.normal_", T, std=d.b, generator=G)]
-    return [call("nn.init.trunc_normal_", T, std=d.b, a=d.low, b=d.high, generator=G)]
+        return _normal(0.0, d.b)
+    return "trunc_normal", {"mean": 0.0, "std": d.b, "low": d.low, "high": d.high}
 
 
-def _kaiming(fn: str):
-    def lower(tensor: Tensor) -> list[Call]:
-        a = tensor.init.args
-        kwargs = _nonzero(a=a["a"] if a["a"] != 0 else None,
-                          mode=a["mode"] if a["mode"] != "fan_in" else None,
-                          nonlinearity=a["nonlinearity"] if a["nonlinearity"] != "leaky_relu" else None)
-        return [call(fn, T, **kwargs, generator=G)]
-
-    return lower
-
-
-def _gain(fn: str, random: bool = True):
-    def lower(tensor: Tensor) -> list[Call]:
-        gain = tensor.init.args["gain"]
-        extra = {"gain": gain} if gain != 1.0 else {}
-        if random:
-            extra["generator"] = G
-        return [call(fn, T, **extra)]
-
-    return lower
-
-
-def _eye(tensor: Tensor) -> list[Call]:
-    gain = tensor.init.args["gain"]
-    return [call("nn.init.eye_", T)] + ([method(T, "mul_", gain)] if gain != 1.0 else [])
-
-
-def _dirac(tensor: Tensor) -> list[Call]:
-    groups = tensor.layer.args.get("groups", 1)
-    return [call("nn.init.dirac_", T, groups)] if groups != 1 else [call("nn.init.dirac_", T)]
-
-
-def _copy(values) -> list[Call]:
-    return [method(T, "copy_", call("torch.tensor", values))]
-
-
-def torch_default(tensor: Tensor) -> list[Call]:
+def torch_default(tensor: Tensor) -> tuple[str, dict]:
     kind = tensor.layer.kind
     if tensor.role == "gamma":
-        return [call("nn.init.ones_", T)]
+        return "ones", {}
     if tensor.role == "beta":
-        return [call("nn.init.zeros_", T)]
+        return "zeros", {}
     if kind == "embedding":
-        return [call("nn.init.normal_", T, generator=G)]
+        return _normal(0.0, 1.0)
     if kind == "prelu":
-        return [call("nn.init.constant_", T, PRELU_DEFAULT)]
+        return "constant", {"value": PRELU_DEFAULT}
     if tensor.role == "bias":
         bound = 1.0 / math.sqrt(tensor.fan_in) if tensor.fan_in > 0 else 0.0
-        return [call("nn.init.uniform_", T, -bound, bound, generator=G)]
-    return [call("nn.init.kaiming_uniform_", T, a=Const("math.sqrt(5)", math.sqrt(5)), generator=G)]
+        return _uniform(-bound, bound)
+    # kaiming_uniform_(a=sqrt(5)), as nn.Linear and nn.ConvNd reset their weight
+    fan_in = torch_fans(tensor.shape)[0]
+    std = scaling.calculate_gain("leaky_relu", math.sqrt(5)) / math.sqrt(fan_in) if fan_in else 0.0
+    return _uniform(-math.sqrt(3.0) * std, math.sqrt(3.0) * std)
 
 
 INITS = {
-    "zeros": lambda t: [call("nn.init.zeros_", T)],
-    "ones": lambda t: [call("nn.init.ones_", T)],
-    "constant": lambda t: [call("nn.init.constant_", T, t.init.args["value"])],
-    "eye": _eye,
-    "dirac": _dirac,
-    "uniform": lambda t: [call("nn.init.uniform_", T, t.init.args["low"], t.init.args["high"], generator=G)],
-    "normal": lambda t: [call("nn.init.normal_", T, t.init.args["mean"], t.init.args["std"], generator=G)],
-    "trunc_normal": lambda t: [call("nn.init.trunc_normal_", T, t.init.args["mean"], t.init.args["std"],
-                                    t.init.args["low"], t.init.args["high"], generator=G)],
-    "xavier_uniform": _gain("nn.init.xavier_uniform_"),
-    "xavier_normal": _gain("nn.init.xavier_normal_"),
-    "kaiming_uniform": _kaiming("nn.init.kaiming_uniform_"),
-    "kaiming_normal": _kaiming("nn.init.kaiming_normal_"),
-    "orthogonal": _gain("nn.init.orthogonal_"),
-    # nnspec's own sparse_ (torch_runtime): PyTorch's draws the zeroed rows from the global generator
-    "sparse": lambda t: [call("sparse_", T, t.init.args["sparsity"], std=t.init.args["std"], generator=G)],
+    "zeros": lambda t: ("zeros", {}),
+    "ones": lambda t: ("ones", {}),
+    "constant": lambda t: ("constant", {"value": t.init.args["value"]}),
+    "eye": lambda t: ("eye", {"gain": t.init.args["gain"]}),
+    "dirac": lambda t: ("dirac", {"groups": t.layer.args.get("groups", 1)}),
+    "uniform": lambda t: _uniform(t.init.args["low"], t.init.args["high"]),
+    "normal": lambda t: _normal(t.init.args["mean"], t.init.args["std"]),
+    "trunc_normal": lambda t: ("trunc_normal", {k: t.init.args[k] for k in ("mean", "std", "low", "high")}),
+    "xavier_uniform": _xavier(True),
+    "xavier_normal": _xavier(False),
+    "kaiming_uniform": _kaiming(True),
+    "kaiming_normal": _kaiming(False),
+    "orthogonal": lambda t: ("orthogonal", {"gain": t.init.args["gain"]}),
+    "sparse": lambda t: ("sparse", {"sparsity": t.init.args["sparsity"], "std": t.init.args["std"]}),
     "variance_scaling": _from_distribution,
     "glorot_uniform": _from_distribution,
     "glorot_normal": _from_distribution,
@@ -320,11 +318,24 @@ INITS = {
     "he_normal": _from_distribution,
     "lecun_uniform": _from_distribution,
     "lecun_normal": _from_distribution,
-    "values": lambda t: _copy(t.init.args["values"]),
-    "log_prior": lambda t: _copy(inits.log_prior(t.init.args["counts"])),
+    "values": lambda t: ("values", {"values": t.init.args["values"]}),
+    "log_prior": lambda t: ("values", {"values": inits.log_prior(t.init.args["counts"])}),
     "torch_default": torch_default,
+    "chunks": lambda t: ("chunks", {"parts": [call("spec_part", *_part_plan(part)) for part in chunk_parts(t)]}),
 }
 
 
-def init_calls(tensor: Tensor) -> list[Call]:
+def _part_plan(part: Tensor) -> tuple:
+    kind, args = init_plan(part)
+    return (kind, *(Arg(value, name) for name, value in args.items()))
+
+
+def init_plan(tensor: Tensor) -> tuple[str, dict]:
+    """(kind, arguments) of `init_tensor_` for this tensor."""
     return INITS[tensor.init.name](tensor)
+
+
+def plan_entry(tensor: Tensor) -> Call:
+    """The `spec_init(key, path, kind, **args)` entry of the tensor in a model's INITIALIZERS."""
+    kind, args = init_plan(tensor)
+    return call("spec_init", torch_path(tensor), tensor.path, kind, **args)

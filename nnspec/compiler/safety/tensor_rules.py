@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from nnspec.compiler.ir import Layer, Tensor
+from nnspec.compiler.ir import Layer, Tensor, chunk_parts
 from nnspec.compiler.safety.facts import Finding, category, finding, this, waiver_hint
 from nnspec.vocabulary import initializers as inits
 
@@ -140,6 +140,10 @@ TENSOR_RULES: tuple[Callable[[Tensor], Problem], ...] = (
 
 
 def tensor_findings(tensor: Tensor) -> Iterator[Finding]:
+    if tensor.init.name == "chunks":  # each part is a tensor of its own
+        for part in chunk_parts(tensor):
+            yield from tensor_findings(part)
+        return
     for rule in TENSOR_RULES:
         problem = rule(tensor)
         if problem is not None:

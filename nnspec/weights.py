@@ -1,0 +1,295 @@
+"""Weights from elsewhere into a model built by nnspec: `load_weights` and its report.
+
+`load_weights(model, source, spec=None, rename=None, strict=True)` reads `source`
+(a state dict, a `.pt`/`.pth`/`.bin` file, a `.safetensors` file, or a PyTorch
+module) and pairs each of its tensors with one of the model's state_dict keys:
+
+1. by name: the same key on both sides;
+2. by an explicit `rename` rule: a list of `(regex, replacement)` pairs (or
+   `"REGEX=REPLACEMENT"` texts); the first rule whose regex is found in a source
+   key rewrites it with `re.sub`, and the rewritten key is looked up;
+3. by structure: the keys left on both sides, each in its module-tree order
+   (state_dict order), are paired one to one when both sides have as many.
+
+The report lists every pair and how it was made, every key left unmatched on
+either side, and every pair whose shapes differ (both keys and both shapes).
+With `strict=True` (the default) any unmatched key or shape mismatch raises
+`WeightsError`, which carries the report, and nothing is loaded; with
+`strict=False` the pairs of equal shapes are loaded and the rest reported.
+
+Keras models are reached through the PyTorch one: build the spec for torch,
+`load_weights` into it, then `nnspec.transfer(torch_model, keras_model, spec)`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+WRAPPERS = ("state_dict", "model_state_dict", "model")
+
+
+class WeightsError(ValueError):
+    """The weights do not fit the model (strict): the report says where; nothing was loaded."""
+
+    def __init__(self, message: str, report: Optional[WeightReport] = None) -> None:
+        super().__init__(message if report is None else f"{message}\n{report}")
+        self.report = report
+
+
+@dataclass
+class WeightReport:
+    """What `load_weights` paired, left over and loaded. `matches`: (model key, source key, how, shape), how
+    one of "name", "rename", "structure"; `mismatched`: (model key, model shape, source key, source shape)."""
+
+    matches: list = field(default_factory=list)
+    mismatched: list = field(default_factory=list)
+    missing: list = field(default_factory=list)  # model keys that no source tensor fills: (key, shape)
+    unexpected: list = field(default_factory=list)  # source keys that fill no model key: (key, shape)
+    loaded: Optional[int] = None  # how many tensors were loaded; None when matching only (`nnspec weights`)
+    source: str = "the source"
+    model: object = field(default=None, repr=False, compare=False)  # the model loaded into
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.mismatched or self.missing or self.unexpected)
+
+    def mapping(self) -> dict:
+        """model key -> source key, for every pair of equal shapes."""
+        return {target: source for target, source, _, _ in self.matches}
+
+    def summary(self) -> str:
+        hows = {}
+        for _, _, how, _ in self.matches:
+            hows[how] = hows.get(how, 0) + 1
+        parts = ", ".join(f"{n} by {how}" for how, n in hows.items()) or "none"
+        text = f"{len(self.matches)} tensor(s) of {self.source} matched ({parts})"
+        problems = []
+        if self.mismatched:
+            problems.append(f"{len(self.mismatched)} shape mismatch(es)")
+        if self.missing:
+            problems.append(f"{len(self.missing)} model key(s) unmatched")
+        if self.unexpected:
+            problems.append(f"{len(self.unexpected)} source key(s) unmatched")
+        text += "; " + ", ".join(problems) if problems else "; nothing left over"
+        return text + ("" if self.loaded is None else f"; {self.loaded} loaded")
+
+    def __str__(self) -> str:
+        lines = [self.summary()] + [f"note: {note}" for note in self.notes]
+        if self.matches:
+            width = max(len(t) for t, _, _, _ in self.matches)
+            lines.append("matched (model key <- source key, shape, how):")
+            lines += [f"  {t:<{width}}  <- {s}  {_shape(shape)}  {how}" for t, s, how, shape in self.matches]
+        if self.mismatched:
+            lines.append("shape mismatches (model key shape <- source key shape):")
+            lines += [f"  {t} {_shape(ts)} <- {s} {_shape(ss)}" for t, ts, s, ss in self.mismatched]
+        if self.missing:
+            lines.append("unmatched in the model (no source tensor):")
+            lines += [f"  {k} {_shape(shape)}" for k, shape in self.missing]
+        if self.unexpected:
+            lines.append("unmatched in the source (no model tensor):")
+            lines += [f"  {k} {_shape(shape)}" for k, shape in self.unexpected]
+        return "\n".join(lines)
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def parse_rename(rules) -> list:
+    """`rename` as a list of (compiled regex, replacement); accepts pairs or "REGEX=REPLACEMENT" texts."""
+    if rules is None:
+        return []
+    if isinstance(rules, (str, tuple)) or isinstance(rules, dict):
+        rules = list(rules.items()) if isinstance(rules, dict) else [rules]
+    out = []
+    for rule in rules:
+        if isinstance(rule, str):
+            if "=" not in rule:
+                raise ValueError(f"rename rule {rule!r}: write it as REGEX=REPLACEMENT, e.g. '^backbone\\.=' ")
+            pattern, replacement = rule.split("=", 1)
+        elif isinstance(rule, (tuple, list)) and len(rule) == 2:
+            pattern, replacement = rule
+        else:
+            raise ValueError(f"rename rule {rule!r}: a rule is a (regex, replacement) pair or 'REGEX=REPLACEMENT'")
+        try:
+            out.append((re.compile(pattern), replacement))
+        except re.error as exc:
+            raise ValueError(f"rename rule {rule!r}: the regex does not compile: {exc}") from None
+    return out
+
+
+def read_source(source) -> tuple[dict, str]:
+    """(state dict of tensors, a description) from any accepted source."""
+    import torch
+
+    if isinstance(source, torch.nn.Module):
+        return dict(source.state_dict()), f"{type(source).__name__} (a PyTorch module)"
+    if type(source).__module__.split(".")[0] in ("keras", "tf_keras", "tensorflow"):
+        raise TypeError("load_weights reads PyTorch weights; for a Keras model built by nnspec, load into the "
+                        "PyTorch model of the same spec and copy with nnspec.transfer(torch_model, keras_model, "
+                        "spec)")
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such weights file: {path}")
+        if path.endswith(".safetensors"):
+            try:
+                from safetensors.torch import load_file
+            except ImportError:
+                raise ImportError(f"{path}: reading .safetensors needs the `safetensors` package "
+                                  "(pip install 'nnspec[torch]' or pip install safetensors)") from None
+            return dict(sorted(load_file(path).items(), key=lambda item: _tree_key(item[0]))), path
+        if not path.endswith(TORCH_SUFFIXES):
+            raise ValueError(f"{path}: unknown weights format; nnspec reads {', '.join(TORCH_SUFFIXES)} "
+                             "(torch.save) and .safetensors")
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"{path}: torch.load(weights_only=True) cannot read it: {exc}") from None
+        return _state_dict(loaded, path), path
+    if isinstance(source, dict):
+        return _state_dict(source, "the state dict"), "the state dict"
+    raise TypeError(f"cannot read weights from a {type(source).__name__}; give a state dict, a .pt/.pth or "
+                    ".safetensors path, or a PyTorch module")
+
+
+ROLE_ORDER = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3, "num_batches_tracked": 4}
+
+
+def _tree_key(key: str) -> tuple:
+    """A guess at module-tree order for keys that lost it (a .safetensors file stores them sorted): numbers
+    as numbers, a module's weight before its bias and statistics. Exact for numbered (Sequential) trees."""
+    *modules, role = key.split(".")
+    return (tuple((0, int(m), "") if m.isdigit() else (1, 0, m) for m in modules), ROLE_ORDER.get(role, 5), role)
+
+
+def _state_dict(obj, where: str) -> dict:
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return dict(obj.state_dict())
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where} holds a {type(obj).__name__}, not a state dict")
+    for wrapper in WRAPPERS:  # a training checkpoint: {"state_dict": {...}, "epoch": ...}
+        if isinstance(obj.get(wrapper), dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            return _state_dict(obj[wrapper], f"{where}[{wrapper!r}]")
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(f"{where} holds no tensors (keys: {', '.join(map(str, list(obj)[:5]))})")
+    return tensors
+
+
+def match(target: dict, source: dict, rename=None, source_name: str = "the source") -> WeightReport:
+    """Pair source tensors with the model's keys (see the module text). `target` and `source`: key -> tensor
+    (or anything with `.shape`), both in module-tree order."""
+    rules = parse_rename(rename)
+    report = WeightReport(source=source_name)
+    pairs = {}  # target key -> (source key, how)
+    taken = set()
+    for key in source:  # by name
+        if key in target:
+            pairs[key] = (key, "name")
+            taken.add(key)
+    for key in source:  # by an explicit rule
+        if key in taken:
+            continue
+        for regex, replacement in rules:
+            if regex.search(key):
+                renamed = regex.sub(replacement, key)
+                if renamed in target and renamed not in pairs:
+                    pairs[renamed] = (key, "rename")
+                    taken.add(key)
+                break
+    rest_target = [k for k in target if k not in pairs]
+    rest_source = [k for k in source if k not in taken]
+    if rest_target and len(rest_target) == len(rest_source):  # by structure
+        for t, s in zip(rest_target, rest_source):
+            pairs[t] = (s, "structure")
+            taken.add(s)
+        rest_target, rest_source = [], []
+    if source_name.endswith(".safetensors") and any(
+            how == "structure" and tuple(target[t].shape) != tuple(source[s].shape) for t, (s, how) in pairs.items()):
+        report.notes.append("a .safetensors file does not keep the order of its tensors, so pairing by structure "
+                            "follows a guessed order (numbered modules in order, named ones by name); save the state "
+                            "dict with torch.save, pass the module itself, or give --rename rules")
+    for t in target:
+        if t not in pairs:
+            continue
+        s, how = pairs[t]
+        tshape, sshape = tuple(target[t].shape), tuple(source[s].shape)
+        if tshape == sshape:
+            report.matches.append((t, s, how, tshape))
+        else:
+            report.mismatched.append((t, tshape, s, sshape))
+    report.missing = [(k, tuple(target[k].shape)) for k in rest_target]
+    report.unexpected = [(k, tuple(source[k].shape)) for k in rest_source]
+    return report
+
+
+def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> WeightReport:
+    """Load `source` into `model` (a PyTorch module, usually built by nnspec; None builds one from `spec`)
+    and return the report (`print(report)` shows it; `report.model` is the model). See the module text."""
+    import torch
+
+    if model is None:
+        if spec is None:
+            raise ValueError("load_weights needs a model or a spec to build one from")
+        import nnspec
+
+        model = nnspec.build(spec)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"load_weights loads into a PyTorch module, not a {type(model).__name__}; for a Keras "
+                        "model build the spec for torch, load into it, then nnspec.transfer(torch_model, "
+                        "keras_model, spec)")
+    if spec is not None:
+        _check_against_spec(model, spec)
+    tensors, name = read_source(source)
+    target = model.state_dict()
+    report = match(target, tensors, rename, name)
+    report.model = model
+    if strict and not report.ok:
+        report.loaded = 0
+        raise WeightsError(f"the weights of {name} do not fit {type(model).__name__} (strict); nothing was loaded",
+                           report)
+    with torch.no_grad():
+        for t, s, _, _ in report.matches:
+            target[t].copy_(tensors[s])
+    report.loaded = len(report.matches)
+    return report
+
+
+def _check_against_spec(model, spec) -> None:
+    from nnspec import _as_spec
+    from nnspec.compiler.backends import torch_table
+
+    spec = _as_spec(spec)
+    params = dict(model.named_parameters())
+    wrong = [f"{k}: the spec says {list(t.shape)}, the model has "
+             + (f"{list(params[k].shape)}" if k in params else "no such parameter")
+             for t in spec.graph.tensors() for k in [torch_table.torch_path(t)]
+             if k not in params or tuple(params[k].shape) != tuple(t.shape)]
+    if wrong:
+        raise ValueError(f"the model was not built from the spec `{spec.name}`: " + "; ".join(wrong[:5]))
+
+
+def save_weights(tensors: dict, path: str) -> None:
+    """Write key -> tensor as .safetensors or with torch.save (.pt/.pth/.bin/.ckpt)."""
+    import torch
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.torch import save_file
+        except ImportError:
+            raise ImportError("writing .safetensors needs the `safetensors` package (pip install safetensors)") \
+                from None
+        save_file(tensors, path)
+    elif path.endswith(TORCH_SUFFIXES):
+        torch.save(tensors, path)
+    else:
+        raise ValueError(f"{path}: write .safetensors or one of {', '.join(TORCH_SUFFIXES)}")
