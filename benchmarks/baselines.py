@@ -63,3 +63,31 @@ def torch_resnet50_by_hand():
             return self.fc(torch.flatten(self.avgpool(x), 1))
 
     return ResNet50()
+
+
+def torchvision_models():
+    """torchvision.models, or None when torchvision is not installed.
+
+    torchvision's compiled operators do not load beside the CPU build of torch that nnspec pins, and
+    importing torchvision registers fake implementations of them with `torch.library.register_fake`,
+    which then fails; the models need none of those operators, so that registration is a no-op while
+    torchvision is imported (as in tests/tv.py)."""
+    import importlib
+    import importlib.util
+
+    import torch.library
+
+    if importlib.util.find_spec("torchvision") is None:
+        return None
+    original = torch.library.register_fake
+
+    def no_op(*args, **kwargs):
+        if args and callable(args[0]) and not isinstance(args[0], str):
+            return args[0]
+        return lambda function: function
+
+    torch.library.register_fake = no_op
+    try:
+        return importlib.import_module("torchvision").models
+    finally:
+        torch.library.register_fake = original

@@ -105,6 +105,45 @@ def bench_torch_build(repeats: int, spec_path: str) -> dict:
     return row("PyTorch build of ResNet-50 vs by hand (default init, then re-init)", ours, base, "ratio <= 0.75")
 
 
+ZOO_BUILDS = (("efficientnet_b0", "EfficientNet-B0"), ("convnext_tiny", "ConvNeXt-Tiny"))
+
+
+def bench_zoo_builds(repeats: int) -> list[dict]:
+    """PyTorch builds of torchvision's EfficientNet-B0 and ConvNeXt-Tiny: nnspec vs torchvision's own
+    constructors (which initialise every tensor twice: the modules' defaults, then torchvision's loop)."""
+    import torch
+    from baselines import torchvision_models
+
+    import nnspec
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    models = torchvision_models()
+    rows = []
+    for name, title in ZOO_BUILDS:
+        spec = nnspec.load(os.path.join(ROOT, "examples", f"{name}.yaml"))
+        nnspec.build(spec, "torch", seed=0)  # warm up imports and caches
+        if models is None:
+            t = statistics.median(timed(lambda spec=spec: nnspec.build(spec, "torch", seed=0)) for _ in range(repeats))
+            rows.append(row(f"PyTorch build of {title} (torchvision not installed)", t, None, "ratio <= 0.75"))
+            continue
+        constructor = getattr(models, name)
+        constructor()
+        ours, base = alternate(lambda spec=spec: nnspec.build(spec, "torch", seed=0), constructor, repeats)
+        rows.append(row(f"PyTorch build of {title} vs torchvision.models.{name}()", ours, base, "ratio <= 0.75"))
+    return rows
+
+
+def bench_check_largest(repeats: int) -> dict:
+    """`nnspec check` of the example with the most layers against `nnspec check resnet50.yaml`, fresh
+    processes, alternating."""
+    spec = largest_example()
+    run_cmd([PY, "-m", "nnspec", "check", spec])  # writes the bytecode caches, as a first run does
+    ours, base = alternate(lambda: run_cmd([PY, "-m", "nnspec", "check", spec]),
+                           lambda: run_cmd([PY, "-m", "nnspec", "check", RESNET50]), repeats)
+    return row(f"check {os.path.basename(spec)} (largest example) vs check resnet50.yaml, fresh process",
+               ours, base, "ratio <= 1.2")
+
+
 def bench_keras_build(repeats: int, spec_path: str) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -227,11 +266,13 @@ def main(argv=None) -> int:
     reps = 1 if quick else 9
     spec = os.path.join(ROOT, "examples", "cifar_resnet.yaml") if quick else RESNET50
     rows = [bench_check_startup(1 if quick else 15),
+            bench_check_largest(1 if quick else 15),
             bench_check_many(10 if quick else 500, 1 if quick else 5),
             bench_emit(reps, spec),
             *bench_graph(1 if quick else 9),
             *bench_huge(1 if quick else 5)]
     rows.append(bench_torch_build(reps, spec))
+    rows.extend(bench_zoo_builds(reps))
     rows.append(bench_keras_build(1 if quick else 3, spec))
     if not quick and not args.skip_sharded:
         rows += bench_sharded_init()

@@ -6,7 +6,7 @@ import pytest
 
 from nnspec.compiler.arithmetic import ExpressionError, evaluate, names_in, tokens_of
 
-ENV = {"w": 6, "k": 3, "p": 0.5, "act": "relu", "big": 2**40}
+ENV = {"w": 6, "k": 3, "p": 0.5, "act": "relu", "big": 2**40, "huge": 2**1200}
 
 
 @pytest.mark.parametrize("text", ["$w * 4", "$w*4 // 2", "($k - 1) // 2", "$p * 0.5", "-$k + 10", "2 + 3 * $w",
@@ -33,6 +33,8 @@ def test_other_strings_are_not_expressions(text):
     ("$w $k * 2", "NS004", "unexpected"),
     ("$w ** 2", "NS004", "unexpected"),
     ("$big * $big", "NS004", "beyond"),
+    ("$huge / 2", "NS004", "beyond"),
+    ("$huge // 2 + 1", "NS004", "beyond"),
 ])
 def test_errors(text, code, words):
     with pytest.raises(ExpressionError) as info:

@@ -18,5 +18,7 @@ def test_benchmarks_run_quick():
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("benchmark")
     for what in ("check resnet50.yaml, fresh process", "specs in one call", "emit ResNet-50", "10.7e9-parameter",
-                 "build --device meta", "PyTorch build", "Keras build", "nnspec graph"):
+                 "build --device meta", "PyTorch build", "Keras build", "nnspec graph",
+                 "(largest example) vs check resnet50.yaml", "PyTorch build of EfficientNet-B0",
+                 "PyTorch build of ConvNeXt-Tiny"):
         assert any(what in line for line in lines), (what, proc.stdout)

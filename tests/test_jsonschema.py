@@ -307,3 +307,26 @@ layers:
   - b: {w: 3}
 """
     assert errors(validator, text) == []
+
+
+def test_an_argument_naming_an_item_validates(validator):
+    """`- $act` in a block's layers (with `act: relu` or `act: identity` in the call) is an item."""
+    text = """nnspec: 1
+name: m
+input: [4, 8, 8]
+blocks:
+  b:
+    args: {act: relu}
+    layers:
+      - conv2d: {out: 4, kernel: 3}
+      - $act
+layers:
+  - b: {act: identity}
+"""
+    from nnspec.compiler.pipeline import analyse_text
+
+    assert errors(validator, text) == []
+    spec, diags = analyse_text(text, "<m>")
+    assert spec is not None and diags == []
+    assert errors(validator, text.replace("- $act", "- $act x")) != []
+    assert errors(validator, text.replace("- $act", "- $$act")) != []

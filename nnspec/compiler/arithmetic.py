@@ -92,7 +92,10 @@ class _Parser:
                 continue
             if right == 0:
                 raise ExpressionError("NS004", f"`{self.text}` divides by zero")
-            value = self.check(value / right if op == "/" else value // right)
+            try:
+                value = self.check(value / right if op == "/" else value // right)
+            except OverflowError:  # an integer too large for a float, through `/`
+                raise self.too_large() from None
         return value
 
     def unary(self):
@@ -122,11 +125,15 @@ class _Parser:
             raise ExpressionError("NS105", f"`${name}` is not an argument of block `{self.block}`", name=name)
         value = self.env[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ExpressionError("NS004", f"`${name}` is {value!r} here, not a number: `{self.text}` needs numbers")
-        return value
+            raise ExpressionError("NS004", f"`${name}` is {value!r:.80} here, not a number: `{self.text}` needs "
+                                           "numbers")
+        return self.check(value)
 
     def check(self, value):
         if isinstance(value, float) and not math.isfinite(value) or abs(value) >= LIMIT:
-            raise ExpressionError("NS004", f"`{self.text}` gives a number beyond what any argument takes "
-                                           f"(|value| < 2**63)")
+            raise self.too_large()
         return value
+
+    def too_large(self) -> ExpressionError:
+        return ExpressionError("NS004", f"`{self.text}` gives a number beyond what any argument takes (|value| < "
+                                        "2**63)")

@@ -28,6 +28,7 @@ SCHEMA_ID = "nnspec.schema.json"
 # `$arg`, or block-argument arithmetic such as `$width * 4` (`nnspec check` tells the two from plain text)
 ARG_REF_PATTERN = r"^(?=.*\$[A-Za-z_])[-+*/().\s$\w]+$"
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ITEM_NAME = r"^\$?[A-Za-z_][A-Za-z0-9_]*$"  # a kind or block name, or in a block `$act` naming one
 REF = "#/definitions/"
 ITEM_KEY_PROPS = {
     "name": {"type": "string", "pattern": IDENT,
@@ -276,9 +277,9 @@ def build_schema() -> dict:
     }
     item = {
         "type": ["string", "object"],
-        "description": "a layer: a kind or block name alone (`relu`), or a one-key mapping from a layer kind, "
-                       "`residual` or a block name to its arguments",
-        "pattern": IDENT,
+        "description": "a layer: a kind or block name alone (`relu`; in a block also `$act`, an argument naming "
+                       "one), or a one-key mapping from a layer kind, `residual` or a block name to its arguments",
+        "pattern": ITEM_NAME,
         "minProperties": 1, "maxProperties": 1,
         "propertyNames": {"pattern": IDENT},
         "properties": {**{k: _kind_schema(k) for k in KINDS}, "residual": residual, **merges},
