@@ -382,6 +382,12 @@ def fill_(local, index, shape, seed, kind, args) -> None:
     if kind in ("zeros", "ones", "constant"):
         local.fill_({"zeros": 0.0, "ones": 1.0}.get(kind, args.get("value")))
         return
+    draw = (kind, tuple(args.values()))
+    whole_tensor = index is None and local.is_contiguous()
+    if whole_tensor and kind in ("uniform", "normal", "trunc_normal"):
+        # its stream, block after block, in place
+        stream_range(seed, local.numel(), 0, local.numel(), draw, local.view(-1))
+        return
     if index is None:
         index = [torch.arange(size) for size in shape]
     if kind in ("eye", "dirac", "values"):
@@ -393,7 +399,6 @@ def fill_(local, index, shape, seed, kind, args) -> None:
             full = full.index_select(dim, positions.to(device))
         local.copy_(full)
         return
-    draw = (kind, tuple(args.values()))
     numel = math.prod(shape)
     row = numel // shape[0]
     inner = torch.zeros((), dtype=torch.long)
