@@ -95,15 +95,19 @@ def conv_geometry(args: dict, n: int) -> dict:
     return {"kernel": kernel, "stride": stride, "dilation": dilation, "pads": tuple(pads)}
 
 
+def _check_groups(args: dict, c_in: int) -> None:
+    groups = args["groups"]
+    if c_in % groups:
+        raise ShapeError("NS103", f"input channels {c_in} are not divisible by groups={groups}", "groups")
+    if args["out"] % groups:
+        raise ShapeError("NS103", f"out={args['out']} is not divisible by groups={groups}", "groups")
+
+
 def _conv_infer(n: int):
     def infer(args: dict, shape: Shape, dtype: str) -> Shape:
         _need_rank(shape, (n + 1,), f"conv{n}d")
         g = conv_geometry(args, n)
-        c_in, groups = shape[0], args["groups"]
-        if c_in % groups:
-            raise ShapeError("NS103", f"input channels {c_in} are not divisible by groups={groups}", "groups")
-        if args["out"] % groups:
-            raise ShapeError("NS103", f"out={args['out']} is not divisible by groups={groups}", "groups")
+        _check_groups(args, shape[0])
         sizes = []
         for size, k, s, d, (pb, pa) in zip(shape[1:], g["kernel"], g["stride"], g["dilation"], g["pads"]):
             span = d * (k - 1) + 1
@@ -228,11 +232,7 @@ def _conv_transpose_infer(n: int):
     def infer(args: dict, shape: Shape, dtype: str) -> Shape:
         _need_rank(shape, (n + 1,), f"conv_transpose{n}d")
         g = conv_transpose_geometry(args, n)
-        c_in, groups = shape[0], args["groups"]
-        if c_in % groups:
-            raise ShapeError("NS103", f"input channels {c_in} are not divisible by groups={groups}", "groups")
-        if args["out"] % groups:
-            raise ShapeError("NS103", f"out={args['out']} is not divisible by groups={groups}", "groups")
+        _check_groups(args, shape[0])
         sizes = []
         for size, k, s, d, p, op in zip(shape[1:], g["kernel"], g["stride"], g["dilation"], g["padding"],
                                         g["output_padding"]):
