@@ -290,3 +290,21 @@ def test_reset_parameters_survives_copies_and_pickles(tmp_path):
         assert_same_state(emitted.state_dict(), expected)
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_strided_shard_positions_without_the_offset_mode(monkeypatch):
+    """Older torch has _StridedShard without _StridedShardOffsetMode: the positions nnspec computes
+    then are the ones newer torch gives."""
+    from torch.distributed.tensor import placement_types as types
+
+    from nnspec.compiler.backends.torch_runtime import strided_offsets
+
+    if not hasattr(types, "_StridedShard") or not hasattr(types, "_StridedShardOffsetMode"):
+        pytest.skip("this torch has no _StridedShardOffsetMode to compare with")
+    cases = [(length, chunks, rank, factor) for length in range(0, 23) for chunks in (1, 2, 3, 4)
+             for rank in range(chunks) for factor in (1, 2, 3)]
+    expected = [strided_offsets(types._StridedShard(0, split_factor=f), n, c, r).tolist()
+                for n, c, r, f in cases]
+    monkeypatch.delattr(types, "_StridedShardOffsetMode")
+    got = [strided_offsets(types._StridedShard(0, split_factor=f), n, c, r).tolist() for n, c, r, f in cases]
+    assert got == expected

@@ -271,11 +271,9 @@ def shard_indices(tensor: torch.Tensor) -> tuple[torch.Tensor, list | None]:
         chunks, rank = tensor.device_mesh.size(mesh_dim), coordinate[mesh_dim]
         strided = getattr(types, "_StridedShard", ())
         if isinstance(placement, strided):  # FSDP2 over tensor parallelism, same dim
-            dim, mode = placement.dim, types._StridedShardOffsetMode.ALL
-            _, offsets = placement.local_shard_size_and_offset(
-                len(index[dim]), chunks, rank, mode
-            )
-            index[dim] = index[dim][torch.tensor(offsets, dtype=torch.long)]
+            dim = placement.dim
+            offsets = strided_offsets(placement, len(index[dim]), chunks, rank)
+            index[dim] = index[dim][offsets]
         elif isinstance(placement, types.Shard):
             dim = placement.dim
             size, offset = types.Shard.local_shard_size_and_offset(
@@ -289,6 +287,19 @@ def shard_indices(tensor: torch.Tensor) -> tuple[torch.Tensor, list | None]:
             f"local shard {tuple(local.shape)} does not match its placements"
         )
     return local, index
+
+
+def strided_offsets(placement, length: int, chunks: int, rank: int) -> torch.Tensor:
+    """The positions `rank` holds under _StridedShard: the dim is cut into `split_factor`
+    pieces (by the mesh dims to its right) and each piece into `chunks`, as torch.chunk does."""
+    from torch.distributed.tensor import placement_types as types
+
+    if hasattr(types, "_StridedShardOffsetMode"):
+        mode = types._StridedShardOffsetMode.ALL
+        _, offsets = placement.local_shard_size_and_offset(length, chunks, rank, mode)
+        return torch.tensor(offsets, dtype=torch.long)
+    parts = [p.chunk(chunks) for p in torch.arange(length).chunk(placement.split_factor)]
+    return torch.cat([torch.arange(0)] + [p[rank] for p in parts if rank < len(p)])
 
 
 def deterministic(kind, args, shape, index, device, dtype) -> torch.Tensor:
