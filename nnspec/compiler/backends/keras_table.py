@@ -335,36 +335,35 @@ def _recurrent(layer: Layer, layout: str):
     """One Keras LSTM/GRU per layer (`Bidirectional` of a forward and a backward one), PyTorch's tensors as
     Keras's variables through `Gates`; the top layer is named as the spec's layer, the ones below it
     `<path>.l<k>`."""
-    a, kind = layer.args, layer.kind
-    cls = "keras.layers.LSTM" if kind == "lstm" else "keras.layers.GRU"
-    order = KERAS_GATES[kind]
-    extra = {"unit_forget_bias": False} if kind == "lstm" else {"reset_after": True}
+    a = layer.args
     calls = []
     for k in range(a["layers"]):
         top = k == a["layers"] - 1
         name = layer.path if top else f"{layer.path}.l{k}"
-
-        def one(sfx: str, backwards: bool, name: str):
-            t = {role: layer.tensors[f"{role}_l{k}{sfx}"] for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-            kwargs = dict(extra)
-            if not top or a["output"] == "sequence":
-                kwargs["return_sequences"] = True
-            if backwards:
-                kwargs["go_backwards"] = True
-            gates = {"order": order} if order is not None else {}
-            return call(cls, a["hidden"], **kwargs,
-                        kernel_initializer=_gates([t["weight_ih"]], gates),
-                        recurrent_initializer=_gates([t["weight_hh"]], gates),
-                        bias_initializer=call("Gates", [initializer(t["bias_ih"]), initializer(t["bias_hh"])],
-                                              **gates, **({"stack": True} if kind == "gru" else {})),
-                        name=name)
-
+        sequences = not top or a["output"] == "sequence"
         if a["bidirectional"]:
-            calls.append(call("keras.layers.Bidirectional", one("", False, f"{name}.forward"),
-                              backward_layer=one("_reverse", True, f"{name}.backward"), name=name))
+            calls.append(call("keras.layers.Bidirectional", _one_direction(layer, k, "", sequences, f"{name}.forward"),
+                              backward_layer=_one_direction(layer, k, "_reverse", sequences, f"{name}.backward"),
+                              name=name))
         else:
-            calls.append(one("", False, name))
+            calls.append(_one_direction(layer, k, "", sequences, name))
     return calls, PLAIN, PLAIN
+
+
+def _one_direction(layer: Layer, k: int, sfx: str, sequences: bool, name: str) -> Call:
+    kind = layer.kind
+    t = {role: layer.tensors[f"{role}_l{k}{sfx}"] for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    kwargs = {"unit_forget_bias": False} if kind == "lstm" else {"reset_after": True}
+    if sequences:
+        kwargs["return_sequences"] = True
+    if sfx:
+        kwargs["go_backwards"] = True
+    gates = {"order": KERAS_GATES[kind]} if KERAS_GATES[kind] is not None else {}
+    bias = call("Gates", [initializer(t["bias_ih"]), initializer(t["bias_hh"])], **gates,
+                **({"stack": True} if kind == "gru" else {}))
+    cls = "keras.layers.LSTM" if kind == "lstm" else "keras.layers.GRU"
+    return call(cls, layer.args["hidden"], **kwargs, kernel_initializer=_gates([t["weight_ih"]], gates),
+                recurrent_initializer=_gates([t["weight_hh"]], gates), bias_initializer=bias, name=name)
 
 
 def _gates(tensors: list, gates: dict) -> Call:
