@@ -17,7 +17,7 @@ from nnspec.compiler.safety import WAIVABLE
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = ROOT / "examples"
-SAFETY_CODES = [f"NS2{n:02d}" for n in range(1, 14)]
+SAFETY_CODES = [f"NS2{n:02d}" for n in range(1, 16)]
 SCHEMA_LINE = "# yaml-language-server: $schema=../nnspec.schema.json"
 
 # fixture -> every (code, line) that `nnspec.check` must report, nothing more
@@ -78,6 +78,13 @@ FIXTURE_EXPECTATIONS = {
     "NS212_unused_default.yaml": {("NS212", 6)},
     "NS212_container_init_unused.yaml": {("NS212", 10), ("NS212", 12), ("NS212", 13)},
     "NS213_block_body_waiver.yaml": {("NS213", 11)},
+    "NS214_exempt_irnn.yaml": set(),
+    "NS214_exempt_keras_defaults.yaml": set(),
+    "NS214_model_default.yaml": {("NS214", 8)},
+    "NS214_zero_input_and_recurrent.yaml": {("NS214", 7)},
+    "NS215_constant_input.yaml": {("NS215", 6)},
+    "NS215_exempt_waived.yaml": set(),
+    "NS215_gate_constants.yaml": {("NS215", 9)},
     "NS213_container_waiver.yaml": {("NS213", 12)},
     "NS213_exempt_used_waivers.yaml": set(),
     "NS213_not_waivable.yaml": {("NS210", 6), ("NS213", 6)},
@@ -86,12 +93,13 @@ FIXTURE_EXPECTATIONS = {
 }
 
 # rules where "the same choice in a legitimate place" exists: each needs an exempt fixture
-EXEMPT_VARIANTS = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS207", "NS209", "NS211", "NS213")
+EXEMPT_VARIANTS = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS207", "NS209", "NS211", "NS213", "NS214",
+                   "NS215")
 
 BAD_CHOICES_EXPECTED = {
     ("NS212", 10), ("NS211", 13), ("NS209", 14), ("NS206", 15), ("NS202", 16), ("NS205", 16),
-    ("NS201", 18), ("NS202", 18), ("NS208", 22), ("NS201", 24), ("NS203", 24), ("NS204", 24),
-    ("NS210", 26), ("NS207", 27), ("NS211", 31), ("NS213", 32),
+    ("NS201", 18), ("NS202", 18), ("NS214", 22), ("NS215", 23), ("NS208", 26), ("NS201", 28), ("NS203", 28),
+    ("NS204", 28), ("NS210", 30), ("NS207", 31), ("NS211", 35), ("NS213", 36),
 }
 
 
