@@ -218,3 +218,34 @@ def test_examples_equal_torch_and_pass_parity(name):
         expected = torch.nn.functional.linear(out, model.get_parameter(head.path + ".weight"),
                                               model.get_parameter(head.path + ".bias"))
         torch.testing.assert_close(model(x), expected)
+
+
+def test_build_summary_and_inits_name_every_tensor_with_its_origin():
+    from nnspec.tables import build_table
+
+    spec = nnspec.load(EXAMPLES / "lstm_classifier.yaml")
+    table = build_table(spec)
+    row = next(line for line in table.splitlines() if line.startswith("lstm_1"))
+    assert "weight_ih=glorot_uniform, weight_hh=orthogonal(gain=1.0), bias_ih=chunks(zeros, ones, zeros, zeros), " \
+           "bias_hh=zeros" in row  # one entry per role: every layer and direction shares it
+    assert "features" in row and " 128 " in row
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "nnspec", "inits", str(EXAMPLES / "lstm_classifier.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for k in (0, 1):
+        for sfx in ("", "_reverse"):
+            line = next(x for x in proc.stdout.splitlines() if x.startswith(f"lstm_1.weight_hh_l{k}{sfx} "))
+            assert "orthogonal" in line and "init.lstm.weight_hh" in line, line
+
+
+def test_load_weights_takes_a_torch_lstm_state_dict_by_name():
+    spec = recurrent_spec("lstm", "hidden: 3, layers: 2, bidirectional: true")
+    model = nnspec.build(spec, "torch", seed=0)
+    source = torch.nn.LSTM(5, 3, num_layers=2, bidirectional=True, batch_first=True)
+    report = nnspec.load_weights(model, {f"lstm_1.{k}": v for k, v in source.state_dict().items()})
+    assert report.matches and all(how == "name" for _, _, how, _ in report.matches)
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[f"lstm_1.{key}"], value)
