@@ -517,3 +517,19 @@ def test_a_constant_hidden_transposed_conv_weight_is_still_an_error():
     _, diagnostics = analyse_text(text, "published.yaml")
     assert [d.code for d in diagnostics] == ["NS201"]
     assert "output channels" in diagnostics[0].message
+
+
+def test_a_recurrent_layer_between_two_constant_layers_ends_the_constant_chain():
+    """An lstm mixes the units of the layer before it through its random weight_ih: no NS203 claim across it."""
+    text = """
+nnspec: 1
+name: across_lstm
+input: {shape: [5, 4], layout: tokens}
+layers:
+  - linear: {out: 6, init: {weight: {constant: 0.1}, bias: zeros}}
+  - tanh
+  - lstm: {hidden: 6}
+  - linear: {out: 3, init: {weight: {constant: 0.1}}}
+"""
+    _, diagnostics = analyse_text(text, "across_lstm.yaml")
+    assert [d.code for d in diagnostics] == ["NS201"]
