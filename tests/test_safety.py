@@ -533,3 +533,25 @@ layers:
 """
     _, diagnostics = analyse_text(text, "across_lstm.yaml")
     assert [d.code for d in diagnostics] == ["NS201"]
+
+
+@pytest.mark.parametrize("name, line, column, text", [
+    ("NS214_zero_input_and_recurrent.yaml", 7, 66, "zeros"),  # the layer's own weight_ih initializer
+    ("NS215_constant_input.yaml", 6, 40, "{constant: 0.1}"),
+    ("NS215_gate_constants.yaml", 9, 5, "lstm"),  # a path's default: the layer, naming the pattern's line
+])
+def test_recurrent_rules_point_at_the_initializer_or_the_layer(name, line, column, text):
+    code = name[:5]
+    d = only(name, code)
+    assert (d.line, d.column) == (line, column)
+    source = (FIXTURES / name).read_text().splitlines()[line - 1]
+    assert source[column - 1:].startswith(text)
+
+
+def test_recurrent_rule_messages_say_what_the_layer_does():
+    assert "the same for every input" in only("NS214_zero_input_and_recurrent.yaml", "NS214").message
+    assert "(layer 0)" in only("NS214_zero_input_and_recurrent.yaml", "NS214").message
+    assert "(forward)" in only("NS214_model_default.yaml", "NS214").message
+    assert "identical input weights" in only("NS215_constant_input.yaml", "NS215").message
+    gate = only("NS215_gate_constants.yaml", "NS215")
+    assert "(layer 1)" in gate.message and 'init.paths["lstm_1.weight_ih_l1"]' in gate.message
