@@ -270,12 +270,34 @@ _TABLE = [
     Code("NS213", "unused-waiver", "warning",
          "An `allow` waiver that waives nothing, or that names an unknown code or one that cannot be waived.",
          "Reports each `allow` entry whose rule did not fire on any layer it covers (a waiver on a block call or a "
-         "residual covers every layer inside it). Only NS201-NS205, NS207 and NS209 can be waived: the other codes "
+         "residual covers every layer inside it). Only NS201-NS205, NS207, NS209, NS214 and NS215 can be waived: the other codes "
          "describe a model that could not be built (NS206, NS208, NS210, NS211) or a problem of the spec itself, so "
          "a waiver of them is reported too.",
          "Stale waivers hide the next real problem and mislead reviewers.",
          "- linear: {out: 10, allow: {NS201: \"zero head\"}}\n",
          "- linear: {out: 10}\n"),
+    Code("NS214", "recurrent-input-cut", "error",
+         "Zero weight_ih and zero weight_hh in one layer and direction of an lstm or gru.",
+         "Flags an `lstm` or `gru` whose input weights `weight_ih` and recurrent weights `weight_hh` of one layer "
+         "and direction are both zero (zeros, constant 0, or chunks of zeros), by role or through `init.paths`; it "
+         "names the first such layer and direction. `eye` or `orthogonal` on weight_hh (IRNN, Keras) and a forget "
+         "bias of one through `chunks` are not affected.",
+         "Every gate is then its bias alone: the hidden state starts at zero and moves the same way for every input "
+         "sequence, so the layer's output at init is one fixed value whatever the input (`nnspec probe` shows its "
+         "output identical across the batch), and its hidden units differ only by their biases.",
+         "- lstm: {hidden: 64, init: {weight_ih: zeros, weight_hh: zeros}}\n",
+         "- lstm: {hidden: 64, init: {weight_ih: glorot_uniform, weight_hh: orthogonal}}\n"),
+    Code("NS215", "recurrent-constant-input", "error",
+         "A constant weight_ih (one value per gate, or for all) on an lstm or gru.",
+         "Flags `weight_ih` of an `lstm` or `gru` initialised with zeros, ones or constant, or with `chunks` whose "
+         "parts are all constants (a value per gate), in any layer and direction, unless weight_hh is zero there "
+         "too (NS214). Constants per gate belong on the biases (Keras's forget bias of one).",
+         "Every hidden unit of a gate then reads the input through identical weights: the units start as copies "
+         "of one another, told apart only by their biases and by what weight_hh mixes in, and the layer starts "
+         "with the input capacity of a single unit per gate (`nnspec probe` shows one distinct input-weight row "
+         "per gate).",
+         "- gru: {hidden: 32, init: {weight_ih: {constant: 0.1}}}\n",
+         "- gru: {hidden: 32, init: {weight_ih: glorot_uniform}}\n"),
     Code("NS301", "target-unsupported", "error",
          "A construct one target cannot express.",
          "Reports a layer or argument that one of the backends cannot build with the same semantics: today, a "

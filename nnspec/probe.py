@@ -9,6 +9,12 @@ training, which tensors never received a non-zero gradient, how many units
 (weight rows) never did, and the scale of its output at init. Recorded for
 every layer, in the order the forward pass runs them: the std of its output at
 init (`ProbeReport.activations`, what `nnspec probe --plot` draws through depth).
+
+An `lstm` or `gru` has `hidden` units in each layer and direction; a unit's
+weight is its row of every gate in `weight_ih` (with bias_ih + bias_hh), and its
+counts are those of the layer and direction with the fewest distinct units.
+`input_spread` is the largest std across the batch of any element of a layer's
+output at init: 0 when the output is the same for every input.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class LayerProbe:
     init_std: float
     zero_grad: list = field(default_factory=list)  # tensor roles whose gradient was always exactly zero
     dead_units: int = 0  # units (weight rows) whose gradient was always exactly zero
+    input_spread: float = float("nan")  # the largest std across the batch of an output element at init
 
     @property
     def identical_fraction(self) -> float:
@@ -81,6 +88,8 @@ class ProbeReport:
                 verdict.append(f"STUCK: {p.units - p.distinct_after + 1} units identical")
             if p.dead:
                 verdict.append("DEAD: zero gradient for " + ", ".join(p.zero_grad))
+            if p.kind in ("lstm", "gru") and p.input_spread == 0:
+                verdict.append("the same output for every input at init")
             lines.append(f"{p.path:<48} {p.kind:<10} {p.units:>6} {p.distinct_at_init:>13} {p.distinct_after:>12} "
                          f"{p.init_std:>10.4g}  {'; '.join(verdict) or 'ok'}")
         lines.append("FAILED: stuck or dead units" if self.failed else "ok: every unit moved apart and learns")
@@ -89,10 +98,23 @@ class ProbeReport:
 
 def _distinct_units(layer, modules, with_bias: bool = True) -> tuple[int, int]:
     """(number of units, number of distinct units) of a linear/conv/embedding layer; a unit is a
-    weight row (an output channel's filter) with its bias."""
+    weight row (an output channel's filter) with its bias. An lstm/gru: see the module's docstring."""
     import torch
 
     module = modules[layer.path]
+    if layer.kind in ("lstm", "gru"):
+        from nnspec.vocabulary.kinds import GATES, recurrent_tensor_names
+
+        hidden, fewest = layer.args["hidden"], None
+        for k, sfx in recurrent_tensor_names(layer.args):
+            rows = getattr(module, f"weight_ih_l{k}{sfx}").detach()
+            if with_bias:
+                bias = getattr(module, f"bias_ih_l{k}{sfx}") + getattr(module, f"bias_hh_l{k}{sfx}")
+                rows = torch.cat([rows, bias.detach().reshape(-1, 1)], dim=1)
+            units = rows.reshape(GATES[layer.kind], hidden, -1).transpose(0, 1).reshape(hidden, -1)
+            distinct = torch.unique(units, dim=0).shape[0]
+            fewest = distinct if fewest is None else min(fewest, distinct)
+        return hidden, fewest
     weight = module.weight.detach().reshape(module.weight.shape[0], -1)
     if with_bias and getattr(module, "bias", None) is not None:
         weight = torch.cat([weight, module.bias.detach().reshape(-1, 1)], dim=1)
@@ -146,13 +168,16 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
     modules = dict(model.named_modules())
     params = dict(model.named_parameters())
     x = torch.from_numpy(random_batch(spec, batch, seed))
-    unit_layers = [layer for layer in spec.graph.layers() if layer.kind in ("linear", "embedding")
+    unit_layers = [layer for layer in spec.graph.layers() if layer.kind in ("linear", "embedding", "lstm", "gru")
                    or layer.kind.startswith("conv")]
     stds: dict[str, float] = {}  # filled in the order the forward pass runs the layers
+    spreads: dict[str, float] = {}
 
     def record(path):
         def hook(module, inputs, output):
-            stds.setdefault(path, float(output.detach().float().std()))
+            out = output.detach().float()
+            stds.setdefault(path, float(out.std()))
+            spreads.setdefault(path, float(out.std(dim=0).max()) if out.shape[0] > 1 and out.numel() else 0.0)
 
         return hook
 
@@ -169,7 +194,7 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
     ever_nonzero = {name: False for name in params}
     # an embedding row only gets a gradient when its token is in the batch: not a dead unit
     row_nonzero = {layer.path: torch.zeros(modules[layer.path].weight.shape[0], dtype=torch.bool)
-                   for layer in unit_layers if layer.kind != "embedding"}
+                   for layer in unit_layers if layer.kind not in ("embedding", "lstm", "gru")}
     loss_before = loss_after = float("nan")
     for step in range(steps):
         optimizer.zero_grad()
@@ -192,11 +217,11 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
             continue
         units, distinct_init = at_init.get(layer.path, (0, 0))
         distinct_after = _distinct_units(layer, modules)[1] if layer.path in at_init else 0
-        zero = [t.role for t in layer.tensors.values() if not ever_nonzero[torch_path(t)]]
+        zero = [t.path.rpartition(".")[2] for t in layer.tensors.values() if not ever_nonzero[torch_path(t)]]
         dead_units = int((~row_nonzero[layer.path]).sum()) if layer.path in row_nonzero else 0
         layers.append(LayerProbe(layer.path, layer.kind, units, distinct_init, distinct_after,
                                  weights_at_init.get(layer.path, 0), stds.get(layer.path, float("nan")), zero,
-                                 dead_units))
+                                 dead_units, spreads.get(layer.path, float("nan"))))
     kinds = {layer.path: layer.kind for layer in spec.graph.layers()}
     activations = [Activation(path, kinds[path], std) for path, std in stds.items()]
     return ProbeReport(spec.name, steps, layers, loss_before, loss_after, activations)

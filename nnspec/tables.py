@@ -38,6 +38,21 @@ def inits_table(spec) -> str:
     return text
 
 
+def _layer_inits(layer) -> str:
+    """`role=init` per tensor; a role of several tensors (every layer and direction of an lstm) that share one
+    initializer is written once."""
+    by_role: dict = {}
+    for key, t in layer.tensors.items():
+        by_role.setdefault(t.role, []).append((key, t.init.describe()))
+    parts = []
+    for role, entries in by_role.items():
+        if len({text for _, text in entries}) == 1:
+            parts.append(f"{role}={entries[0][1]}")
+        else:
+            parts += [f"{key}={text}" for key, text in entries]
+    return ", ".join(parts)
+
+
 def build_table(spec) -> str:
     rows = []
     for node in _summary_nodes(spec.graph.root):
@@ -48,7 +63,7 @@ def build_table(spec) -> str:
             rows.append([node.path, "residual" if node.residual else node.op, layout, output, "0",
                          f"joins {joined}"])
             continue
-        inits = ", ".join(f"{r}={t.init.describe()}" for r, t in node.tensors.items()) or "-"
+        inits = _layer_inits(node) or "-"
         rows.append([node.path, node.kind, layout, output, f"{node.params:,}", inits])
     params = spec.params
     text = table(["layer", "kind", "layout", "output", "params", "initializers"], rows)

@@ -56,7 +56,10 @@ def as_spec(spec, filename: str = "fixture.yaml"):
 
 
 def expected_state_key(tensor_path: str, role: str) -> str:
-    """The state_dict key promised by the spec format: the tensor path, gamma/beta as weight/bias."""
+    """The state_dict key promised by the spec format: the tensor path, gamma/beta as weight/bias; a tensor
+    named apart from its role (lstm's `weight_ih_l0` of role `weight_ih`) keeps its path, PyTorch's key."""
+    if not tensor_path.endswith("." + role):
+        return tensor_path
     layer_path = tensor_path[: -len(role) - 1]
     return f"{layer_path}.{NORM_ROLES.get(role, role)}"
 
@@ -118,6 +121,8 @@ def expected_module_class(layer):
         return {1: nn.BatchNorm1d, 2: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}[len(layer.in_shape)]
     if layer.kind == "attention":
         return nn.MultiheadAttention  # nnspec's SelfAttention is one, with its keys
+    if layer.kind in ("lstm", "gru"):
+        return nn.LSTM if layer.kind == "lstm" else nn.GRU  # nnspec's LSTM/GRU are ones, with their keys
     if layer.kind in ("global_avg_pool", "global_max_pool", "slice", "to_tokens", "to_map", "scale", "drop_path",
                       "class_token", "position_embedding"):
         return nn.Module  # nnspec's own helper modules

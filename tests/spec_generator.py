@@ -485,9 +485,25 @@ class SpecGenerator:
         """Items on tokens [prod(S), C] that keep their count and width (a class token is sliced off again)."""
         c = self.c
         tokens, width = math.prod(shape[1:]), shape[0]
-        kind = c.pick(["layernorm", "gelu", "linear", "attention", "position_embedding", "class_token", "class_token"])
+        kind = c.pick(["layernorm", "gelu", "linear", "attention", "position_embedding", "class_token", "class_token",
+                       "lstm", "gru"])
         if kind == "linear":
             return [{"linear": {"out": width}}]
+        if kind in ("lstm", "gru"):  # the sequence, as wide as it came: H, or H per direction
+            both = width % 2 == 0 and c.chance()
+            args = {"hidden": width // 2 if both else width}
+            if both:
+                args["bidirectional"] = True
+            if c.chance(0.3):
+                args["layers"] = 2
+            if c.chance(0.3):
+                gates = 4 if kind == "lstm" else 3
+                role = c.pick(["weight_ih", "weight_hh", "bias_ih"])
+                args["init"] = {role: c.pick({"weight_ih": ["glorot_uniform", "xavier_uniform"],
+                                              "weight_hh": ["orthogonal", "eye"],
+                                              "bias_ih": [{"chunks": ["zeros", "ones", "zeros", "zeros"][:gates]}]
+                                              }[role])}
+            return [{kind: self.decorate(args)}]
         if kind == "attention":
             args = {"heads": c.pick(_divisors(width))}
             for flag, default in (("causal", False), ("bias", True)):

@@ -40,7 +40,8 @@ PUBLISHED = {
 }
 ARCHITECTURES = list(PUBLISHED)
 SEED_EXAMPLES = ["deep_plain_dirac", "mlp_eye_adapter", "imbalanced_classifier", "norm_identity"]
-GALLERY = ARCHITECTURES + SEED_EXAMPLES
+RECURRENT_EXAMPLES = ["lstm_classifier", "gru_tagger"]  # tests/test_recurrent.py compares them with torch.nn
+GALLERY = ARCHITECTURES + SEED_EXAMPLES + RECURRENT_EXAMPLES
 
 
 def example(name: str) -> Path:
@@ -638,6 +639,18 @@ def test_norms_start_as_plain_normalisation_on_keras():
 
 
 # -- every gallery example builds on both targets -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", RECURRENT_EXAMPLES)
+def test_recurrent_examples_build_and_emit_on_both_targets(name):
+    """Keras's LSTM holds one bias per layer and direction, the sum of PyTorch's two; GRU (reset_after) both."""
+    s = spec(name)
+    torch_model = nnspec.build(s, "torch", seed=0)
+    keras_model = nnspec.build(s, "keras", seed=0)
+    summed = sum(t.numel for t in s.graph.tensors() if t.layer.kind == "lstm" and t.role == "bias_hh")
+    assert n_params(torch_model) == s.params == keras_count(keras_model.trainable_weights) + summed
+    for target in ("torch", "keras"):
+        compile(nnspec.emit(s, target), f"{name}_{target}.py", "exec")
 
 
 @pytest.mark.parametrize("name", SEED_EXAMPLES)

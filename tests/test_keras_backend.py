@@ -74,6 +74,8 @@ KERAS_CLASS = {"linear": "Dense", "batchnorm": "BatchNormalization", "layernorm"
 
 
 def expected_class(layer) -> str:
+    if layer.kind in ("lstm", "gru"):  # the top layer carries the spec's name
+        return "Bidirectional" if layer.args["bidirectional"] else layer.kind.upper()
     if layer.kind in KERAS_CLASS:
         return KERAS_CLASS[layer.kind]
     if layer.kind == "gelu":
@@ -113,8 +115,10 @@ def test_every_keras_layer_is_a_spec_path_or_a_named_helper(name):
         if keras_name in served or keras_name == "inputs":
             continue
         owner, _, role = keras_name.rpartition(".")
-        assert (owner in served and role in ("pad", "permute", "crop", "count")) or (owner in branches and role in (
-            "permute", "reshape")), f"helper layer {keras_name!r} serves no layer"
+        below = owner in layers and layers[owner].kind in ("lstm", "gru") and \
+            role in {f"l{k}" for k in range(layers[owner].args["layers"] - 1)}  # a recurrent layer's lower layers
+        assert below or (owner in served and role in ("pad", "permute", "crop", "count")) or (
+            owner in branches and role in ("permute", "reshape")), f"helper layer {keras_name!r} serves no layer"
 
 
 # -- layer arguments ------------------------------------------------------------------------------
@@ -219,6 +223,8 @@ def expected_custom_classes(spec) -> set:
                  if layer.kind == kind}
         if layer.kind == "gelu" and layer.args["approximate"] == "tanh":
             need.add("Gelu")
+        if layer.kind == "gru" or (layer.kind == "lstm" and layer.tensors):  # every bias pair; GRU's gate order
+            need.add("Gates")
         for tensor in layer.tensors.values():
             name = tensor.init.name
             if name in ("values", "log_prior"):
@@ -227,6 +233,8 @@ def expected_custom_classes(spec) -> set:
                 need.add(name.title())
             elif name == "trunc_normal":
                 need.add("TruncNormal")
+            elif name == "chunks":  # (the fixtures' parts need no class of their own)
+                need.add("Chunks")
             elif (name == "torch_default" and tensor.role in ("weight", "bias")
                   and layer.kind not in ("embedding", "prelu", "position_embedding")):
                 need.add("TorchDefault")
@@ -245,7 +253,8 @@ def _ceil_overhang(layer) -> bool:
 EMIT_CASES = {**{name: KIND_FIXTURES[name] for name in ("conv1d", "conv3d", "residuals", "activations",
                                                          "embedding_conv1d", "linear_layernorm_softmax",
                                                          "conv_transpose2d", "upsample_adaptive_ceil",
-                                                         "norms_activations", "vit_like", "gpt_like")},
+                                                         "norms_activations", "vit_like", "gpt_like",
+                                                         "recurrent", "recurrent_tokens")},
               "every_custom": EVERY_CUSTOM}
 
 

@@ -406,6 +406,17 @@ KIND_FIXTURES = {
 }
 
 
+KIND_FIXTURES["recurrent"] = (Path(__file__).parent / "fixtures" / "torch" / "kinds_recurrent.yaml").read_text()
+# stacked and bidirectional recurrent layers, both outputs, on tokens from a linear layer
+KIND_FIXTURES["recurrent_tokens"] = """
+    nnspec: 1
+    name: recurrent_tokens
+    input: {shape: [5, 3], layout: tokens}
+    layers:
+      - gru: {hidden: 4, layers: 3}
+      - linear: {out: 6}
+      - lstm: {hidden: 2, layers: 2, bidirectional: true, output: last}
+"""
 KIND_FIXTURES["merges"] = (Path(__file__).parent / "fixtures" / "torch" / "merges.yaml").read_text()
 # a small ViT: conv patchify, class token, learned positions, pre-norm blocks, the class token's head
 KIND_FIXTURES["vit_like"] = """

@@ -64,14 +64,35 @@ def test_zero_gamma_fixtures_start_with_a_constant_output(path):
     assert any(layer.init_std == 0.0 for layer in norms), report.text()
 
 
-EXEMPT = [p for prefix in ("NS201", "NS202", "NS203", "NS205") for p in fixtures(prefix, exempt=True)]
+@pytest.mark.parametrize("path", fixtures("NS214", exempt=False), ids=lambda p: p.stem)
+def test_zero_recurrent_weight_fixtures_give_one_output_for_every_input(path):
+    report, codes = probe(path)
+    assert "NS214" in codes
+    recurrent = [layer for layer in report.layers if layer.kind in ("lstm", "gru")]
+    assert recurrent and all(layer.input_spread == 0.0 for layer in recurrent[:1]), report.text()
+    assert "the same output for every input at init" in report.text()
+    later = [layer for layer in report.layers if layer.kind == "linear"]
+    assert all(layer.input_spread == 0.0 for layer in later), report.text()  # nothing after it sees the input
+
+
+@pytest.mark.parametrize("path", fixtures("NS215", exempt=False), ids=lambda p: p.stem)
+def test_constant_input_weight_fixtures_start_with_one_input_row_per_gate(path):
+    report, codes = probe(path)
+    assert "NS215" in codes
+    flagged = [layer for layer in report.layers if layer.kind in ("lstm", "gru") and layer.units > 1
+               and layer.distinct_weights_at_init == 1]
+    assert flagged, report.text()
+
+
+EXEMPT = [p for prefix in ("NS201", "NS202", "NS203", "NS205", "NS214") for p in fixtures(prefix, exempt=True)]
 
 
 @pytest.mark.parametrize("path", EXEMPT, ids=lambda p: p.stem)
 def test_exempt_and_waived_fixtures_learn(path):
     report, codes = probe(path)
-    assert not codes & {"NS202", "NS203"}
+    assert not codes & {"NS202", "NS203", "NS214", "NS215"}
     assert not report.failed, report.text()
+    assert all(layer.input_spread > 0 for layer in report.layers if layer.kind in ("lstm", "gru")), report.text()
     assert report.loss_after < report.loss_before
 
 

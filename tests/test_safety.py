@@ -17,7 +17,7 @@ from nnspec.compiler.safety import WAIVABLE
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = ROOT / "examples"
-SAFETY_CODES = [f"NS2{n:02d}" for n in range(1, 14)]
+SAFETY_CODES = [f"NS2{n:02d}" for n in range(1, 16)]
 SCHEMA_LINE = "# yaml-language-server: $schema=../nnspec.schema.json"
 
 # fixture -> every (code, line) that `nnspec.check` must report, nothing more
@@ -78,6 +78,13 @@ FIXTURE_EXPECTATIONS = {
     "NS212_unused_default.yaml": {("NS212", 6)},
     "NS212_container_init_unused.yaml": {("NS212", 10), ("NS212", 12), ("NS212", 13)},
     "NS213_block_body_waiver.yaml": {("NS213", 11)},
+    "NS214_exempt_irnn.yaml": set(),
+    "NS214_exempt_keras_defaults.yaml": set(),
+    "NS214_model_default.yaml": {("NS214", 8)},
+    "NS214_zero_input_and_recurrent.yaml": {("NS214", 7)},
+    "NS215_constant_input.yaml": {("NS215", 6)},
+    "NS215_exempt_waived.yaml": set(),
+    "NS215_gate_constants.yaml": {("NS215", 9)},
     "NS213_container_waiver.yaml": {("NS213", 12)},
     "NS213_exempt_used_waivers.yaml": set(),
     "NS213_not_waivable.yaml": {("NS210", 6), ("NS213", 6)},
@@ -86,12 +93,13 @@ FIXTURE_EXPECTATIONS = {
 }
 
 # rules where "the same choice in a legitimate place" exists: each needs an exempt fixture
-EXEMPT_VARIANTS = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS207", "NS209", "NS211", "NS213")
+EXEMPT_VARIANTS = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS207", "NS209", "NS211", "NS213", "NS214",
+                   "NS215")
 
 BAD_CHOICES_EXPECTED = {
     ("NS212", 10), ("NS211", 13), ("NS209", 14), ("NS206", 15), ("NS202", 16), ("NS205", 16),
-    ("NS201", 18), ("NS202", 18), ("NS208", 22), ("NS201", 24), ("NS203", 24), ("NS204", 24),
-    ("NS210", 26), ("NS207", 27), ("NS211", 31), ("NS213", 32),
+    ("NS201", 18), ("NS202", 18), ("NS214", 22), ("NS215", 23), ("NS208", 26), ("NS201", 28), ("NS203", 28),
+    ("NS204", 28), ("NS210", 30), ("NS207", 31), ("NS211", 35), ("NS213", 36),
 }
 
 
@@ -509,3 +517,41 @@ def test_a_constant_hidden_transposed_conv_weight_is_still_an_error():
     _, diagnostics = analyse_text(text, "published.yaml")
     assert [d.code for d in diagnostics] == ["NS201"]
     assert "output channels" in diagnostics[0].message
+
+
+def test_a_recurrent_layer_between_two_constant_layers_ends_the_constant_chain():
+    """An lstm mixes the units of the layer before it through its random weight_ih: no NS203 claim across it."""
+    text = """
+nnspec: 1
+name: across_lstm
+input: {shape: [5, 4], layout: tokens}
+layers:
+  - linear: {out: 6, init: {weight: {constant: 0.1}, bias: zeros}}
+  - tanh
+  - lstm: {hidden: 6}
+  - linear: {out: 3, init: {weight: {constant: 0.1}}}
+"""
+    _, diagnostics = analyse_text(text, "across_lstm.yaml")
+    assert [d.code for d in diagnostics] == ["NS201"]
+
+
+@pytest.mark.parametrize("name, line, column, text", [
+    ("NS214_zero_input_and_recurrent.yaml", 7, 66, "zeros"),  # the layer's own weight_ih initializer
+    ("NS215_constant_input.yaml", 6, 40, "{constant: 0.1}"),
+    ("NS215_gate_constants.yaml", 9, 5, "lstm"),  # a path's default: the layer, naming the pattern's line
+])
+def test_recurrent_rules_point_at_the_initializer_or_the_layer(name, line, column, text):
+    code = name[:5]
+    d = only(name, code)
+    assert (d.line, d.column) == (line, column)
+    source = (FIXTURES / name).read_text().splitlines()[line - 1]
+    assert source[column - 1:].startswith(text)
+
+
+def test_recurrent_rule_messages_say_what_the_layer_does():
+    assert "the same for every input" in only("NS214_zero_input_and_recurrent.yaml", "NS214").message
+    assert "(layer 0)" in only("NS214_zero_input_and_recurrent.yaml", "NS214").message
+    assert "(forward)" in only("NS214_model_default.yaml", "NS214").message
+    assert "identical input weights" in only("NS215_constant_input.yaml", "NS215").message
+    gate = only("NS215_gate_constants.yaml", "NS215")
+    assert "(layer 1)" in gate.message and 'init.paths["lstm_1.weight_ih_l1"]' in gate.message

@@ -228,6 +228,8 @@ KIND_CASES = {
     "class_token": ("{shape: [9, 8], layout: tokens}", "null", (10, 8)),
     "position_embedding": ("{shape: [9, 8], layout: tokens}", "{length: 12}", (9, 8)),
     "attention": ("{shape: [9, 8], layout: tokens}", "{heads: 2, causal: true}", (9, 8)),
+    "lstm": ("{shape: [9, 8], layout: tokens}", "{hidden: 3, layers: 2, bidirectional: true}", (9, 6)),
+    "gru": ("{shape: [9, 8], layout: tokens}", "{hidden: 5, output: last}", (5,)),
 }
 
 

@@ -50,7 +50,7 @@ def resolve_inits(reached: list, model_init: dict, out: Recorder) -> set:
             continue
         for ts in kind.tensors(item.args, layer.in_shape):
             init, origin, span = _resolve(item.kind, ts.role, own_init, item.inherited, model_init, used,
-                                          f"{layer.path}.{ts.role}")
+                                          f"{layer.path}.{ts.key}")
             if init.name == "chunks" and ts.shape[0] % len(init.args["parts"]):
                 n = len(init.args["parts"])
                 scoped.report(Diagnostic.at(init.span, "NS004", f"`chunks` splits the first axis of the "
@@ -58,7 +58,7 @@ def resolve_inits(reached: list, model_init: dict, out: Recorder) -> set:
                                             f"but {ts.shape[0]} is not divisible by {n}",
                                             f"give a number of parts that divides {ts.shape[0]}"))
                 continue
-            layer.tensors[ts.role] = Tensor(f"{layer.path}.{ts.role}", ts.role, ts.shape, ts.fan_in, ts.fan_out,
+            layer.tensors[ts.key] = Tensor(f"{layer.path}.{ts.key}", ts.role, ts.shape, ts.fan_in, ts.fan_out,
                                             init, origin, span, layer)
     return used
 

@@ -15,7 +15,7 @@ from nnspec.compiler.ir import Layer, Merge, Sequence
 from nnspec.compiler.report import Recorder, Scoped
 from nnspec.compiler.tree import FailedItem, GroupItem, LayerItem, MergeItem
 from nnspec.vocabulary.kinds import KINDS, ShapeError
-from nnspec.vocabulary.layouts import MAP, TOKENS, WRITTEN, Shape, as_shape
+from nnspec.vocabulary.layouts import FEATURES, MAP, TOKENS, WRITTEN, Shape, as_shape
 from nnspec.vocabulary.merges import MergeError, merge_shape
 
 SHAPE_HINTS = {
@@ -27,6 +27,9 @@ LAYOUT_HINTS = {
     (TOKENS, MAP): "`to_map` first: tokens [T, D] -> a map [D, *S] (the grid the tokens came from, or "
                    "`to_map: {size: [H, W]}`)",
     (MAP, TOKENS): "`to_tokens` first: a map [C, *S] -> tokens [prod(S), C]",
+    (FEATURES, TOKENS): "features [F] have no positions: an `lstm`/`gru` with `output: last`, a global pool or "
+                        "`flatten` before this ended the sequence; keep tokens (`output: sequence`), or give the "
+                        "input as `{shape: [T, D], layout: tokens}`",
 }
 
 

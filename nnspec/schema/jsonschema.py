@@ -98,6 +98,8 @@ KIND_EXAMPLES = {
     "class_token": None,
     "position_embedding": {"length": 197},
     "attention": {"heads": 12, "causal": True, "dropout": 0.1},
+    "lstm": {"hidden": 128, "layers": 2, "bidirectional": True, "output": "last"},
+    "gru": {"hidden": 64, "bidirectional": True},
 }
 _META = ("description", "default", "examples")
 
@@ -160,6 +162,12 @@ def _kind_schema(kind_name: str) -> dict:
            "properties": props, "additionalProperties": False}
     if required:
         out["required"] = required
+    roles = kind.roles({"bias": True}) if kind.parametrised else ()
+    if set(roles) - set(ROLES):  # tensors of its own (lstm's weight_ih, ...): a layer's `init` names its roles
+        props["init"] = {"type": "object", "additionalProperties": False,
+                         "description": f"initializers of this layer's tensors, by role ({', '.join(roles)})",
+                         "properties": {r: {"$ref": REF + "Init", "description": f"the {r} of this layer"}
+                                        for r in roles}}
     out["examples"] = [KIND_EXAMPLES[kind_name]]
     return out
 

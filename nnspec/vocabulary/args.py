@@ -127,6 +127,20 @@ class AttentionArgs(ItemKeys):
     dropout: Probability = Field(0.0, description="dropout on the attention probabilities, in training only")
 
 
+MAX_RECURRENT_LAYERS = 256  # each layer is its own tensors and loop; a bound keeps `check` fast on any file
+
+
+class RecurrentArgs(ItemKeys):
+    hidden: PosInt = Field(description="hidden state width H of each direction (PyTorch hidden_size, Keras units)")
+    layers: Annotated[int, Field(ge=1, le=MAX_RECURRENT_LAYERS)] = Field(
+        1, description="stacked recurrent layers; layer k > 0 reads layer k - 1's outputs")
+    bidirectional: bool = Field(False, description="also run each layer backwards over the sequence and "
+                                                   "concatenate the two directions (forward first): width 2H")
+    output: Literal["sequence", "last"] = Field("sequence", description="`sequence`: the top layer's output at "
+                                                "every position, tokens [T, H*dirs]; `last`: the top layer's "
+                                                "final hidden state of each direction, features [H*dirs]")
+
+
 class LeakyReluArgs(ItemKeys):
     slope: Annotated[float, Field(ge=0), Float32] = Field(0.01, description="slope for negative inputs")
 

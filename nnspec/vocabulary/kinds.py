@@ -26,6 +26,11 @@ class TensorShape:
     shape: Shape
     fan_in: int
     fan_out: int
+    name: str = ""  # the tensor's own name where a layer has several of one role (lstm's `weight_ih_l1`)
+
+    @property
+    def key(self) -> str:
+        return self.name or self.role
 
 
 @dataclass(frozen=True)
@@ -403,6 +408,44 @@ def _attention_roles(args):
         ("in_weight", "out_weight")
 
 
+GATES = {"lstm": 4, "gru": 3}  # PyTorch's gate order: i, f, g, o (lstm); r, z, n (gru)
+RECURRENT_ROLES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _recurrent_infer(name: str):
+    def infer(args, shape, dtype):
+        _need_tokens(shape, name)
+        width = args["hidden"] * (2 if args["bidirectional"] else 1)
+        if args["output"] == "last":
+            return Shape((width,), FEATURES)
+        return Shape((shape[0], width), TOKENS, shape.grid)
+
+    return infer
+
+
+def recurrent_tensor_names(args) -> list:
+    """(layer, direction suffix) of every layer and direction, in PyTorch's parameter order."""
+    suffixes = ("", "_reverse") if args["bidirectional"] else ("",)
+    return [(k, sfx) for k in range(args["layers"]) for sfx in suffixes]
+
+
+def _recurrent_tensors(gates: int):
+    def tensors(args, shape):
+        h = args["hidden"]
+        dirs = 2 if args["bidirectional"] else 1
+        out = []
+        for k, sfx in recurrent_tensor_names(args):
+            width = shape[-1] if k == 0 else h * dirs
+            tail = f"_l{k}{sfx}"
+            out += [TensorShape("weight_ih", (gates * h, width), width, gates * h, "weight_ih" + tail),
+                    TensorShape("weight_hh", (gates * h, h), h, gates * h, "weight_hh" + tail),
+                    TensorShape("bias_ih", (gates * h,), width, gates * h, "bias_ih" + tail),
+                    TensorShape("bias_hh", (gates * h,), h, gates * h, "bias_hh" + tail)]
+        return out
+
+    return tensors
+
+
 KINDS: dict[str, Kind] = {}
 
 
@@ -441,6 +484,12 @@ _add(Kind("attention", m.AttentionArgs, "attention", infer=_attention_infer, ten
           layouts=(TOKENS,), role_names=_attention_roles,
           own_roles=("in_weight", "in_bias", "out_weight", "out_bias"),
           summary="multi-head self-attention on tokens [T, D] (PyTorch's nn.MultiheadAttention)"))
+_add(Kind("lstm", m.RecurrentArgs, "recurrent", infer=_recurrent_infer("lstm"), tensors=_recurrent_tensors(4),
+          layouts=(TOKENS,), role_names=lambda args: RECURRENT_ROLES,
+          summary="LSTM over tokens [T, D] (PyTorch's nn.LSTM, gates i, f, g, o): the sequence or the last state"))
+_add(Kind("gru", m.RecurrentArgs, "recurrent", infer=_recurrent_infer("gru"), tensors=_recurrent_tensors(3),
+          layouts=(TOKENS,), role_names=lambda args: RECURRENT_ROLES,
+          summary="GRU over tokens [T, D] (PyTorch's nn.GRU, gates r, z, n): the sequence or the last state"))
 for _name, _args in (("relu", m.NoLayerArgs), ("relu6", m.NoLayerArgs), ("leaky_relu", m.LeakyReluArgs),
                      ("gelu", m.GeluArgs), ("tanh", m.NoLayerArgs), ("sigmoid", m.NoLayerArgs),
                      ("silu", m.NoLayerArgs), ("elu", m.EluArgs), ("hardswish", m.NoLayerArgs),

@@ -285,6 +285,34 @@ def input_to_keras(array, spec):
     return array
 
 
+def _transfer_recurrent(layer: Layer, state: dict, keras_model) -> None:
+    """PyTorch's weight_ih/weight_hh/bias_ih/bias_hh of each layer and direction as Keras's kernel,
+    recurrent_kernel and bias: transposed, gate blocks in Keras's order, the two biases summed (LSTM) or
+    stacked as rows (GRU, reset_after)."""
+    import numpy as np
+
+    from nnspec.vocabulary.kinds import recurrent_tensor_names
+
+    order = kt.KERAS_GATES[layer.kind]
+
+    def keras_value(key: str):
+        tensor = layer.tensors[key]
+        value = kt.to_keras_layout(state[f"{layer.path}.{key}"], tensor)
+        if order is not None:
+            value = np.concatenate([np.split(value, len(order), axis=-1)[i] for i in order], axis=-1)
+        return value
+
+    values: dict = {}
+    for k, sfx in recurrent_tensor_names(layer.args):
+        ih, hh = keras_value(f"bias_ih_l{k}{sfx}"), keras_value(f"bias_hh_l{k}{sfx}")
+        bias = np.stack([ih, hh]) if layer.kind == "gru" else ih + hh
+        values.setdefault(k, []).extend([keras_value(f"weight_ih_l{k}{sfx}"), keras_value(f"weight_hh_l{k}{sfx}"),
+                                         bias])
+    top = layer.args["layers"] - 1
+    for k, weights in values.items():
+        keras_model.get_layer(layer.path if k == top else f"{layer.path}.l{k}").set_weights(weights)
+
+
 def transfer_weights(torch_model, keras_model, spec) -> None:
     """Copy every parameter and normalisation statistic of the PyTorch model into the Keras model."""
     from nnspec.compiler.backends.torch_table import torch_path
@@ -292,6 +320,9 @@ def transfer_weights(torch_model, keras_model, spec) -> None:
     state = {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
     for layer in spec.graph.layers():
         if not layer.tensors:
+            continue
+        if layer.kind in kt.RECURRENT:
+            _transfer_recurrent(layer, state, keras_model)
             continue
         values = [kt.to_keras_layout(state[torch_path(t)], t) for t in layer.tensors.values()]
         if layer.kind == "batchnorm":

@@ -186,6 +186,41 @@ class Chunks(keras.initializers.Initializer):
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
+class Gates(keras.initializers.Initializer):
+    """A Keras LSTM/GRU variable made of PyTorch tensors: each part gives one PyTorch
+    tensor in the Keras layout (gates along the last axis, in PyTorch's order); the gate
+    blocks are put in Keras's `order`; two parts are summed (LSTM's one bias is PyTorch's
+    bias_ih + bias_hh) or, with `stack`, stacked as rows (GRU's reset_after bias)."""
+
+    def __init__(self, parts, order=None, stack=False):
+        self.parts = [
+            keras.initializers.get(p) if isinstance(p, dict) else p for p in parts
+        ]
+        self.order = list(order) if order is not None else None
+        self.stack = bool(stack)
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        one = shape[1:] if self.stack else shape
+        values = [part(one, dtype=dtype) for part in self.parts]
+        if self.order is not None:
+            values = [self._reorder(v) for v in values]
+        if len(values) == 1:
+            return values[0]
+        if self.stack:
+            return keras.ops.stack(values, axis=0)
+        return values[0] + values[1]
+
+    def _reorder(self, value):
+        blocks = keras.ops.split(value, len(self.order), axis=-1)
+        return keras.ops.concatenate([blocks[i] for i in self.order], axis=-1)
+
+    def get_config(self):
+        parts = [keras.initializers.serialize(p) for p in self.parts]
+        return {"parts": parts, "order": self.order, "stack": self.stack}
+
+
+@keras.saving.register_keras_serializable(package="nnspec")
 class ConstantPad(keras.layers.Layer):
     """Pads the spatial axes of a channels-last tensor with a constant (-inf before max pooling)."""
 

@@ -20,12 +20,15 @@ CL, PLAIN = "channels_last", "logical"
 
 KERAS_INIT_ARG = {"weight": "kernel_initializer", "bias": "bias_initializer", "gamma": "gamma_initializer",
                   "beta": "beta_initializer"}
-CUSTOM_INITIALIZERS = ("Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values", "Chunks")
+CUSTOM_INITIALIZERS = ("Dirac", "TruncNormal", "Sparse", "TorchDefault", "Values", "Chunks", "Gates")
 CUSTOM_LAYERS = ("ConstantPad", "Gelu", "Slice", "ChannelShuffle", "AdaptivePool", "PoolRescale", "RMSNorm",
                  "LayerScale", "DropPath", "GroupedConvTranspose", "ClassToken", "PositionEmbedding", "SelfAttention", "Mish")
 # kinds whose Keras variables keep PyTorch's layout ([out, in] for a 2-D weight, [num, dim] for a table)
 TORCH_LAYOUT_KINDS = ("embedding", "class_token", "position_embedding", "attention")
 PRELU_DEFAULT = 0.25  # nn.PReLU's init
+RECURRENT = ("lstm", "gru")
+# Keras's gate blocks as PyTorch's blocks: LSTM i, f, c, o = PyTorch's i, f, g, o; GRU z, r, h = PyTorch's z, r, n
+KERAS_GATES = {"lstm": None, "gru": [1, 0, 2]}
 
 
 def seed_ref(tensor: Tensor) -> Ref:
@@ -52,6 +55,8 @@ def to_keras_layout(array, tensor: Tensor):
     array = np.asarray(array)
     if tensor.layer.kind == "prelu":  # Keras's alpha keeps every non-shared axis: (1, ..., 1, C)
         return array.reshape((1,) * (len(tensor.layer.in_shape) - 1) + array.shape)
+    if tensor.layer.kind in RECURRENT:  # [G*H, in] -> Keras's kernel (in, G*H); gates still PyTorch's order
+        return array.T if array.ndim == 2 else array
     if tensor.role != "weight" or tensor.layer.kind in TORCH_LAYOUT_KINDS:
         return array
     if array.ndim == 2:
@@ -109,6 +114,9 @@ def torch_default(tensor: Tensor) -> Call:
         return call("TorchDefault", fan_in=tensor.fan_in, seed=seed_ref(tensor))
     if tensor.layer.kind == "prelu":
         return call("keras.initializers.Constant", PRELU_DEFAULT)
+    if kind in RECURRENT:  # nn.LSTM / nn.GRU: U(-1/sqrt(H), 1/sqrt(H)) on every tensor
+        bound = 1.0 / math.sqrt(tensor.layer.args["hidden"])
+        return call("keras.initializers.RandomUniform", minval=-bound, maxval=bound, seed=seed_ref(tensor))
     if tensor.role == "bias" or tensor.layer.kind.startswith("conv_transpose"):
         return call("TorchDefault", fan_in=tensor.fan_in, seed=seed_ref(tensor))
     return call("TorchDefault", seed=seed_ref(tensor))
@@ -148,6 +156,8 @@ INITS = {
 
 def _keras_first_axis(tensor: Tensor) -> int:
     """The axis of the Keras variable that holds the logical first axis (`to_keras_layout`)."""
+    if tensor.layer.kind in RECURRENT:
+        return -1  # the gates: the last axis of a kernel (in, G*H), the only one of a bias
     if tensor.role != "weight" or tensor.layer.kind == "embedding" or len(tensor.shape) < 2:
         return 0
     return -1
@@ -321,6 +331,45 @@ def _attention(layer: Layer, layout: str):
         PLAIN, PLAIN
 
 
+def _recurrent(layer: Layer, layout: str):
+    """One Keras LSTM/GRU per layer (`Bidirectional` of a forward and a backward one), PyTorch's tensors as
+    Keras's variables through `Gates`; the top layer is named as the spec's layer, the ones below it
+    `<path>.l<k>`."""
+    a = layer.args
+    calls = []
+    for k in range(a["layers"]):
+        top = k == a["layers"] - 1
+        name = layer.path if top else f"{layer.path}.l{k}"
+        sequences = not top or a["output"] == "sequence"
+        if a["bidirectional"]:
+            calls.append(call("keras.layers.Bidirectional", _one_direction(layer, k, "", sequences, f"{name}.forward"),
+                              backward_layer=_one_direction(layer, k, "_reverse", sequences, f"{name}.backward"),
+                              name=name))
+        else:
+            calls.append(_one_direction(layer, k, "", sequences, name))
+    return calls, PLAIN, PLAIN
+
+
+def _one_direction(layer: Layer, k: int, sfx: str, sequences: bool, name: str) -> Call:
+    kind = layer.kind
+    t = {role: layer.tensors[f"{role}_l{k}{sfx}"] for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    kwargs = {"unit_forget_bias": False} if kind == "lstm" else {"reset_after": True}
+    if sequences:
+        kwargs["return_sequences"] = True
+    if sfx:
+        kwargs["go_backwards"] = True
+    gates = {"order": KERAS_GATES[kind]} if KERAS_GATES[kind] is not None else {}
+    bias = call("Gates", [initializer(t["bias_ih"]), initializer(t["bias_hh"])], **gates,
+                **({"stack": True} if kind == "gru" else {}))
+    cls = "keras.layers.LSTM" if kind == "lstm" else "keras.layers.GRU"
+    return call(cls, layer.args["hidden"], **kwargs, kernel_initializer=_gates([t["weight_ih"]], gates),
+                recurrent_initializer=_gates([t["weight_hh"]], gates), bias_initializer=bias, name=name)
+
+
+def _gates(tensors: list, gates: dict) -> Call:
+    return call("Gates", [initializer(t) for t in tensors], **gates) if gates else initializer(tensors[0])
+
+
 def _dense(layer: Layer, layout: str):
     kwargs = {} if layer.args["bias"] else {"use_bias": False}
     return [call("keras.layers.Dense", layer.args["out"], **kwargs, **_init_kwargs(layer), name=layer.path)], \
@@ -454,6 +503,8 @@ LAYERS = {
     "class_token": _class_token,
     "position_embedding": _position_embedding,
     "attention": _attention,
+    "lstm": _recurrent,
+    "gru": _recurrent,
 }
 
 

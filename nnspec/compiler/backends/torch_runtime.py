@@ -211,6 +211,66 @@ class SelfAttention(nn.MultiheadAttention):
         return out
 
 
+class LSTM(nn.LSTM):
+    """nn.LSTM (batch first) on tokens [B, T, D]: the top layer's outputs [B, T, H*dirs], or
+    (`last`) its final hidden state of each direction, forward first [B, H*dirs] (h_n[-2:]);
+    its tensors and state_dict keys are nn.LSTM's."""
+
+    def __init__(
+        self,
+        size: int,
+        hidden: int,
+        layers: int = 1,
+        bidirectional: bool = False,
+        last: bool = False,
+    ) -> None:
+        super().__init__(
+            size,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+        )
+        self.last = last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, (h, _) = super().forward(x)
+        if not self.last:
+            return out
+        dirs = 2 if self.bidirectional else 1
+        return torch.cat(list(h[-dirs:]), dim=1)
+
+
+class GRU(nn.GRU):
+    """nn.GRU (batch first) on tokens [B, T, D]: the top layer's outputs [B, T, H*dirs], or
+    (`last`) its final hidden state of each direction, forward first [B, H*dirs] (h_n[-2:]);
+    its tensors and state_dict keys are nn.GRU's."""
+
+    def __init__(
+        self,
+        size: int,
+        hidden: int,
+        layers: int = 1,
+        bidirectional: bool = False,
+        last: bool = False,
+    ) -> None:
+        super().__init__(
+            size,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+        )
+        self.last = last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, h = super().forward(x)
+        if not self.last:
+            return out
+        dirs = 2 if self.bidirectional else 1
+        return torch.cat(list(h[-dirs:]), dim=1)
+
+
 def sequential(**layers: nn.Module) -> nn.Sequential:
     """An nn.Sequential whose children carry the spec's names."""
     return nn.Sequential(OrderedDict(layers))

@@ -20,8 +20,10 @@ PRELU_DEFAULT = 0.25  # nn.PReLU's init
 
 
 def torch_path(tensor: Tensor) -> str:
-    """The state_dict key of a tensor: norm gamma/beta are PyTorch's weight/bias."""
-    return tensor.path[: -len(tensor.role)] + TORCH_ROLE[tensor.role]
+    """The state_dict key of a tensor: norm gamma/beta are PyTorch's weight/bias; a tensor named apart from
+    its role (lstm's `weight_ih_l0`) is PyTorch's under that name."""
+    key = tensor.path.rpartition(".")[2]
+    return tensor.path[: -len(key)] + TORCH_ROLE.get(key, key)
 
 
 def _int_or_tuple(values: tuple):
@@ -150,6 +152,21 @@ def _attention(layer: Layer) -> Call:
     return call("SelfAttention", layer.in_shape[-1], a["heads"], **extra)
 
 
+def _recurrent(cls: str):
+    def lower(layer: Layer) -> Call:
+        a = layer.args
+        extra = {}
+        if a["layers"] != 1:
+            extra["layers"] = a["layers"]
+        if a["bidirectional"]:
+            extra["bidirectional"] = True
+        if a["output"] == "last":
+            extra["last"] = True
+        return call(cls, layer.in_shape[-1], a["hidden"], **extra)
+
+    return lower
+
+
 def _softmax(layer: Layer) -> Call:
     axis = layer.args["axis"]
     return call("nn.Softmax", dim=axis + 1 if axis >= 0 else axis)
@@ -232,6 +249,8 @@ LAYERS = {
     "class_token": lambda layer: call("ClassToken", layer.in_shape[-1]),
     "position_embedding": lambda layer: call("PositionEmbedding", layer.args["length"], layer.in_shape[-1]),
     "attention": _attention,
+    "lstm": _recurrent("LSTM"),
+    "gru": _recurrent("GRU"),
 }
 
 # torch_runtime helpers that the emitted code of a kind must carry
@@ -239,7 +258,7 @@ HELPERS_BY_KIND = {"global_avg_pool": "GlobalPool", "global_max_pool": "GlobalPo
                    "to_tokens": "ToTokens", "to_map": "ToMap", "layernorm": "ChannelLayerNorm",
                    "prelu": "LastAxisPReLU", "scale": "Scale", "drop_path": "DropPath",
                    "class_token": "ClassToken", "position_embedding": "PositionEmbedding",
-                   "attention": "SelfAttention"}
+                   "attention": "SelfAttention", "lstm": "LSTM", "gru": "GRU"}
 
 
 def helpers_used(layers) -> list:
@@ -315,6 +334,9 @@ def torch_default(tensor: Tensor) -> tuple[str, dict]:
             return "zeros", {}
     if kind == "prelu":
         return "constant", {"value": PRELU_DEFAULT}
+    if kind in ("lstm", "gru"):  # nn.LSTM / nn.GRU reset every tensor to U(-1/sqrt(H), 1/sqrt(H))
+        bound = 1.0 / math.sqrt(tensor.layer.args["hidden"])
+        return _uniform(-bound, bound)
     if tensor.role == "bias":
         bound = 1.0 / math.sqrt(tensor.fan_in) if tensor.fan_in > 0 else 0.0
         return _uniform(-bound, bound)

@@ -15,7 +15,7 @@ RELU_LIKE = ("relu", "relu6")
 # Codes a layer's `allow` can waive. The others are not choices: NS206, NS208, NS210 and NS211 describe an
 # initializer the frameworks refuse on that tensor (the model could not be built), NS0xx/NS1xx are problems
 # of the spec itself, NS212 is about model-level defaults, NS213 about waivers.
-WAIVABLE = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS207", "NS209")
+WAIVABLE = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS207", "NS209", "NS214", "NS215")
 
 
 def category(layer: Layer) -> str:

@@ -10,6 +10,7 @@ from nnspec.compiler.ir import Layer, Merge, Tensor
 from nnspec.compiler.safety.facts import (
     Finding,
     at_line,
+    category,
     constant_of,
     describe,
     finding,
@@ -226,6 +227,8 @@ def next_constant_layers(flow: Flow, tokens: Iterable[Token], entered: Merge | N
             ahead.layers.append(token)
             return ahead
         if is_norm(token) and any(constant_of(t) is None for t in token.tensors.values()):
+            return None
+        if category(token) == "recurrent":  # its gates mix the units through weight_ih (NS215 judges those)
             return None
         if token.kind == "dropout":
             ahead.dropouts.append(token)

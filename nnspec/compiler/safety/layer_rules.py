@@ -1,4 +1,4 @@
-"""Layer rules (NS201, NS204, NS205): one layer, and whether it sits at an exempt position."""
+"""Layer rules (NS201, NS204, NS205, NS214, NS215): one layer, and whether it sits at an exempt position."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from nnspec.compiler.safety.facts import (
     waiver_hint,
 )
 from nnspec.compiler.safety.flow import Context
+from nnspec.vocabulary import initializers as inits
+from nnspec.vocabulary.kinds import recurrent_tensor_names
 
 
 def hidden_constant_weight(layer: Layer, ctx: Context) -> Iterator[Finding]:
@@ -71,4 +73,61 @@ def zero_norm_scale(layer: Layer, ctx: Context) -> Iterator[Finding]:
                   "(the default) here, " + waiver_hint("NS205"))
 
 
-LAYER_RULES = (hidden_constant_weight, exploding_constant, zero_norm_scale)
+def _direction(layer: Layer, k: int, sfx: str) -> str:
+    where = []
+    if layer.args["layers"] > 1:
+        where.append(f"layer {k}")
+    if layer.args["bidirectional"]:
+        where.append("backward" if sfx else "forward")
+    return f" ({', '.join(where)})" if where else ""
+
+
+def _gate_constants(tensor) -> list | None:
+    """The constant of each gate block when every block is one (a constant, or `chunks` of constants), else None."""
+    if tensor.init.name == "chunks":
+        parts = tensor.init.args["parts"]
+        values = [inits.constant_value(p.name, p.args, tensor.role) for p in parts]
+        return None if any(v is None for v in values) else values
+    value = constant_of(tensor)
+    return None if value is None else [value]
+
+
+def recurrent_input_cut(layer: Layer, ctx: Context) -> Iterator[Finding]:
+    """NS214: zero weight_ih and zero weight_hh in one layer and direction of an lstm or gru."""
+    if layer.kind not in ("lstm", "gru"):
+        return
+    for k, sfx in recurrent_tensor_names(layer.args):
+        ih, hh = layer.tensors[f"weight_ih_l{k}{sfx}"], layer.tensors[f"weight_hh_l{k}{sfx}"]
+        if _gate_constants(ih) is None or set(_gate_constants(ih)) != {0} or \
+                _gate_constants(hh) is None or set(_gate_constants(hh)) != {0}:
+            continue
+        yield finding(ih, "NS214", f"{init_name(ih)} on weight_ih and {init_name(hh)} on weight_hh of {this(layer)}"
+                                   f"{_direction(layer, k, sfx)}: every gate is its bias alone, so the state, and the "
+                                   "output, are the same for every input at init",
+                      "give weight_ih a random initializer (glorot_uniform, as Keras; or the default); weight_hh "
+                      "orthogonal or eye; " + waiver_hint("NS214"))
+        return  # one finding per layer: the first direction named
+
+
+def recurrent_constant_input(layer: Layer, ctx: Context) -> Iterator[Finding]:
+    """NS215: a constant weight_ih (each gate block one value) on an lstm or gru, but for NS214's case."""
+    if layer.kind not in ("lstm", "gru"):
+        return
+    for k, sfx in recurrent_tensor_names(layer.args):
+        ih, hh = layer.tensors[f"weight_ih_l{k}{sfx}"], layer.tensors[f"weight_hh_l{k}{sfx}"]
+        gates, recurrent = _gate_constants(ih), _gate_constants(hh)
+        if gates is None or (set(gates) == {0} and recurrent is not None and set(recurrent) == {0}):
+            continue
+        effect = ("it ignores its input at init: its state moves with its biases and weight_hh alone"
+                  if set(gates) == {0} else
+                  f"each gate's {layer.args['hidden']} hidden units get identical input weights, so they read the "
+                  "same function of the input and differ only through their biases and weight_hh")
+        yield finding(ih, "NS215", f"{init_name(ih)} on weight_ih of {this(layer)}{_direction(layer, k, sfx)}: "
+                                   f"{effect}",
+                      "give weight_ih a random initializer (glorot_uniform, as Keras; or the default); chunks may "
+                      "set a bias per gate, not an input weight; " + waiver_hint("NS215"))
+        return
+
+
+LAYER_RULES = (hidden_constant_weight, exploding_constant, zero_norm_scale, recurrent_input_cut,
+               recurrent_constant_input)

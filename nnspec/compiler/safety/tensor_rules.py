@@ -23,6 +23,8 @@ def eye_not_2d(tensor: Tensor) -> Problem:
 def eye_not_square(tensor: Tensor) -> Problem:
     if tensor.init.name != "eye" or len(tensor.shape) != 2 or tensor.shape[0] == tensor.shape[1]:
         return None
+    if tensor.role == "weight_hh":  # IRNN: [G*H, H] is G square gate blocks; eye is the first gate's identity
+        return None
     rows, cols = tensor.shape
     if tensor.layer.kind == "embedding":
         effect = (f"ids {cols} to {rows - 1} start as zero vectors" if rows > cols
