@@ -182,3 +182,11 @@ def test_probe_plot(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "nnspec", "probe", str(FIXTURES / "NS202_dead_relu.yaml"),
                           "--plot", str(tmp_path / "x.pdf")], capture_output=True, text=True)
     assert bad.returncode == 2 and ".pdf" in bad.stderr and "DEAD" not in bad.stdout
+
+
+def test_probe_command_runs_on_the_attention_rules():
+    """NS216 and NS217 are training rules: `nnspec probe` shows them instead of refusing the spec."""
+    proc = subprocess.run([sys.executable, "-m", "nnspec", "probe", str(FIXTURES / "NS217_zero_query_key.yaml"),
+                           "--steps", "5"], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "NS217" in proc.stderr and "FROZEN: zero gradient for the query, key rows" in proc.stdout

@@ -160,6 +160,13 @@ def _kind_schema(kind_name: str) -> dict:
            "properties": props, "additionalProperties": False}
     if required:
         out["required"] = required
+    own = [r for r in kind.roles({"bias": True}) if r not in ROLES] if kind.parametrised else []
+    if own and "init" in props:  # roles only this kind has (attention's in_weight, ...): its own `init` names them
+        base = _init_map()
+        props["init"] = {**base, "description": props["init"]["description"],
+                         "properties": {**base["properties"],
+                                        **{r: {"$ref": REF + "Init", "description": f"the {r} of this `{kind_name}`"}
+                                           for r in own}}}
     out["examples"] = [KIND_EXAMPLES[kind_name]]
     return out
 
