@@ -498,11 +498,11 @@ def cmd_parity(args) -> int:
     return EXIT_OK if report.ok else EXIT_FOUND
 
 
-TRAINING_RULES = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS214", "NS215")
+TRAINING_RULES = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS214", "NS215", "NS216", "NS217")
 
 
 def cmd_probe(args) -> int:
-    """Probe a spec; unlike build, errors of the training rules (NS201-NS205, NS214, NS215) do not stop it: the
+    """Probe a spec; unlike build, errors of the training rules (NS201-NS205, NS214-NS217) do not stop it: the
     probe exists to show what they claim."""
     from nnspec import _analyse_path, formats
     from nnspec.probe import run_probe

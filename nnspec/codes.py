@@ -270,7 +270,7 @@ _TABLE = [
     Code("NS213", "unused-waiver", "warning",
          "An `allow` waiver that waives nothing, or that names an unknown code or one that cannot be waived.",
          "Reports each `allow` entry whose rule did not fire on any layer it covers (a waiver on a block call or a "
-         "residual covers every layer inside it). Only NS201-NS205, NS207, NS209, NS214 and NS215 can be waived: the other codes "
+         "residual covers every layer inside it). Only NS201-NS205, NS207, NS209 and NS214-NS217 can be waived: the other codes "
          "describe a model that could not be built (NS206, NS208, NS210, NS211) or a problem of the spec itself, so "
          "a waiver of them is reported too.",
          "Stale waivers hide the next real problem and mislead reviewers.",
@@ -298,6 +298,41 @@ _TABLE = [
          "per gate).",
          "- gru: {hidden: 32, init: {weight_ih: {constant: 0.1}}}\n",
          "- gru: {hidden: 32, init: {weight_ih: glorot_uniform}}\n"),
+    Code("NS216", "constant-attention-weight", "error",
+         "A constant query, key or value part of an attention's in_weight, or a constant out_weight on a hidden "
+         "attention.",
+         "Reads the rows of `in_weight` (query, key and value stacked, [3D, D]) part by part, through `chunks`, "
+         "and flags each part that starts at one constant (zeros, ones, constant; a query and key that are both "
+         "zero with a zero query bias are NS217 instead). Also flags a constant `out_weight` unless the attention "
+         "is the output head or the last layer with tensors of a residual branch or shortcut (zero-init "
+         "residual: tensor-free layers such as dropout after it do not move the end).",
+         "With a constant part every unit of it is the same multiple of the sum of the input, plus its bias: the "
+         "units start identical, as NS201 says of a linear layer. A constant query or key lets each head's "
+         "attention pattern see the input through one number per position, and when both are constant (with "
+         "uniform biases) that lasts: within a head the query units get identical updates, and so do the key "
+         "units, forever. A constant value makes each head repeat one number per position across its units; all three constant (with uniform biases) make every "
+         "head compute the same attention and the same output. A random `out_weight` pulls the units apart after "
+         "the first step, but the layer starts with the capacity of one unit per part. A constant `out_weight` "
+         "away from a residual tail makes the output units identical (zero: the output is `out_bias` for every "
+         "input).",
+         "input: {shape: [16, 64], layout: tokens}\nlayers:\n  - attention: {heads: 4, init: {in_weight: {constant: 0.01}}}\n",
+         "input: {shape: [16, 64], layout: tokens}\nlayers:\n  - attention: {heads: 4}   # xavier_uniform, as "
+         "nn.MultiheadAttention\n"),
+    Code("NS217", "frozen-uniform-attention", "error",
+         "An attention whose query and key weights are zero and whose query bias is zero or absent.",
+         "Flags an `attention` whose `in_weight` query rows and key rows both start at zero (the whole tensor "
+         "`zeros`, or `chunks` with zeros for the first two parts) while the query part of `in_bias` is zero "
+         "(the default) or there is no bias. It applies at every position, a residual tail included.",
+         "The query is 0 for every input, so every score is 0 and every head attends with equal weight to every "
+         "position it may see (a running mean when causal): the layer is an average of its value projection. "
+         "It stays so: the key is the same at every position (its bias), and the softmax's gradient sums to zero "
+         "over the positions, so the query receives no gradient; the key's gradient is a multiple of the query, "
+         "0. The query and key weights and biases never move, whatever the optimizer, so the model never learns "
+         "where to attend.",
+         "input: {shape: [16, 64], layout: tokens}\nlayers:\n  - residual: [layernorm, {attention: {heads: 4, "
+         "init: {in_weight: zeros, out_weight: zeros}}}]\n",
+         "input: {shape: [16, 64], layout: tokens}\nlayers:\n  - residual: [layernorm, {attention: {heads: 4, "
+         "init: {out_weight: zeros}}}]\n"),
     Code("NS301", "target-unsupported", "error",
          "A construct one target cannot express.",
          "Reports a layer or argument that one of the backends cannot build with the same semantics: today, a "

@@ -6,7 +6,10 @@ initialisation can break symmetry), and N steps of SGD are run on random
 inputs against random targets. Reported per parametrised layer: how many
 distinct units (weight rows, with their bias) it has at init and after
 training, which tensors never received a non-zero gradient, how many units
-(weight rows) never did, and the scale of its output at init. Recorded for
+(weight rows) never did, and the scale of its output at init. An attention's
+units are the rows of its in_weight (query, key and value stacked, with their
+biases), also reported part by part (`LayerProbe.parts`: query, key, value and
+the output projection). Recorded for
 every layer, in the order the forward pass runs them: the std of its output at
 init (`ProbeReport.activations`, what `nnspec probe --plot` draws through depth).
 
@@ -34,6 +37,7 @@ class LayerProbe:
     zero_grad: list = field(default_factory=list)  # tensor roles whose gradient was always exactly zero
     dead_units: int = 0  # units (weight rows) whose gradient was always exactly zero
     input_spread: float = float("nan")  # the largest std across the batch of an output element at init
+    parts: dict = field(default_factory=dict)  # attention: "query", "key", "value", "out" -> PartProbe
 
     @property
     def identical_fraction(self) -> float:
@@ -52,6 +56,17 @@ class LayerProbe:
     @property
     def dead(self) -> bool:
         return bool(self.zero_grad)
+
+
+@dataclass
+class PartProbe:
+    """One part of an attention's tensors: the query, key or value rows of in_weight, or out_weight."""
+
+    units: int
+    distinct_weights_at_init: int  # distinct weight rows alone
+    distinct_at_init: int  # with their biases
+    distinct_after: int
+    dead_units: int  # rows whose gradient was always exactly zero
 
 
 @dataclass
@@ -90,14 +105,33 @@ class ProbeReport:
                 verdict.append("DEAD: zero gradient for " + ", ".join(p.zero_grad))
             if p.kind in ("lstm", "gru") and p.input_spread == 0:
                 verdict.append("the same output for every input at init")
+            frozen = [name for name, part in p.parts.items() if part.units and part.dead_units == part.units]
+            if frozen and not p.dead:
+                verdict.append("FROZEN: zero gradient for the " + ", ".join(frozen) + " rows")
             lines.append(f"{p.path:<48} {p.kind:<10} {p.units:>6} {p.distinct_at_init:>13} {p.distinct_after:>12} "
                          f"{p.init_std:>10.4g}  {'; '.join(verdict) or 'ok'}")
         lines.append("FAILED: stuck or dead units" if self.failed else "ok: every unit moved apart and learns")
         return "\n".join(lines) + "\n"
 
 
+def _unit_tensors(module) -> tuple:
+    """(weight, bias or None) whose rows are the units: an attention's in_weight and in_bias."""
+    if hasattr(module, "in_proj_weight"):
+        return module.in_proj_weight, module.in_proj_bias
+    return module.weight, getattr(module, "bias", None)
+
+
+def _distinct_rows(weight, bias, with_bias: bool = True, start: int = 0, stop: int | None = None) -> tuple[int, int]:
+    import torch
+
+    rows = weight.detach().reshape(weight.shape[0], -1)[start:stop]
+    if with_bias and bias is not None:
+        rows = torch.cat([rows, bias.detach().reshape(-1, 1)[start:stop]], dim=1)
+    return rows.shape[0], torch.unique(rows, dim=0).shape[0]
+
+
 def _distinct_units(layer, modules, with_bias: bool = True) -> tuple[int, int]:
-    """(number of units, number of distinct units) of a linear/conv/embedding layer; a unit is a
+    """(number of units, number of distinct units) of a linear/conv/embedding/attention layer; a unit is a
     weight row (an output channel's filter) with its bias. An lstm/gru: see the module's docstring."""
     import torch
 
@@ -115,10 +149,25 @@ def _distinct_units(layer, modules, with_bias: bool = True) -> tuple[int, int]:
             distinct = torch.unique(units, dim=0).shape[0]
             fewest = distinct if fewest is None else min(fewest, distinct)
         return hidden, fewest
-    weight = module.weight.detach().reshape(module.weight.shape[0], -1)
-    if with_bias and getattr(module, "bias", None) is not None:
-        weight = torch.cat([weight, module.bias.detach().reshape(-1, 1)], dim=1)
-    return weight.shape[0], torch.unique(weight, dim=0).shape[0]
+    return _distinct_rows(*_unit_tensors(module), with_bias=with_bias)
+
+
+def _attention_parts(module) -> dict:
+    """part -> (weight, bias, first row, last row + 1) of an attention module."""
+    d = module.out_proj.weight.shape[0]
+    parts = {name: (module.in_proj_weight, module.in_proj_bias, i * d, (i + 1) * d)
+             for i, name in enumerate(("query", "key", "value"))}
+    parts["out"] = (module.out_proj.weight, module.out_proj.bias, 0, d)
+    return parts
+
+
+def _part_counts(module) -> dict:
+    """part -> (units, distinct weight rows, distinct rows with bias)."""
+    counts = {}
+    for name, (weight, bias, start, stop) in _attention_parts(module).items():
+        units, alone = _distinct_rows(weight, bias, False, start, stop)
+        counts[name] = (units, alone, _distinct_rows(weight, bias, True, start, stop)[1])
+    return counts
 
 
 def run_probe(spec, steps: int = 20, seed: int = 0, lr: float = 0.1, batch: int = 16,
@@ -168,8 +217,10 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
     modules = dict(model.named_modules())
     params = dict(model.named_parameters())
     x = torch.from_numpy(random_batch(spec, batch, seed))
-    unit_layers = [layer for layer in spec.graph.layers() if layer.kind in ("linear", "embedding", "lstm", "gru")
+    unit_layers = [layer for layer in spec.graph.layers()
+                   if layer.kind in ("linear", "embedding", "attention", "lstm", "gru")
                    or layer.kind.startswith("conv")]
+    attention_paths = [layer.path for layer in unit_layers if layer.kind == "attention"]
     stds: dict[str, float] = {}  # filled in the order the forward pass runs the layers
     spreads: dict[str, float] = {}
 
@@ -185,6 +236,7 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
              for layer in spec.graph.layers() if layer.path in modules]
     at_init = {layer.path: _distinct_units(layer, modules) for layer in unit_layers}
     weights_at_init = {layer.path: _distinct_units(layer, modules, with_bias=False)[1] for layer in unit_layers}
+    parts_at_init = {path: _part_counts(modules[path]) for path in attention_paths}
     with torch.no_grad():
         out = model(x)
     for hook in hooks:
@@ -195,6 +247,10 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
     # an embedding row only gets a gradient when its token is in the batch: not a dead unit
     row_nonzero = {layer.path: torch.zeros(modules[layer.path].weight.shape[0], dtype=torch.bool)
                    for layer in unit_layers if layer.kind not in ("embedding", "lstm", "gru")}
+    row_nonzero = {layer.path: torch.zeros(_unit_tensors(modules[layer.path])[0].shape[0], dtype=torch.bool)
+                   for layer in unit_layers if layer.kind not in ("embedding", "lstm", "gru")}
+    out_rows_nonzero = {path: torch.zeros(modules[path].out_proj.weight.shape[0], dtype=torch.bool)
+                        for path in attention_paths}
     loss_before = loss_after = float("nan")
     for step in range(steps):
         optimizer.zero_grad()
@@ -204,9 +260,13 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
             if p.grad is not None and bool(p.grad.abs().sum() > 0):
                 ever_nonzero[name] = True
         for path, rows in row_nonzero.items():
-            grad = modules[path].weight.grad
+            grad = _unit_tensors(modules[path])[0].grad
             if grad is not None:
                 rows |= grad.detach().reshape(grad.shape[0], -1).abs().sum(dim=1) > 0
+        for path, rows in out_rows_nonzero.items():
+            grad = modules[path].out_proj.weight.grad
+            if grad is not None:
+                rows |= grad.detach().abs().sum(dim=1) > 0
         optimizer.step()
         if step == 0:
             loss_before = float(loss.detach())
@@ -219,9 +279,16 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
         distinct_after = _distinct_units(layer, modules)[1] if layer.path in at_init else 0
         zero = [t.path.rpartition(".")[2] for t in layer.tensors.values() if not ever_nonzero[torch_path(t)]]
         dead_units = int((~row_nonzero[layer.path]).sum()) if layer.path in row_nonzero else 0
+        parts = {}
+        if layer.path in parts_at_init:
+            after = _part_counts(modules[layer.path])
+            for name, (count, alone, with_bias) in parts_at_init[layer.path].items():
+                weight, _bias, start, stop = _attention_parts(modules[layer.path])[name]
+                rows = (out_rows_nonzero[layer.path] if name == "out" else row_nonzero[layer.path])[start:stop]
+                parts[name] = PartProbe(count, alone, with_bias, after[name][2], int((~rows).sum()))
         layers.append(LayerProbe(layer.path, layer.kind, units, distinct_init, distinct_after,
                                  weights_at_init.get(layer.path, 0), stds.get(layer.path, float("nan")), zero,
-                                 dead_units, spreads.get(layer.path, float("nan"))))
+                                 dead_units, spreads.get(layer.path, float("nan")), parts))
     kinds = {layer.path: layer.kind for layer in spec.graph.layers()}
     activations = [Activation(path, kinds[path], std) for path, std in stds.items()]
     return ProbeReport(spec.name, steps, layers, loss_before, loss_after, activations)

@@ -219,6 +219,7 @@ def _vocabulary() -> list[bytes]:
             "values counts int64 float32 same valid required fan_in fan_out fan_avg uniform truncated_normal none "
             "add multiply concat branches channels tokens features map layout keep_dims start stop size parts "
             "over last output_padding ceil_mode per_channel $a*2 ($k-1)//2 $w/0")
+    keys += " heads causal length in_weight in_bias out_weight out_bias token"  # attention and the token kinds
     words = list(KINDS) + list(REGISTRY) + list(ROLES) + list(CODES) + keys.split()
     return [w.encode() for w in words]
 

@@ -5,8 +5,12 @@ shape as it goes, so every kernel fits and every residual's paths agree), residu
 and projection shortcuts, blocks whose arguments are used through `$arg` (in scalars, lists,
 `repeat`, names and initializers), `repeat`, every initializer on the roles it fits, model-,
 block-call-, residual- and layer-level `init`, a zero head and a zero-init residual tail (both
-exempt), and a constant hidden weight with its waiver (and a reason). Models stay tiny: at most 6
-channels and spatial sizes of at most 12.
+exempt), and a constant hidden weight with its waiver (and a reason). Token models too: token ids through
+an `embedding`, a tokens input, or an image's patches through `to_tokens`, then a class token and learned
+positions, pre-norm attention and MLP blocks as `add` merges or residuals (GPT-2's and ViT's inits, a
+zero-init tail, layer scale), norms and linears per token, and a global pool, the class token's slice or
+`flatten` down to features (`SpecGenerator.token_model`; the kinds on tokens are the table `TOKEN_LAYERS`).
+Models stay tiny: at most 6 channels and spatial sizes of at most 12 (token widths up to 8).
 
 Every choice goes through a `Choices` object: `HypothesisChoices` (a hypothesis `draw`, so failures
 shrink) or `RandomChoices` (a `random.Random`, for the fuzzer and for cheap coverage checks).
@@ -180,6 +184,8 @@ def _divisors(n):
 
 
 MERGE_KINDS = ("add", "multiply", "concat")
+# what a token model's stack is made of, with weights: `SpecGenerator.token_<name>(shape, depth)` writes each
+TOKEN_LAYERS = {"attention_block": 4, "mlp_block": 3, "linear": 2, "norm_layer": 1, "block_call": 1}
 
 
 class SpecGenerator:
@@ -530,6 +536,181 @@ class SpecGenerator:
             return [{"class_token": item}, {"slice": {"start": 1, "axis": "tokens"}}]
         return [kind]
 
+    # -- token models ---------------------------------------------------------------------------------
+    # Shapes here are (T, D): positions, width. Each entry of TOKEN_LAYERS names a method
+    # `token_<entry>(shape, depth) -> (items, shape)`; a new kind on tokens is one entry and one method.
+
+    def token_model(self, kind):
+        """(input, items before the stack, tokens shape) of a token model's start: ids, tokens or patches."""
+        c = self.c
+        if kind == "token_ids":
+            t, num, dim = c.integer(1, 6), c.integer(2, 12), c.pick([2, 4, 6, 8])
+            emb = {"num": num, "dim": dim}
+            if c.chance():
+                emb["init"] = {"weight": c.pick([{"normal": {"std": 0.02}}, random_weight_init(c)])}
+            return {"shape": [t], "dtype": "int64"}, [{"embedding": self.decorate(emb)}], (t, dim)
+        if kind == "tokens":
+            t, dim = c.integer(1, 6), c.pick([1, 2, 3, 4, 6, 8])
+            return {"shape": [t, dim], "layout": "tokens"}, [], (t, dim)
+        channels, size, patch = c.integer(1, 3), c.pick([4, 6, 8]), c.pick([2, 4])
+        patch = patch if size % patch == 0 else 2
+        dim = c.pick([2, 4, 6, 8])
+        conv = {"out": dim, "kernel": patch, "stride": patch}
+        if c.chance():
+            conv["init"] = {"weight": {"trunc_normal": {"std": 0.2}}, "bias": "zeros"}
+        return [channels, size, size], [{"conv2d": self.decorate(conv)}, "to_tokens"], ((size // patch) ** 2, dim)
+
+    def token_prefix(self, shape) -> tuple[list, tuple]:
+        """A class token (ViT), learned positions at least as long as the sequence (GPT-2, ViT)."""
+        c = self.c
+        items = []
+        t, dim = shape
+        if c.chance(0.4):
+            items.append(self.item("class_token", {"init": {"token": c.pick(["zeros", {"normal": {"std": 0.02}}])}}
+                                   if c.chance(0.5) else {}))
+            t += 1
+        if c.chance(0.6):
+            args = {"length": t + c.integer(0, 3)}
+            if c.chance(0.6):
+                args["init"] = {"weight": c.pick([{"normal": {"std": 0.02}}, {"trunc_normal": {"std": 0.02}}])}
+            items.append({"position_embedding": self.decorate(args)})
+        if c.chance(0.2):
+            items.append(self.item("dropout", {"p": 0.1}))
+        return items, (t, dim)
+
+    def token_stack(self, shape, depth, count=None) -> tuple[list, tuple]:
+        c = self.c
+        items = []
+        for _ in range(count if count is not None else c.integer(1, 3)):
+            kind = c.pick([k for k in TOKEN_LAYERS for _ in range(TOKEN_LAYERS[k])])
+            made, shape = getattr(self, f"token_{kind}")(shape, depth)
+            items.extend(made)
+        return items, shape
+
+    def token_end(self, shape) -> tuple[list, tuple]:
+        """Down to features (a global pool, the class token's slice, flatten) or stay on tokens; a head."""
+        c = self.c
+        t, dim = shape
+        end = c.pick(["global_avg_pool", "global_max_pool", "class_slice", "flatten", "tokens"])
+        items = [self.item("layernorm", {})] if c.chance(0.5) else []
+        if end in ("global_avg_pool", "global_max_pool"):
+            items.append(end)
+            shape = (dim,)
+        elif end == "class_slice":
+            items += [{"slice": {"stop": 1, "axis": "tokens"}}, "flatten"]
+            shape = (dim,)
+        elif end == "flatten":
+            items.append("flatten")
+            shape = (t * dim,)
+        if c.chance(0.7):
+            out = c.integer(1, MAX_CHANNELS)
+            head = {"out": out}
+            if c.chance(0.4):
+                head["init"] = {"weight": "zeros", "bias": "zeros"}  # the zero head: exempt
+            items.append({"linear": self.decorate(head)})
+            shape = (*shape[:-1], out)
+        return items, shape
+
+    def attention_args(self, dim, tail: bool) -> dict:
+        """Arguments of an attention; `tail`: it ends a residual branch, so its out_weight may start at zero."""
+        c = self.c
+        args = {"heads": c.pick(_divisors(dim))}
+        for flag, default in (("causal", False), ("bias", True)):
+            if c.chance(0.4):
+                args[flag] = not default if c.chance() else default
+        if c.chance(0.2):
+            args["dropout"] = c.pick([0.0, 0.1])
+        init = {}
+        style = c.pick(["default", "gpt2", "chunks", "random"])
+        if style == "gpt2":
+            init["in_weight"] = {"normal": {"std": 0.02}}
+            init["out_weight"] = {"normal": {"std": c.pick([0.02, 0.01, 0.004])}}
+        elif style == "chunks":  # q, k and v each initialised as a tensor of its own
+            init["in_weight"] = {"chunks": [random_weight_init(c) for _ in range(3)]}
+        elif style == "random":
+            init["in_weight"] = random_weight_init(c)
+        if tail and c.chance(0.3):
+            init["out_weight"] = "zeros"  # zero-init residual: the block starts as the identity
+        if args.get("bias", True) and c.chance(0.3):
+            init["in_bias"] = c.pick(["zeros", {"normal": {"std": 0.02}}, {"chunks": ["zeros", "zeros", "zeros"]}])
+            init["out_bias"] = c.pick(["zeros", {"normal": {"std": 0.02}}])
+        if init:
+            args["init"] = init
+        return self.decorate(args)
+
+    def token_branch(self, items, shape, depth):
+        """A pre-norm residual branch as an `add` merge (list or named branches) or a `residual`."""
+        c = self.c
+        form = c.pick(["add_list", "add_named", "residual"])
+        repeat = {"repeat": c.integer(1, 2)} if c.chance(0.2) else {}
+        if form == "residual":
+            if repeat or c.chance():
+                return [{"residual": self.decorate({"branch": items, **repeat})}], shape
+            return [{"residual": items}], shape
+        branches = [[], items] if c.chance() else [items, []]
+        if form == "add_named":
+            names = ["skip", "attn"] if branches[0] == [] else ["attn", "skip"]
+            return [{"add": self.decorate({"branches": dict(zip(names, branches)), **repeat})}], shape
+        if repeat or c.chance(0.3):
+            return [{"add": self.decorate({"branches": branches, **repeat})}], shape
+        return [{"add": branches}], shape
+
+    def token_norm(self, shape):
+        c = self.c
+        kind = c.pick(["layernorm", "layernorm", "rmsnorm"])
+        args = {"eps": c.pick([1e-5, 1e-6])} if c.chance(0.3) else {}
+        return self.item(kind, self.decorate(args))
+
+    def token_attention_block(self, shape, depth):
+        c = self.c
+        dim = shape[1]
+        tail = [self.item("dropout", {"p": 0.1})] if c.chance(0.3) else []
+        if c.chance(0.2):
+            tail.append(self.item("drop_path", {"p": c.pick([0.0, 0.1])}))
+        items = [self.token_norm(shape), {"attention": self.attention_args(dim, tail=True)}, *tail]
+        return self.token_branch(items, shape, depth)
+
+    def token_mlp_block(self, shape, depth):
+        c = self.c
+        dim, hidden = shape[1], c.integer(1, 2 * MAX_CHANNELS)
+        second = {"out": dim}
+        scale = c.chance(0.3)
+        if not scale and c.chance(0.3):
+            second["init"] = {"weight": c.pick(["zeros", {"normal": {"std": 0.01}}])}  # zero tail: exempt
+        items = [self.token_norm(shape), {"linear": {"out": hidden}},
+                 self.item("gelu", {"approximate": "tanh"} if c.chance() else {}), {"linear": second}]
+        if scale:  # layer scale, ConvNeXt / CaiT: small or zero at the end of the branch
+            items.append({"scale": {"init": {"gamma": c.pick([{"constant": 1e-6}, "zeros", {"constant": 0.1}])}}})
+        return self.token_branch(items, shape, depth)
+
+    def token_linear(self, shape, depth):
+        """A linear per token (a new width), sometimes followed by an activation."""
+        c = self.c
+        args, out = self.linear(shape)
+        items = [{"linear": self.decorate(args)}]
+        if c.chance(0.5):
+            kind = c.pick(["gelu", "relu", "tanh", "silu"])
+            items.append(self.item(kind, {}))
+        return items, out
+
+    def token_norm_layer(self, shape, depth):
+        return [self.token_norm(shape)], shape
+
+    def token_block_call(self, shape, depth):
+        """A block of token layers (some values turned into `$arg`s), called once or repeated."""
+        c = self.c
+        if depth >= 1:
+            return self.token_attention_block(shape, depth)
+        body, out_shape = self.token_stack(shape, depth + 1, count=c.integer(1, 2))
+        name = f"blk{next(self.block_count)}"
+        args, call = {}, {}
+        body = [self.abstract(item, args, call) for item in body]
+        self.blocks[name] = {"args": args, "layers": body} if args else {"layers": body}
+        call = self.decorate(call)
+        if out_shape == shape and c.chance(0.4):
+            call["repeat"] = c.integer(1, 2)
+        return [self.item(name, call)], out_shape
+
     # -- structure ------------------------------------------------------------------------------------
     def stack(self, shape, depth, count=None, preserving=False):
         """(items, output shape) of a random sequence."""
@@ -677,7 +858,9 @@ class SpecGenerator:
     def spec(self) -> tuple[dict, tuple]:
         """(spec data, the output shape tracked while generating it)."""
         c = self.c
-        kind = c.pick(["features", "sequence", "image", "volume", "ids"])
+        kind = c.pick(["features", "sequence", "image", "volume", "ids", "token_ids", "tokens", "patches"])
+        if kind in ("token_ids", "tokens", "patches"):
+            return self.token_spec(kind)
         shape = {"features": lambda: (c.integer(1, 8),),
                  "sequence": lambda: (c.integer(1, 4), c.integer(1, MAX_SPATIAL)),
                  "image": lambda: (c.integer(1, 3), c.integer(1, 10), c.integer(1, 10)),
@@ -710,6 +893,23 @@ class SpecGenerator:
             spec["blocks"] = self.blocks
         spec["layers"] = layers
         return spec, out_shape
+
+    def token_spec(self, kind) -> tuple[dict, tuple]:
+        c = self.c
+        spec: dict = {"nnspec": 1, "name": "prop_tokens"}
+        spec["input"], layers, shape = self.token_model(kind)
+        if c.chance():
+            spec["seed"] = c.integer(0, 1000)
+        prefix, shape = self.token_prefix(shape)
+        body, shape = self.token_stack(shape, 0, count=c.integer(1, 4))
+        end, shape = self.token_end(shape)
+        spec["layers"] = layers + prefix + body + end
+        if c.chance(0.3):  # GPT-2's model-wide init, or a random one
+            spec["init"] = c.pick([{"weight": {"normal": {"std": 0.02}}, "bias": "zeros"}, self.model_init()])
+        if self.blocks:
+            spec["blocks"] = self.blocks
+        spec = {k: spec[k] for k in ("nnspec", "name", "input", "seed", "init", "blocks", "layers") if k in spec}
+        return spec, shape
 
     def zero_head(self, layers):
         """Sometimes a zero-initialised output head (exempt from NS201) on a last linear layer."""

@@ -331,3 +331,15 @@ layers:
     assert spec is not None and diags == []
     assert errors(validator, text.replace("- $act", "- $act x")) != []
     assert errors(validator, text.replace("- $act", "- $$act")) != []
+
+
+def test_a_layers_own_init_names_the_roles_only_its_kind_has(validator):
+    """attention's in_weight/in_bias/out_weight/out_bias and class_token's token in the layer's own `init`;
+    not on another kind, and not in a container's `init` (there they are reached by kind)."""
+    head = "nnspec: 1\nname: m\ninput: {shape: [4, 8], layout: tokens}\nlayers:\n"
+    good = head + ("  - class_token: {init: {token: zeros}}\n"
+                   "  - attention: {heads: 2, init: {in_weight: {chunks: [zeros, xavier_uniform, xavier_uniform]}, "
+                   "in_bias: zeros, out_weight: zeros, out_bias: zeros}}\n")
+    assert errors(validator, good) == []
+    assert errors(validator, head + "  - linear: {out: 3, init: {in_weight: zeros}}\n")
+    assert errors(validator, head + "  - residual: {branch: [{attention: {heads: 2}}], init: {in_weight: zeros}}\n")

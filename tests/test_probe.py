@@ -84,7 +84,72 @@ def test_constant_input_weight_fixtures_start_with_one_input_row_per_gate(path):
     assert flagged, report.text()
 
 
-EXEMPT = [p for prefix in ("NS201", "NS202", "NS203", "NS205", "NS214") for p in fixtures(prefix, exempt=True)]
+def probe_with_diagnostics(path: pathlib.Path):
+    spec, diags = analyse_file(str(path))
+    assert spec is not None, diags
+    return spec, run_probe(spec, steps=STEPS, seed=0), diags
+
+
+@pytest.mark.parametrize("path", fixtures("NS216", exempt=False), ids=lambda p: p.stem)
+def test_constant_attention_fixtures_start_as_their_messages_say(path):
+    """NS216: the parts named start with identical rows; a zero out_weight makes the output ignore the input;
+    constant query and key (uniform biases) stay one distinct row per head, forever."""
+    spec, report, diags = probe_with_diagnostics(path)
+    found = [d for d in diags if d.code == "NS216"]
+    assert found
+    [layer] = [la for la in spec.graph.layers() if la.kind == "attention"]  # one attention per fixture
+    [probed] = [p for p in report.layers if p.path == layer.path]
+    for diag in found:
+        if "out_weight" in diag.message:
+            assert probed.parts["out"].distinct_weights_at_init == 1, report.text()
+            if "out_bias for every input" in diag.message:
+                assert probed.init_std == 0.0, report.text()
+            continue
+        named = [part for part in ("query", "key", "value") if part in diag.message.split(": ")[0]]
+        assert named
+        for part in named:
+            assert probed.parts[part].units > 1 and probed.parts[part].distinct_weights_at_init == 1, report.text()
+        if "forever" in diag.message:
+            heads = layer.args["heads"]
+            assert probed.parts["query"].distinct_after == heads == probed.parts["key"].distinct_after, \
+                report.text()
+            assert probed.stuck and report.failed
+
+
+@pytest.mark.parametrize("path", fixtures("NS217", exempt=False), ids=lambda p: p.stem)
+def test_frozen_attention_fixtures_never_move_their_query_and_key(path):
+    """NS217: the query and key rows never receive a gradient (the value rows do), and the attention is a plain
+    (causal) average of the value projection."""
+    import torch
+
+    spec, report, diags = probe_with_diagnostics(path)
+    assert "NS217" in {d.code for d in diags}
+    assert report.failed, report.text()
+    [probed] = [p for p in report.layers if p.kind == "attention"]
+    for part in ("query", "key"):
+        assert probed.parts[part].dead_units == probed.parts[part].units, report.text()
+    assert probed.parts["value"].dead_units == 0 and probed.parts["value"].distinct_after > 1, report.text()
+    assert "FROZEN" in report.text()
+    [layer] = [la for la in spec.graph.layers() if la.kind == "attention"]
+    import nnspec
+
+    module = dict(nnspec.build(spec, "torch", seed=0).eval().named_modules())[layer.path]
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        if module.in_proj_bias is not None:  # any value bias: the claim is about the query and the key
+            module.in_proj_bias[2 * 16:].normal_(generator=gen)
+        x = torch.randn(2, 6, 16, generator=gen)
+        v = x @ module.in_proj_weight[2 * 16:].T
+        if module.in_proj_bias is not None:
+            v = v + module.in_proj_bias[2 * 16:]
+        if layer.args["causal"]:
+            mean = v.cumsum(dim=1) / torch.arange(1, 7).reshape(1, 6, 1)
+        else:
+            mean = v.mean(dim=1, keepdim=True).expand_as(v)
+        torch.testing.assert_close(module(x), module.out_proj(mean))
+
+
+EXEMPT = [p for prefix in ("NS201", "NS202", "NS203", "NS205", "NS214", "NS216") for p in fixtures(prefix, exempt=True)]
 
 
 @pytest.mark.parametrize("path", EXEMPT, ids=lambda p: p.stem)
@@ -138,3 +203,11 @@ def test_probe_plot(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "nnspec", "probe", str(FIXTURES / "NS202_dead_relu.yaml"),
                           "--plot", str(tmp_path / "x.pdf")], capture_output=True, text=True)
     assert bad.returncode == 2 and ".pdf" in bad.stderr and "DEAD" not in bad.stdout
+
+
+def test_probe_command_runs_on_the_attention_rules():
+    """NS216 and NS217 are training rules: `nnspec probe` shows them instead of refusing the spec."""
+    proc = subprocess.run([sys.executable, "-m", "nnspec", "probe", str(FIXTURES / "NS217_zero_query_key.yaml"),
+                           "--steps", "5"], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "NS217" in proc.stderr and "FROZEN: zero gradient for the query, key rows" in proc.stdout

@@ -2,8 +2,8 @@
 inferred, emit code that rebuilds the in-memory models value for value, and compute one function.
 
 The specs come from `spec_generator` (every layer kind, residuals with identity and projection
-shortcuts, blocks with `$arg`s, `repeat`, every initializer on the roles it fits). CI runs a few
-deterministic examples; NNSPEC_PROPERTY_EXAMPLES=N runs N fresh random ones.
+shortcuts, blocks with `$arg`s, `repeat`, every initializer on the roles it fits, token models with attention
+blocks). CI runs a few deterministic examples; NNSPEC_PROPERTY_EXAMPLES=N runs N fresh random ones.
 """
 
 from __future__ import annotations
@@ -127,6 +127,29 @@ def test_the_generator_reaches_every_kind_and_initializer():
     assert set(REGISTRY) == inits, sorted(set(REGISTRY) - inits)
     for feature in ("$a", "repeat:", "shortcut:", "allow:", "int64", "blocks:"):
         assert any(feature in t for t in texts), feature
+
+
+def test_the_generator_writes_token_models():
+    """Token models of every start (ids, a tokens input, an image's patches) and end (a global pool, the class
+    token's slice, flatten, tokens), with attention blocks as `add` merges and residuals, class tokens and
+    learned positions."""
+    texts = [spec_text(RandomChoices(random.Random(seed)))[0] for seed in range(400)]
+    tokens = [yaml.safe_load(t) for t in texts if "prop_tokens" in t]
+    assert len(tokens) >= 60
+    inputs = {("ids" if (d["input"].get("dtype") if isinstance(d["input"], dict) else None) else
+               "tokens" if isinstance(d["input"], dict) else "patches") for d in tokens}
+    assert inputs == {"ids", "tokens", "patches"}
+    found = set()
+    for data in tokens:
+        text = yaml.safe_dump(data)
+        found |= _names_in(data, {"class_token", "position_embedding", "attention", "rmsnorm", "scale",
+                                  "global_avg_pool", "global_max_pool", "flatten", "slice", "drop_path"})
+        found |= {f for f, needle in (("add_attention", "add:"), ("residual_attention", "residual:"),
+                                      ("chunks", "chunks:"), ("causal", "causal: true"), ("block", "blocks:"),
+                                      ("zero_out_weight", "out_weight: zeros")) if needle in text}
+    assert found == {"class_token", "position_embedding", "attention", "rmsnorm", "scale", "global_avg_pool",
+                     "global_max_pool", "flatten", "slice", "drop_path", "add_attention", "residual_attention",
+                     "chunks", "causal", "block", "zero_out_weight"}, found
 
 
 def test_random_specs_check_clean_without_a_framework():

@@ -17,7 +17,7 @@ from nnspec.compiler.safety import WAIVABLE
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = ROOT / "examples"
-SAFETY_CODES = [f"NS2{n:02d}" for n in range(1, 16)]
+SAFETY_CODES = [f"NS2{n:02d}" for n in range(1, 18)]
 SCHEMA_LINE = "# yaml-language-server: $schema=../nnspec.schema.json"
 
 # fixture -> every (code, line) that `nnspec.check` must report, nothing more
@@ -90,16 +90,24 @@ FIXTURE_EXPECTATIONS = {
     "NS213_not_waivable.yaml": {("NS210", 6), ("NS213", 6)},
     "NS213_unknown_code.yaml": {("NS213", 6)},
     "NS213_unused_waiver.yaml": {("NS213", 8)},
+    "NS216_constant_in_weight.yaml": {("NS216", 6)},
+    "NS216_exempt_gpt2_init.yaml": set(),
+    "NS216_exempt_residual_tail.yaml": set(),
+    "NS216_exempt_vit_init.yaml": set(),
+    "NS216_hidden_zero_out_weight.yaml": {("NS216", 6)},
+    "NS216_value_ones.yaml": {("NS216", 8)},
+    "NS217_zero_query_key.yaml": {("NS217", 9)},
+    "NS217_zeros_in_residual.yaml": {("NS216", 9), ("NS217", 9)},
 }
 
 # rules where "the same choice in a legitimate place" exists: each needs an exempt fixture
 EXEMPT_VARIANTS = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS207", "NS209", "NS211", "NS213", "NS214",
-                   "NS215")
+                   "NS215", "NS216")
 
 BAD_CHOICES_EXPECTED = {
     ("NS212", 10), ("NS211", 13), ("NS209", 14), ("NS206", 15), ("NS202", 16), ("NS205", 16),
-    ("NS201", 18), ("NS202", 18), ("NS214", 22), ("NS215", 23), ("NS208", 26), ("NS201", 28), ("NS203", 28),
-    ("NS204", 28), ("NS210", 30), ("NS207", 31), ("NS211", 35), ("NS213", 36),
+    ("NS201", 18), ("NS202", 18), ("NS214", 22), ("NS215", 23), ("NS217", 24), ("NS216", 25), ("NS208", 27),
+    ("NS201", 29), ("NS203", 29), ("NS204", 29), ("NS210", 31), ("NS207", 32), ("NS211", 36), ("NS213", 37),
 }
 
 
@@ -555,3 +563,94 @@ def test_recurrent_rule_messages_say_what_the_layer_does():
     assert "identical input weights" in only("NS215_constant_input.yaml", "NS215").message
     gate = only("NS215_gate_constants.yaml", "NS215")
     assert "(layer 1)" in gate.message and 'init.paths["lstm_1.weight_ih_l1"]' in gate.message
+
+
+# -- attention (NS216, NS217): published practice is quiet, the degenerate choices are found ------------------
+
+ATTENTION = """
+nnspec: 1
+name: attn
+input: {{shape: [6, 16], layout: tokens}}
+layers:
+  - residual:
+      - layernorm
+      - attention: {{heads: 4{args}}}
+{after}  - global_avg_pool
+  - linear: {{out: 3}}
+"""
+
+
+def attention_codes(args: str = "", after: str = "") -> list:
+    return [(d.code, d.line) for d in check_text(ATTENTION.format(args=args, after=after))]
+
+
+@pytest.mark.parametrize("name", ["NS216_exempt_gpt2_init.yaml", "NS216_exempt_vit_init.yaml",
+                                  "NS216_exempt_residual_tail.yaml"])
+def test_published_attention_inits_are_quiet(name):
+    """GPT-2's init, torchvision's ViT init (zero class token, normal(0.02) positions, zero head), a zero-init
+    out_weight and a zero `scale` at the end of a residual branch: no diagnostic at all."""
+    assert diagnostics(name) == []
+
+
+@pytest.mark.parametrize("args, after", [
+    (", init: {out_weight: zeros, out_bias: zeros}", ""),
+    (", init: {out_weight: zeros}", "      - dropout: {p: 0.1}\n      - drop_path: {p: 0.1}\n"),
+    ("", "      - scale: {init: {gamma: zeros}}\n"),
+    (", init: {in_weight: {normal: {std: 0.02}}, in_bias: zeros, out_weight: {normal: {std: 0.004}}}", ""),
+    (", causal: true, init: {in_weight: {chunks: [xavier_uniform, xavier_uniform, xavier_uniform]}}", ""),
+])
+def test_attention_inits_of_practice_are_quiet(args, after):
+    assert attention_codes(args, after) == []
+
+
+def test_examples_with_attention_are_clean():
+    for name in ("gpt2_small.yaml", "vit_b_16.yaml"):
+        assert nnspec.check(EXAMPLES / name) == [], name
+
+
+@pytest.mark.parametrize("init, expected", [
+    ("{in_weight: zeros}", [("NS216", 8), ("NS217", 8)]),
+    ("{in_weight: {chunks: [zeros, zeros, xavier_uniform]}}", [("NS217", 8)]),
+    ("{in_weight: {chunks: [zeros, {chunks: [zeros, zeros]}, xavier_uniform]}}", [("NS217", 8)]),
+    ("{in_weight: {chunks: [zeros, zeros, xavier_uniform]}, in_bias: {constant: 0.5}}", [("NS216", 8)]),
+    ("{in_weight: {chunks: [xavier_uniform, zeros, xavier_uniform]}}", [("NS216", 8)]),
+    ("{in_weight: {chunks: [zeros, xavier_uniform, xavier_uniform]}}", [("NS216", 8)]),
+    ("{in_weight: {chunks: [zeros, zeros, zeros, zeros, xavier_uniform, xavier_uniform]}}", [("NS217", 8)]),
+    ("{in_weight: {chunks: [zeros, zeros, zeros, xavier_uniform, xavier_uniform, xavier_uniform]}}",
+     [("NS216", 8)]),  # the key's second half is random: not frozen
+    ("{in_weight: {constant: 0.1}}", [("NS216", 8)]),
+])
+def test_constant_parts_of_in_weight(init, expected):
+    assert attention_codes(f", init: {init}") == expected
+
+
+def test_ns216_names_the_parts_and_what_stays_identical():
+    [diag] = check_text(ATTENTION.format(args=", init: {in_weight: {chunks: [xavier_uniform, xavier_uniform, ones]}}",
+                                         after=""))
+    assert "the value rows" in diag.message and "query" not in diag.message.split(":")[0]
+    assert "constant 1" in diag.message and "repeats one number per position" in diag.message
+    [diag] = check_text(ATTENTION.format(args=", init: {in_weight: {constant: 0.1}}", after=""))
+    assert "every head computes the same attention and the same output" in diag.message
+    assert "forever" in diag.message  # constant query and key with uniform biases: identical updates
+    [diag] = check_text(ATTENTION.format(args=", init: {in_weight: {constant: 0.1}, in_bias: {normal: {std: 0.1}}}",
+                                         after=""))
+    assert "forever" not in diag.message  # random biases tell the units apart
+
+
+def test_ns217_says_uniform_and_frozen():
+    [diag] = check_text(ATTENTION.format(args=", causal: true, init: {in_weight: {chunks: [zeros, zeros, ones]}}",
+                                         after="").replace("ones", "xavier_uniform"))
+    assert diag.code == "NS217"
+    assert "every earlier position and itself" in diag.message and "no gradient" in diag.message
+    assert "out_weight" in diag.hint
+
+
+def test_a_zero_out_weight_away_from_a_residual_tail_is_ns216():
+    text = ATTENTION.format(args=", init: {out_weight: zeros}", after="      - linear: {out: 16}\n")
+    assert [(d.code, d.line) for d in check_text(text)] == [("NS216", 8)]
+    assert "out_bias for every input" in check_text(text)[0].message
+
+
+def test_attention_rules_can_be_waived():
+    args = ', init: {in_weight: zeros}, allow: {NS216: "a test", NS217: "a test"}'
+    assert attention_codes(args) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from nnspec.compiler.ir import Layer, Tensor
+from nnspec.compiler.ir import Layer, Tensor, chunk_parts
 from nnspec.diagnostics import Span
 from nnspec.vocabulary import initializers as inits
 from nnspec.vocabulary.kinds import KINDS
@@ -15,7 +15,7 @@ RELU_LIKE = ("relu", "relu6")
 # Codes a layer's `allow` can waive. The others are not choices: NS206, NS208, NS210 and NS211 describe an
 # initializer the frameworks refuse on that tensor (the model could not be built), NS0xx/NS1xx are problems
 # of the spec itself, NS212 is about model-level defaults, NS213 about waivers.
-WAIVABLE = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS207", "NS209", "NS214", "NS215")
+WAIVABLE = ("NS201", "NS202", "NS203", "NS204", "NS205", "NS207", "NS209", "NS214", "NS215", "NS216", "NS217")
 
 
 def category(layer: Layer) -> str:
@@ -68,6 +68,32 @@ def fixed_values(tensor: Tensor) -> list | None:
     if tensor.init.name == "log_prior":
         return inits.log_prior(tensor.init.args["counts"])
     return None
+
+
+def rows_constant(tensor: Tensor, start: int, stop: int) -> float | None:
+    """The one value every element of rows [start, stop) (first axis) starts with, or None: through `chunks`
+    (each part covers its rows), a constant, or `values` holding one number there."""
+    if tensor.init.name == "chunks":
+        parts = chunk_parts(tensor)
+        rows = tensor.shape[0] // len(parts)
+        found = set()
+        for i, part in enumerate(parts):
+            low, high = i * rows, (i + 1) * rows
+            if high <= start or low >= stop:
+                continue
+            value = rows_constant(part, max(start, low) - low, min(stop, high) - low)
+            if value is None:
+                return None
+            found.add(value)
+        return found.pop() if len(found) == 1 else None
+    value = constant_of(tensor)
+    if value is not None or tensor.init.name != "values":
+        return value
+    width = 1
+    for size in tensor.shape[1:]:
+        width *= size
+    found = set(list(_leaves(tensor.init.args["values"]))[start * width:stop * width])
+    return found.pop() if len(found) == 1 else None
 
 
 def _leaves(values) -> Iterator[float]:

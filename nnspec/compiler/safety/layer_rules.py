@@ -1,4 +1,4 @@
-"""Layer rules (NS201, NS204, NS205, NS214, NS215): one layer, and whether it sits at an exempt position."""
+"""Layer rules (NS201, NS204, NS205, NS214-NS217): one layer, and whether it sits at an exempt position."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from nnspec.compiler.safety.facts import (
     has_constant_weight,
     init_name,
     is_norm,
+    listed,
     num,
     offset_is_uniform,
+    rows_constant,
     this,
     units_of,
     waiver_hint,
@@ -129,5 +131,85 @@ def recurrent_constant_input(layer: Layer, ctx: Context) -> Iterator[Finding]:
         return
 
 
+PARTS = ("query", "key", "value")
+
+
+def _part_constant(layer: Layer, role: str, index: int) -> float | None:
+    """The constant that rows of part `index` (query 0, key 1, value 2) of in_weight or in_bias start with; an
+    absent in_bias (`bias: false`) is 0."""
+    tensor = layer.tensors.get(role)
+    if tensor is None or (tensor.init.name == "torch_default" and role == "in_bias"):
+        return 0.0  # nn.MultiheadAttention zeroes its in_proj_bias
+    d = tensor.shape[0] // 3
+    return rows_constant(tensor, index * d, (index + 1) * d)
+
+
+def frozen_uniform_attention(layer: Layer) -> bool:
+    """q = 0 for every input (zero query weight and bias) and k the same for every position (zero key weight)."""
+    return (_part_constant(layer, "in_weight", 0) == 0 and _part_constant(layer, "in_bias", 0) == 0
+            and _part_constant(layer, "in_weight", 1) == 0)
+
+
+def uniform_attention(layer: Layer, ctx: Context) -> Iterator[Finding]:
+    """NS217: zero query and key weights with a zero query bias: uniform attention that never moves."""
+    if layer.kind != "attention" or not frozen_uniform_attention(layer):
+        return
+    weight, causal = layer.tensors["in_weight"], layer.args["causal"]
+    bias = "absent (`bias: false`)" if "in_bias" not in layer.tensors else "zero"
+    seen = "every earlier position and itself" if causal else "every position"
+    yield finding(weight, "NS217", f"the query and key rows of the in_weight of {this(layer)} are zero and its "
+                                   f"query bias is {bias}: every head attends with equal weight to {seen} (the "
+                                   "layer outputs a plain average of its value projection), and it stays so: q is "
+                                   "0 and k is the same at every position, so the softmax passes no gradient to "
+                                   "the query and key weights and biases, ever",
+                  "initialise in_weight randomly (the default xavier_uniform, or normal(0.02) as GPT-2 does); to "
+                  "start a residual block as the identity, zero the `out_weight` at the end of its branch instead; "
+                  + waiver_hint("NS217"))
+
+
+def constant_attention_weight(layer: Layer, ctx: Context) -> Iterator[Finding]:
+    """NS216: a constant query, key or value part of in_weight (not already NS217), or a constant out_weight
+    at a hidden position."""
+    if layer.kind != "attention":
+        return
+    weight = layer.tensors["in_weight"]
+    frozen = frozen_uniform_attention(layer)
+    parts = [(PARTS[i], _part_constant(layer, "in_weight", i)) for i in range(3)
+             if not (frozen and i < 2)]
+    parts = [(name, value) for name, value in parts if value is not None]
+    if parts:
+        names = [name for name, _ in parts]
+        values = sorted({num(value) for _, value in parts})
+        effects = []
+        if "query" in names and "key" in names and all(_part_constant(layer, "in_bias", i) is not None
+                                                       for i in range(2)):
+            effects.append("the query units of a head get identical updates, and so do its key units, so each "
+                           "head's attention pattern sees the input through at most one number per position, "
+                           "forever")
+        elif "query" in names or "key" in names:
+            effects.append("each head's attention pattern sees the input through at most one number per position")
+        if "value" in names:
+            effects.append("each head's output repeats one number per position across its units")
+        if len(names) == 3 and all(_part_constant(layer, "in_bias", i) is not None for i in range(3)):
+            effects.append("every head computes the same attention and the same output")
+        yield finding(weight, "NS216", f"the {listed(names)} rows of the in_weight of {this(layer)} start at "
+                                       f"the constant {listed(values)}: the {listed(names)} units start identical "
+                                       + ("(zero: each outputs its bias): " if values == ["0"] else
+                                          "(the same multiple of the sum of the input, differing only by their "
+                                          "biases): ") + "; ".join(effects),
+                      "initialise in_weight randomly (the default xavier_uniform over the whole tensor, or "
+                      "normal(0.02) as GPT-2 does; per part: `chunks: [query, key, value]`); a zero init belongs on "
+                      "the `out_weight` at the end of a residual branch; " + waiver_hint("NS216"))
+    out = layer.tensors["out_weight"]
+    value = constant_of(out)
+    if value is None or ctx.exemption(layer):
+        return
+    effect = ("its output is its out_bias for every input" if value == 0
+              else "its output units start identical, differing only by their biases")
+    yield finding(out, "NS216", f"{init_name(out)} on the out_weight of this hidden `attention`: {effect}",
+                  "use a random out_weight (the default); a zero out_weight belongs only at the end of a residual "
+                  "branch (it starts the block as the identity) or at the output head; " + waiver_hint("NS216"))
+
+
 LAYER_RULES = (hidden_constant_weight, exploding_constant, zero_norm_scale, recurrent_input_cut,
-               recurrent_constant_input)
+               recurrent_constant_input, constant_attention_weight, uniform_attention)
