@@ -8,6 +8,7 @@ tensors (no second initialisation of 124M weights). `parity --perturb` runs on a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from pathlib import Path
@@ -166,56 +167,63 @@ def test_initialisation_is_gpt2s(built):
         assert abs(float(sample.std()) / std - 1) < 0.02, (key, float(sample.std()), std)
 
 
-def _perturbed_copy(model) -> dict:
-    """Our tensors with the zero biases and unit layernorm scales replaced by random values, so that every
-    tensor shows in the output."""
+@contextlib.contextmanager
+def perturbed(model):
+    """The model with its zero biases and unit layernorm scales moved by random values, so that every tensor
+    shows in the output; yields its state dict, and puts the 1-D tensors back afterwards (the module's model
+    is shared by the tests)."""
     gen = torch.Generator().manual_seed(1)
-    state = {}
-    for key, value in model.state_dict().items():
-        state[key] = (value + 0.1 * torch.randn(value.shape, generator=gen)) if value.dim() == 1 else value
-    return state
+    saved = {key: value.clone() for key, value in model.state_dict().items() if value.dim() == 1}
+    state = dict(model.state_dict())
+    with torch.no_grad():
+        for key, value in saved.items():
+            state[key].copy_(value + 0.1 * torch.randn(value.shape, generator=gen))
+    try:
+        yield state
+    finally:
+        with torch.no_grad():
+            for key, value in saved.items():
+                state[key].copy_(value)
 
 
 def test_last_hidden_state_equals_a_plain_gpt2(built):
     _spec, model = built
-    state = _perturbed_copy(model)
-    model.load_state_dict(state)
-    with torch.device("meta"):
-        reference = GPT2()
-    reference.load_state_dict(their_state(state, reference.state_dict()), assign=True)
-    model.eval()
-    reference.eval()
-    ids = torch.randint(0, VOCAB, (1, 12), generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        expected = reference(ids)
-        got = model(ids)
-    assert got.shape == (1, 12, WIDTH)
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
-    # the attention is causal: a change at position 8 leaves positions 0 to 7 as they were
-    changed = ids.clone()
-    changed[0, 8] = (changed[0, 8] + 1) % VOCAB
-    with torch.no_grad():
-        other = model(changed)
-    torch.testing.assert_close(other[:, :8], got[:, :8])
-    assert not torch.allclose(other[:, 8:], got[:, 8:])
+    with perturbed(model) as state:
+        with torch.device("meta"):
+            reference = GPT2()
+        reference.load_state_dict(their_state(state, reference.state_dict()), assign=True)
+        model.eval()
+        reference.eval()
+        ids = torch.randint(0, VOCAB, (1, 12), generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            expected = reference(ids)
+            got = model(ids)
+        assert got.shape == (1, 12, WIDTH)
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+        # the attention is causal: a change at position 8 leaves positions 0 to 7 as they were
+        changed = ids.clone()
+        changed[0, 8] = (changed[0, 8] + 1) % VOCAB
+        with torch.no_grad():
+            other = model(changed)
+        torch.testing.assert_close(other[:, :8], got[:, :8])
+        assert not torch.allclose(other[:, 8:], got[:, 8:])
 
 
 def test_last_hidden_state_equals_transformers_gpt2model(built):
     transformers = pytest.importorskip("transformers")
     _spec, model = built
-    state = _perturbed_copy(model)
-    model.load_state_dict(state)
     config = transformers.GPT2Config(n_embd=WIDTH, n_layer=LAYERS, n_head=HEADS, vocab_size=VOCAB,
                                      n_positions=CONTEXT, activation_function="gelu_new", layer_norm_epsilon=1e-5)
     reference = transformers.GPT2Model(config).eval()
     names = [name for name, _ in reference.named_parameters()]
-    missing, unexpected = reference.load_state_dict({k: v.contiguous() for k, v in their_state(state, names).items()},
-                                                    strict=False)
-    assert not unexpected and not [k for k in missing if k in names]
-    ids = torch.randint(0, VOCAB, (1, 12), generator=torch.Generator().manual_seed(3))
-    model.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(model(ids), reference(ids).last_hidden_state, atol=1e-4, rtol=1e-4)
+    with perturbed(model) as state:
+        mine = {k: v.contiguous() for k, v in their_state(state, names).items()}
+        missing, unexpected = reference.load_state_dict(mine, strict=False)
+        assert not unexpected and not [k for k in missing if k in names]
+        ids = torch.randint(0, VOCAB, (1, 12), generator=torch.Generator().manual_seed(3))
+        model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(ids), reference(ids).last_hidden_state, atol=1e-4, rtol=1e-4)
 
 
 def reduced_text(text: str) -> str:

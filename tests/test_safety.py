@@ -611,7 +611,6 @@ def test_examples_with_attention_are_clean():
 @pytest.mark.parametrize("init, expected", [
     ("{in_weight: zeros}", [("NS216", 8), ("NS217", 8)]),
     ("{in_weight: {chunks: [zeros, zeros, xavier_uniform]}}", [("NS217", 8)]),
-    ("{in_weight: {chunks: [zeros, {chunks: [zeros, zeros]}, xavier_uniform]}}", [("NS217", 8)]),
     ("{in_weight: {chunks: [zeros, zeros, xavier_uniform]}, in_bias: {constant: 0.5}}", [("NS216", 8)]),
     ("{in_weight: {chunks: [xavier_uniform, zeros, xavier_uniform]}}", [("NS216", 8)]),
     ("{in_weight: {chunks: [zeros, xavier_uniform, xavier_uniform]}}", [("NS216", 8)]),

@@ -126,7 +126,7 @@ def test_class_token_and_position_defaults():
 def test_inits_by_kind_and_role():
     init = ("init:\n  weight: zeros\n  class_token: {token: {normal: {std: 0.02}}}\n"
             "  position_embedding: {weight: {trunc_normal: {std: 0.02}}}\n"
-            "  attention: {in_weight: {normal: {std: 0.1}}, out_weight: zeros}\n")
+            "  attention: {in_weight: {normal: {std: 0.1}}, out_weight: {uniform: {low: -0.1, high: 0.1}}}\n")
     spec = spec_from_text(tokens_spec("class_token\nposition_embedding: {length: 9}\nattention: {heads: 2}\n"
                                       "linear: {out: 3}", "[4, 8]", init))
     tensors = {t.path: (t.init.name, t.origin) for t in spec.graph.tensors()}
@@ -134,7 +134,7 @@ def test_inits_by_kind_and_role():
     # a model-wide `init.weight` does not reach the positions: only init.position_embedding.weight does
     assert tensors["position_embedding_1.weight"] == ("trunc_normal", "init.position_embedding.weight")
     assert tensors["attention_1.in_weight"] == ("normal", "init.attention.in_weight")
-    assert tensors["attention_1.out_weight"] == ("zeros", "init.attention.out_weight")
+    assert tensors["attention_1.out_weight"] == ("uniform", "init.attention.out_weight")
     assert tensors["attention_1.in_bias"] == ("torch_default", "default")
     assert tensors["linear_1.weight"] == ("zeros", "init.weight")
     spec = spec_from_text(tokens_spec("position_embedding: {length: 9}\nlinear: {out: 3}", "[4, 8]",
