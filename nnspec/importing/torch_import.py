@@ -581,14 +581,23 @@ class _Converter:
                 item["stride"] = _int(stride)
             if _int(values.get("padding", 0)) != 0:
                 item["padding"] = _int(values["padding"])
-            if set(kwargs) - set(names):
-                raise ImportProblem(self.label, f"{text} with {', '.join(sorted(set(kwargs) - set(names)))}: not in "
-                                                "the vocabulary")
+            rest = {k: v for k, v in kwargs.items() if k not in names}
+            if rest.pop("ceil_mode", False):
+                item["ceil_mode"] = True
+            defaults = {"dilation": 1, "return_indices": False, "count_include_pad": True, "divisor_override": None}
+            odd = [f"{k}={v}" for k, v in rest.items() if k not in defaults or _plain(v) != defaults[k]]
+            if odd or len(args) > 3:
+                raise ImportProblem(self.label, f"{text} with {', '.join(odd) or 'more positional arguments'}: not "
+                                                "in the vocabulary")
             return [Item(kind, item)]
         if kind in ("add", "multiply", "concat"):
             raise ImportProblem(self.label, f"{text} joins the input with a number or an unrelated tensor; nnspec's "
                                             f"`{kind}` joins branches of one input")
         raise ImportProblem(self.label, f"{text} has no nnspec kind")
+
+
+def _plain(value):
+    return _int(value) if isinstance(value, (list, tuple)) and value else value
 
 
 def record_inputs(module, example) -> dict:
@@ -651,7 +660,7 @@ def from_torch(module, input_shape, name=None) -> str:
 
 def _input_shape(value) -> tuple:
     if isinstance(value, str):
-        value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+        value = [v for v in value.split(",")]
     try:
         shape = tuple(int(v) for v in value)
     except (TypeError, ValueError):
