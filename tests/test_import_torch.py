@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import operator
+import os
 import subprocess
 import sys
 from functools import cache
@@ -313,24 +314,31 @@ class Bad(nn.Module):
 '''
 
 
-def nnspec_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nnspec", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**__import__("os").environ, "PYTHONPATH": str(Path(nnspec.__file__).parent.parent)})
+def test_cli_import_torch(tmp_path, monkeypatch, capsys):
+    from nnspec.cli import main
 
-
-def test_cli_import_torch(tmp_path):
     (tmp_path / "mymodels.py").write_text(MODELS)
-    run = nnspec_cli("import", "torch", "mymodels:Net", "--args", '{"width": 4}', "--input", "3,16,16",
-                     "-o", "net.yaml", cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["import", "torch", "mymodels:Net", "--args", '{"width": 4}', "--input", "3,16,16",
+                 "-o", "net.yaml"]) == 0
     assert "conv2d: {out: 4, kernel: 3, padding: 1, name: conv}" in (tmp_path / "net.yaml").read_text()
-    check = nnspec_cli("check", "net.yaml", cwd=tmp_path)
-    assert check.returncode == 0, check.stdout + check.stderr
-    bad = nnspec_cli("import", "torch", "mymodels:Bad", "--input", "3,16,16", "-o", "bad.yaml", cwd=tmp_path)
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert "Bad: error: the call `torch.sort(...)` has no nnspec kind" in bad.stderr
+    assert main(["check", "net.yaml"]) == 0
+    capsys.readouterr()
+    assert main(["import", "torch", "mymodels:Bad", "--input", "3,16,16", "-o", "bad.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert "Bad: error: the call `torch.sort(...)` has no nnspec kind" in err and "Traceback" not in err
     assert not (tmp_path / "bad.yaml").exists()
     for args in (["mymodels:Nope", "--input", "3,16,16"], ["mymodels:Net"], ["mymodels:Net", "--input", "3,x"],
                  ["mymodels:Net", "--input", "3,16,16", "--args", "{width"], ["nomodule:Net", "--input", "3"]):
-        run = nnspec_cli("import", "torch", *args, cwd=tmp_path)
-        assert run.returncode == 2 and "Traceback" not in run.stderr and "nnspec: error:" in run.stderr, args
+        assert main(["import", "torch", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert "nnspec: error:" in err and "Traceback" not in err, args
+
+
+def test_cli_import_runs_as_a_command(tmp_path):
+    (tmp_path / "mymodels.py").write_text(MODELS)
+    run = subprocess.run([sys.executable, "-m", "nnspec", "import", "torch", "mymodels:Bad", "--input", "3,8,8"],
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(Path(nnspec.__file__).parent.parent)})
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "torch.sort" in run.stderr

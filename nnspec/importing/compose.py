@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from nnspec.importing import ImportProblem
@@ -23,12 +25,10 @@ def reserved_names() -> set:
 def compose(items: list, class_names: dict, input_value, name: str, origin: str, keras: bool = False) -> str:
     from nnspec.names import identifier_problem
 
+    name = re.sub(r"\W", "_", str(name)).strip("_").lower()
     if identifier_problem(name):
         name = "imported"
-    items = inline_single(items)
-    blocks = make_blocks(items, reserved_names(), class_names)
-    compress(items)
-    assign_names(items, blocks)
+    items, blocks = prepare(items, class_names)
     header = [f"# Imported from {origin} by `nnspec import`. Initializers inferred from the values:",
               "# constants exactly, random tensors by a Kolmogorov-Smirnov test (p: its p-value)."]
     structure = _structure_lines(items, blocks)
@@ -50,6 +50,15 @@ def compose(items: list, class_names: dict, input_value, name: str, origin: str,
         header += [f"#   {p}" for p in problems]
         text = _text(header, name, input_value, init, structure)
     return text
+
+
+def prepare(items: list, class_names: dict) -> tuple:
+    """The importer's items -> (items, blocks): classes used once inlined, blocks, repeats, names."""
+    items = inline_single(items)
+    blocks = make_blocks(items, reserved_names(), class_names)
+    compress(items)
+    assign_names(items, blocks)
+    return items, blocks
 
 
 def _text(header, name, input_value, init, structure) -> str:

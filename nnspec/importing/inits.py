@@ -223,7 +223,7 @@ def choose(tensors: list) -> Choice:
                 note = f"uncertain: the best candidate has KS p = {inf.best_p:.2g}"
                 choice.uncertain += 1
             choice.exceptions.append((path, inf.best_value, note))
-    for (_, role), (value, _) in list(choice.defaults.items()):
+    for (_kind, role), (value, comment) in list(choice.defaults.items()):
         same = [k for (k, r), (v, _) in choice.defaults.items() if r == role and key_of(v) == key_of(value)]
         if len(same) >= 2 and role not in choice.roles:
             choice.roles[role] = (value, f"{', '.join(same)}: " + comment.split(",")[0])

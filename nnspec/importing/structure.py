@@ -35,6 +35,7 @@ class Item:
     body: Optional[list] = None  # instances and calls: the concrete items (kept for the tensor walk)
     cls: Optional[str] = None  # instances: the class's key
     tensors: dict = field(default_factory=dict)  # layers: role -> source tensor
+    buffers: dict = field(default_factory=dict)  # layers: PyTorch buffer name -> value (batchnorm statistics)
     source: str = ""  # the source module or layer path, for messages
     seq: Optional[tuple] = None  # (container name, index) of an unrolled Sequential, for names
     repeat: int = 1
@@ -294,6 +295,12 @@ def _name_scope(items: list) -> None:
 
 def tensor_paths(items: list, prefix: str = "") -> list:
     """(spec path of the layer, kind, role, source tensor, source) for every tensor, in tree order."""
+    return [(path, item.kind, role, tensor, item.source)
+            for path, item in leaf_paths(items, prefix) for role, tensor in item.tensors.items()]
+
+
+def leaf_paths(items: list, prefix: str = "") -> list:
+    """(spec path, item) of every layer, in tree order."""
     out = []
     counters = Counter()
     for item in items:
@@ -311,12 +318,12 @@ def tensor_paths(items: list, prefix: str = "") -> list:
 
 def _one_paths(item: Item, path: str) -> list:
     if item.is_call:
-        return tensor_paths(item.body, path)
+        return leaf_paths(item.body, path)
     if item.kind == "residual":
-        out = tensor_paths(item.branches[0], f"{path}.branch")
+        out = leaf_paths(item.branches[0], f"{path}.branch")
         if len(item.branches) > 1:
-            out += tensor_paths(item.branches[1], f"{path}.shortcut")
+            out += leaf_paths(item.branches[1], f"{path}.shortcut")
         return out
     if item.kind in MERGE_KINDS:
-        return [p for i, b in enumerate(item.branches) for p in tensor_paths(b, f"{path}.{i}")]
-    return [(path, item.kind, role, tensor, item.source) for role, tensor in item.tensors.items()]
+        return [p for i, b in enumerate(item.branches) for p in leaf_paths(b, f"{path}.{i}")]
+    return [(path, item)]
