@@ -112,3 +112,26 @@ def test_what_cannot_be_written_is_named(make, where, what):
     with pytest.raises(ImportProblem) as info:
         from_keras(make())
     assert info.value.where == where and what in str(info.value)
+
+
+def test_cli_import_keras(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from nnspec.cli import main
+
+    (tmp_path / "kmodels.py").write_text(
+        "import keras\n\n"
+        "def small(width=4):\n"
+        "    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(width, 3, activation='relu'),\n"
+        "                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])\n\n"
+        "def bad():\n"
+        "    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255)])\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["import", "keras", "kmodels:small", "--args", '{"width": 5}', "-o", "small.yaml"]) == 0
+    assert "conv2d: {out: 5, kernel: 3}" in (tmp_path / "small.yaml").read_text()
+    assert main(["check", "small.yaml"]) == 0
+    capsys.readouterr()
+    assert main(["import", "keras", "kmodels:bad"]) == 1
+    assert "rescaling: error: Rescaling" in capsys.readouterr().err
+    assert main(["import", "keras", "kmodels:small", "--input", "3,8,8"]) == 2

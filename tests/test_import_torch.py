@@ -183,7 +183,7 @@ class Functional(nn.Module):
 def test_functional_calls_and_merges():
     torch.manual_seed(0)
     source = Functional().eval()
-    text = from_torch(source, (3, 8, 8))
+    text = nnspec.from_torch(source, (3, 8, 8))
     assert "multiply:" in text and "concat:" in text and "residual:" in text
     assert "unit: {repeat: 3, name: units}" in text  # three identical Units: one block, repeated
     round_trip(source, text, (3, 8, 8))
