@@ -342,3 +342,18 @@ def test_cli_import_runs_as_a_command(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(Path(nnspec.__file__).parent.parent)})
     assert run.returncode == 1 and "Traceback" not in run.stderr and "torch.sort" in run.stderr
+
+
+def test_a_per_layer_choice_every_call_makes_goes_into_the_block():
+    """torchvision's zero_init_residual: the last BN of every block starts at zero; written once, as that
+    layer's own init in the block body, and `check` accepts it (a zero gamma at a residual's end)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    source = models().resnet18(zero_init_residual=True).eval()
+    text = from_torch(source, (3, 32, 32))
+    assert text.count("batchnorm: {init: {gamma: zeros}, name: bn2}") == 2 and "paths:" not in text
+    assert "nnspec check` reports" not in text
+    found = {t.path: t.init.describe() for t in nnspec.loads(text).graph.tensors()}
+    assert found["layer4_1.residual_1.branch.bn2.gamma"] == "zeros"
+    assert found["layer4_1.residual_1.branch.bn1.gamma"] == "ones"
+    round_trip(source, text, (3, 32, 32))

@@ -40,6 +40,8 @@ def compose(items: list, class_names: dict, input_value, name: str, origin: str,
                          infer(values, kind, role, tensor.fan_in, tensor.fan_out, _bias_fan_in(spec, tensor),
                                keras=keras, seed=len(inferred))))
     choice = choose(inferred)
+    if _exceptions_into_blocks(choice, items, blocks):
+        structure = _structure_lines(items, blocks)
     init = _init_lines(choice)
     if choice.uncertain:
         header.append(f"# {choice.uncertain} of {choice.total} tensors fit no candidate well: marked `uncertain`.")
@@ -59,6 +61,30 @@ def prepare(items: list, class_names: dict) -> tuple:
     compress(items)
     assign_names(items, blocks)
     return items, blocks
+
+
+def _exceptions_into_blocks(choice, items, blocks) -> bool:
+    """An exception that every call of a block makes for the same layer of its body (the zero-init last
+    batchnorm of every residual block) is written once, as that layer's own `init` in the block."""
+    from nnspec.importing.structure import at_position, leaf_positions
+
+    calls: dict = {}
+    where = {path: (block, position) for path, _, block, position in leaf_positions(items, calls=calls)}
+    groups: dict = {}
+    for path, value, note in choice.exceptions:
+        layer, role = path.rsplit(".", 1)
+        block, position = where.get(layer, (None, None))
+        if block is not None:
+            groups.setdefault((block, position, role), []).append((path, value, note))
+    moved = set()
+    for (block, position, role), members in groups.items():
+        if len(members) != calls[block] or len({key_of(v) for _, v, _ in members}) != 1:
+            continue
+        item = at_position(blocks[block][1], position)
+        item.args = {**item.args, "init": {**item.args.get("init", {}), role: members[0][1]}}
+        moved.update(path for path, _, _ in members)
+    choice.exceptions = [e for e in choice.exceptions if e[0] not in moved]
+    return bool(moved)
 
 
 def _text(header, name, input_value, init, structure) -> str:

@@ -327,3 +327,36 @@ def _one_paths(item: Item, path: str) -> list:
     if item.kind in MERGE_KINDS:
         return [p for i, b in enumerate(item.branches) for p in leaf_paths(b, f"{path}.{i}")]
     return [(path, item)]
+
+
+def leaf_positions(items: list, prefix: str = "", block=None, position: tuple = (), calls=None) -> list:
+    """(spec path, item, innermost block, position in that block's body) of every layer; `calls` counts
+    the calls of each block (repeats included)."""
+    out = []
+    counters = Counter()
+    for index, item in enumerate(items):
+        counters[item.kind] += 1
+        name = item.name or f"{item.kind}_{counters[item.kind]}"
+        path = f"{prefix}.{name}" if prefix else name
+        here = position + (index,)
+        for i, one in enumerate(item.copies) if item.copies else [(None, item)]:
+            where = path if i is None else f"{path}.{i}"
+            if one.is_call:
+                if calls is not None:
+                    calls[one.kind] = calls.get(one.kind, 0) + 1
+                out += leaf_positions(one.body, where, one.kind, (), calls)
+            elif one.kind == "residual":
+                for b, part in enumerate(("branch", "shortcut")[:len(one.branches)]):
+                    out += leaf_positions(one.branches[b], f"{where}.{part}", block, here + (b,), calls)
+            elif one.kind in MERGE_KINDS:
+                for b, branch in enumerate(one.branches):
+                    out += leaf_positions(branch, f"{where}.{b}", block, here + (b,), calls)
+            else:
+                out.append((where, one, block, here))
+    return out
+
+
+def at_position(items: list, position: tuple) -> Item:
+    for k in range(0, len(position) - 1, 2):
+        items = items[position[k]].branches[position[k + 1]]
+    return items[position[-1]]
