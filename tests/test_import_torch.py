@@ -69,7 +69,7 @@ def round_trip(source, text, shape, atol=1e-5):
     return built, report
 
 
-TORCHVISION = ["resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "efficientnet_b0", "squeezenet1_0"]
+TORCHVISION = ["resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "efficientnet_b0", "squeezenet1_0", "densenet121"]
 
 
 @pytest.mark.parametrize("name", TORCHVISION)
@@ -129,12 +129,27 @@ def test_inferred_inits_reproduce_the_distributions():
             assert stats.ks_2samp(ours.flatten().numpy(), theirs.flatten().numpy()).pvalue > 1e-4, key
 
 
-def test_densenet_is_a_clear_diagnostic():
-    source = models().densenet121()
+def test_densenet_dense_blocks_are_running_concats():
+    """_DenseBlock calls layer k with [x, out_1, ..., out_k-1] and returns their torch.cat: in the spec each
+    dense layer is `concat: [[], [...]]`, the layers of a block one call with `repeat`."""
+    _, text = imported("densenet121")
+    assert "  dense_layer:\n    layers:\n      - concat:\n          - []" in text
+    assert "dense_block: {n: 24, name: denseblock3}" in text and len(text.splitlines()) < 80
+
+
+class ListCall(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Identity()
+
+    def forward(self, x):
+        return self.inner([x, x])
+
+
+def test_another_call_with_a_list_is_a_clear_diagnostic():
     with pytest.raises(ImportProblem) as info:
-        from_torch(source, (3, 64, 64))
-    assert info.value.where == "features.denseblock1.denselayer1"
-    assert "list of tensors" in info.value.message
+        from_torch(ListCall(), (3, 8, 8))
+    assert info.value.where == "inner" and "list of tensors" in info.value.message
 
 
 # -- small modules: functional calls and merges -----------------------------------------------------------
@@ -224,7 +239,7 @@ def test_a_class_used_several_times_is_a_block_with_arguments():
     text = from_torch(source, (3, 16, 16))
     assert "  stage:\n    args: {out: 16, stride: 2}" in text  # the defaults: what most calls give
     assert "stage: {out: 8, stride: 1, name: s1}" in text
-    assert "stage: {repeat: 3, name: s2}" in text  # s2, s3 and s4 take the same arguments: a run
+    assert "stage: {repeat: 3}" in text  # s2, s3 and s4 take the same arguments: a run (named by none of them)
     round_trip(source, text, (3, 16, 16))
     round_trip(Shared().eval(), from_torch(Shared().eval(), (3, 16, 16)), (3, 16, 16))
 

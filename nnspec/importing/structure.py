@@ -194,7 +194,7 @@ def _hashable(value):
 
 
 def _arg_name(position: tuple, used: set) -> str:
-    key = position[-1]
+    key = "n" if position[-1] == "repeat" else position[-1]  # `repeat` is a key of every item, not an argument
     layer = position[-2][0]
     for candidate in (key, f"{layer}_{key}" if layer else None):
         if candidate and candidate not in used and not identifier_problem(candidate):
@@ -260,6 +260,8 @@ def compress(items: list) -> None:
                 if last.copies is None:
                     last.copies = [copy.copy(last)]
                 last.copies.append(item)
+                if item.name != last.name and item.seq is None:
+                    last.name = None  # denselayer1, denselayer2, ...: the run is none of them
                 last.repeat = len(last.copies)
                 continue
             out.append(item)

@@ -260,6 +260,7 @@ class _Converter:
         self.root, self.inputs = root, inputs
         self.leaves = leaf_table()
         self.functions = _functional()
+        self.list_called: set = set()  # ids of modules called with a list of tensors (DenseNet's layers)
         self.class_names: dict = {}
 
     # -- modules --------------------------------------------------------------------
@@ -363,9 +364,42 @@ class _Converter:
         self.emitted = set()
         self.m, self.label, self.where = m, label, where
         try:
-            return self.chain(inputs[0], result)
+            dense = self.dense_block(nodes, inputs[0], result)
+            return dense if dense is not None else self.chain(inputs[0], result)
         finally:
             self.meta, self.order, self.emitted, self.m, self.label, self.where = saved
+
+    def dense_block(self, nodes, x, result):
+        """DenseNet's dense block: layer k is called with [x, out_1, ..., out_k-1] and the block returns
+        torch.cat([x, out_1, ..., out_n], 1); in the spec each layer is `concat: [[], [layer]]`, which keeps
+        the running concat as its input. None when the graph has no call with a list."""
+        listed = [n for n in nodes if n.op == "call_module" and any(isinstance(a, (list, tuple)) for a in n.args)]
+        if not listed:
+            return None
+        outputs = []
+        for n in listed:
+            if list(n.args) != [[x] + outputs] or n.kwargs:
+                break
+            outputs.append(n)
+        else:
+            if self._function_kind(result) == "concat" and list(result.args[0]) == [x] + outputs and \
+                    result.kwargs.get("dim", result.args[1] if len(result.args) > 1 else 0) == 1 and \
+                    {n.op for n in nodes if n not in outputs and n is not result} <= {"placeholder", "output"}:
+                items = []
+                for n in outputs:
+                    sub = self.m.get_submodule(n.target)
+                    self.list_called.add(id(sub))
+                    body = self.module(sub, f"{self.where}.{n.target}" if self.where else n.target)
+                    if len(body) == 1 and body[0].kind == "instance":  # the concat goes inside the layer's block
+                        body[0].body = [Item("concat", branches=[[], body[0].body])]
+                        items += body
+                    else:
+                        items.append(Item("concat", branches=[[], body]))
+                return items
+        n = listed[0]
+        raise ImportProblem(f"{self.where}.{n.target}" if self.where else n.target,
+                            "the module is called with a list of tensors; a spec's layers take one tensor (the "
+                            "one list the import reads is DenseNet's running concat of features)")
 
     def _is_meta(self, node) -> bool:
         if node.op == "call_method" and node.target in META:
@@ -499,12 +533,6 @@ class _Converter:
 
     def node(self, node, cur) -> list:
         if node.op == "call_module":
-            if any(isinstance(a, (list, tuple)) for a in node.args):
-                raise ImportProblem(f"{self.where}.{node.target}" if self.where else node.target,
-                                    "the module is called with a list of tensors (a running torch.cat of "
-                                    "features, as in DenseNet's dense block); a spec's layers take one tensor",
-                                    "write it by hand with `concat: [[], [...]]` per layer, as examples/"
-                                    "densenet121.yaml does")
             sub = self.m.get_submodule(node.target)
             path = f"{self.where}.{node.target}" if self.where else node.target
             items = self.module(sub, path)
@@ -514,7 +542,8 @@ class _Converter:
             elif node.target.split(".")[0].isidentifier() and len(node.target.split(".")) == 1 \
                     and type(sub).__name__ == "Sequential":
                 for index, item in enumerate(items):
-                    item.seq = (local, index)
+                    if item.name is None:  # numbered children (`layer1.0`): named after the Sequential
+                        item.seq = (local, index)
             if len(items) == 1 and items[0].kind == "instance":
                 items[0].name = local if local.isidentifier() else None
             return items
@@ -590,6 +619,9 @@ class _Converter:
                 raise ImportProblem(self.label, f"{text} with {', '.join(odd) or 'more positional arguments'}: not "
                                                 "in the vocabulary")
             return [Item(kind, item)]
+        if kind == "concat" and hasattr(node.args[0], "op") and id(self.m) in self.list_called \
+                and node.args[0].op == "placeholder" and node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) == 1:
+            return []  # torch.cat(inputs, 1) of the list this module is called with: the caller's running concat
         if kind in ("add", "multiply", "concat"):
             raise ImportProblem(self.label, f"{text} joins the input with a number or an unrelated tensor; nnspec's "
                                             f"`{kind}` joins branches of one input")
