@@ -20,7 +20,10 @@ def scalar(value) -> str:
         if not math.isfinite(value):
             raise ValueError(f"not a finite number: {value}")
         text = repr(value)
-        return text if ("." in text or "e" in text) else text + ".0"
+        mantissa, e, exponent = text.partition("e")
+        if "." not in mantissa:  # 1e-06 -> 1.0e-06: a float in every YAML version
+            mantissa += ".0"
+        return mantissa + e + exponent
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(scalar(v) for v in value) + "]"
     if isinstance(value, dict):
