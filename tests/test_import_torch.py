@@ -372,3 +372,15 @@ def test_a_per_layer_choice_every_call_makes_goes_into_the_block():
     assert found["layer4_1.residual_1.branch.bn2.gamma"] == "zeros"
     assert found["layer4_1.residual_1.branch.bn1.gamma"] == "ones"
     round_trip(source, text, (3, 32, 32))
+
+
+def test_a_tensor_no_candidate_fits_is_flagged_uncertain():
+    torch.manual_seed(0)
+    source = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64))
+    with torch.no_grad():
+        for layer in (source[0], source[2]):
+            layer.weight.copy_(torch.distributions.Laplace(0.0, 0.05).sample(layer.weight.shape))
+    text = from_torch(source, (64,))
+    assert "# 2 of 4 tensors fit no candidate well: marked `uncertain`." in text
+    assert text.count("# uncertain: the best candidate has KS p") == 2
+    assert errors_of(text) == []

@@ -199,21 +199,26 @@ def choose(tensors: list) -> Choice:
             for rank, key in enumerate(inf.accepted):
                 counts[key] = counts.get(key, 0) + 1
                 order.setdefault(key, rank)
-        if counts:
+        if not counts:  # no tensor of the group fits any candidate: its most frequent best guess, flagged
+            bests = [inf.best for *_, inf in members]
+            key = max(bests, key=bests.count)
+            best = [inf for *_, inf in members if inf.best == key]
+            choice.uncertain += len(best)
+            choice.defaults[(kind, role)] = (best[0].best_value, f"uncertain: the best candidate has KS p >= "
+                                                                 f"{min(i.best_p for i in best):.2g}, {len(best)} "
+                                                                 f"tensor{'s' * (len(best) != 1)}")
+        else:
             key = max(counts, key=lambda k: (counts[k], -order[k]))
-        else:
-            key = members[0][3].best
-        value = next(inf.accepted[key][0] for *_, inf in members if key in inf.accepted) if counts else \
-            members[0][3].best_value
-        ps = [inf.accepted[key][1] for *_, inf in members if key in inf.accepted]
-        n = len(ps)
-        if all(p is None for p in ps):
-            comment = f"exact, {n} tensor{'s' * (n != 1)}"
-        else:
-            comment = f"KS p >= {min(p for p in ps if p is not None):.2g}, {n} tensor{'s' * (n != 1)}"
-        choice.defaults[(kind, role)] = (value, comment)
+            value = next(inf.accepted[key][0] for *_, inf in members if key in inf.accepted)
+            ps = [inf.accepted[key][1] for *_, inf in members if key in inf.accepted]
+            n = len(ps)
+            if all(p is None for p in ps):
+                comment = f"exact, {n} tensor{'s' * (n != 1)}"
+            else:
+                comment = f"KS p >= {min(p for p in ps if p is not None):.2g}, {n} tensor{'s' * (n != 1)}"
+            choice.defaults[(kind, role)] = (value, comment)
         for path, _, _, inf in members:
-            if key in inf.accepted:
+            if key in inf.accepted or (not counts and inf.best == key):
                 continue
             if inf.exact:
                 note = "exact"
