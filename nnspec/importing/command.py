@@ -93,7 +93,7 @@ def run(args) -> int:
 
             model = make_model(args.target, args.args, lambda o: isinstance(o, keras.Model))
             text = from_keras(model, args.name)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:  # ImportError: torch, keras or scipy missing
         return _error(str(exc), EXIT_USAGE)
     except ImportProblem as exc:
         print(f"{exc.where}: error: {exc.message}", file=sys.stderr)

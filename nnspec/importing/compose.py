@@ -25,6 +25,12 @@ def reserved_names() -> set:
 def compose(items: list, class_names: dict, input_value, name: str, origin: str, keras: bool = False) -> str:
     from nnspec.names import identifier_problem
 
+    try:
+        import scipy.stats  # noqa: F401
+    except ImportError:
+        raise ImportError("nnspec import infers initializers with scipy's statistics: pip install "
+                          "'nnspec[import]' (or pip install scipy)") from None
+
     name = re.sub(r"\W", "_", str(name)).strip("_").lower()
     if identifier_problem(name):
         name = "imported"
