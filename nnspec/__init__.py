@@ -1,7 +1,7 @@
 """nnspec: model architectures and initializations as reviewed, validated config.
 
 Public API: `load`, `loads`, `check`, `build`, `emit`, `transfer`, `initialize`, `load_weights`,
-`keras_layout_map`, `SpecError`, `Diagnostic`. Importing nnspec never imports a framework; `build`, `emit` and
+`keras_layout_map`, `from_torch`, `from_keras`, `SpecError`, `Diagnostic`. Importing nnspec never imports a framework; `build`, `emit` and
 `transfer` import the one they target when called.
 """
 
@@ -17,8 +17,8 @@ from nnspec.version import __version__
 if TYPE_CHECKING:
     from nnspec.compiler.pipeline import Spec
 
-__all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "initialize", "keras_layout_map", "load",
-           "load_weights", "loads", "transfer", "__version__"]
+__all__ = ["Diagnostic", "Spec", "SpecError", "build", "check", "emit", "from_keras", "from_torch", "initialize",
+           "keras_layout_map", "load", "load_weights", "loads", "transfer", "__version__"]
 
 TARGETS = ("torch", "keras")
 
@@ -152,3 +152,21 @@ def keras_layout_map(spec: Union[Spec, str, os.PathLike], mesh, model_axis: Opti
     from nnspec.distributed import keras_layout_map as layout_map
 
     return layout_map(spec, mesh, model_axis)
+
+
+def from_torch(module, input_shape, name: Optional[str] = None) -> str:
+    """The YAML text of a spec that rebuilds `module` (a torch.nn.Module traced with torch.fx);
+    `input_shape`: one sample, channels first, e.g. (3, 224, 224). Blocks, `repeat`, the module's
+    names and initializers inferred from the tensors' values; raises `nnspec.importing.ImportProblem`
+    naming the module and the missing construct when the vocabulary cannot express it. See docs/import.md."""
+    from nnspec.importing import from_torch as run
+
+    return run(module, input_shape, name)
+
+
+def from_keras(model, name: Optional[str] = None) -> str:
+    """The YAML text of a spec that rebuilds a Keras Sequential or functional `model` (channels last
+    moved to the spec's channels first). See `from_torch` and docs/import.md."""
+    from nnspec.importing import from_keras as run
+
+    return run(model, name)

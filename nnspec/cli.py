@@ -177,6 +177,16 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--no-strict", dest="strict", action="store_false",
                    help="convert what matches even when keys are left over or shapes differ")
 
+    im = command("import", "write the spec of an existing PyTorch module or Keras model")
+    im.add_argument("framework", choices=("torch", "keras"), help="the framework the model is written in")
+    im.add_argument("target", metavar="MODULE:CALLABLE",
+                    help="what makes the model: a class or function (called with --args), or a model object, "
+                         "e.g. torchvision.models:resnet50 or mymodels:Net (the current directory is importable)")
+    im.add_argument("--args", metavar="JSON", help="arguments of the callable: a JSON object (keywords) or list")
+    im.add_argument("--input", metavar="SHAPE", help="torch: one sample's shape, channels first, e.g. 3,224,224")
+    im.add_argument("-o", "--output", metavar="SPEC", help="write the spec here (default: stdout)")
+    im.add_argument("--name", help="the spec's `name` (default: from the model's class)")
+
     g = command("graph", "draw the architecture with shapes, initializers and findings")
     g.add_argument("spec", help="the spec file")
     g.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.html or FILE.svg")
@@ -626,11 +636,18 @@ def _framework_noise_filtered():
                 os.write(2, kept)
 
 
-FRAMEWORK_COMMANDS = ("build", "parity")
+def cmd_import(args) -> int:
+    from nnspec.importing.command import run
+
+    return run(args)
+
+
+FRAMEWORK_COMMANDS = ("build", "parity", "import")
 
 COMMANDS = {"check": cmd_check, "rule": cmd_rule, "inits": cmd_inits, "schema": cmd_schema,
             "initializers": cmd_initializers, "compile": cmd_compile, "build": cmd_build, "parity": cmd_parity,
-            "probe": cmd_probe, "graph": cmd_graph, "weights": cmd_weights}
+            "probe": cmd_probe, "graph": cmd_graph, "weights": cmd_weights,
+            "import": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,15 +14,17 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "nnspec"
 FRONT = ("nnspec", "nnspec.cli", "nnspec.formats")  # the package front: `nnspec/__init__.py`, the CLI, output formats
 FOUNDATION = ("nnspec.diagnostics", "nnspec.codes", "nnspec.names", "nnspec.version")
+IMPORTING = "nnspec.importing"  # `nnspec import`: beside the front, reads the compiler; nothing below reads it
 
 # (importer prefix, forbidden prefixes, why); "nnspec" alone means the package's __init__, not its submodules.
 RULES = (
-    ("nnspec.schema", ("nnspec.compiler",), "schema/ is below compiler/: it never imports it"),
-    ("nnspec.compiler", FRONT, "compiler/ (backends included) never reaches up to the package front"),
+    ("nnspec.schema", ("nnspec.compiler", IMPORTING), "schema/ is below compiler/: it never imports it"),
+    ("nnspec.compiler", FRONT + (IMPORTING,), "compiler/ (backends included) never reaches up to the package front"),
     ("nnspec.compiler.backends", ("nnspec.schema",), "backends read the IR and the vocabulary, never schema/"),
-    ("nnspec.vocabulary", ("nnspec.schema", "nnspec.compiler") + FRONT,
+    ("nnspec.vocabulary", ("nnspec.schema", "nnspec.compiler", IMPORTING) + FRONT,
      "the vocabulary is read by schema/ and compiler/ and reads neither"),
-) + tuple((module, ("nnspec.schema", "nnspec.compiler", "nnspec.vocabulary") + FRONT,
+    (IMPORTING, ("nnspec.cli", "nnspec.formats"), "importing/ is called by the command line, never the reverse"),
+) + tuple((module, ("nnspec.schema", "nnspec.compiler", "nnspec.vocabulary", IMPORTING) + FRONT,
            "diagnostics, codes and names are at the root, used by all") for module in FOUNDATION)
 
 
@@ -92,6 +94,8 @@ def test_imports_go_one_way(name, path):
     ("nnspec.vocabulary.kinds", "from nnspec.schema import models"),
     ("nnspec.diagnostics", "from nnspec.compiler.ir import Graph"),
     ("nnspec.compiler.safety.flow", "from ... import formats"),
+    ("nnspec.compiler.pipeline", "from nnspec.importing import from_torch"),
+    ("nnspec.importing.compose", "from nnspec import cli"),
 ])
 def test_a_forbidden_import_is_found(importer, source):
     assert violations(importer, imports_of(importer, source))
@@ -103,6 +107,7 @@ def test_a_forbidden_import_is_found(importer, source):
     ("nnspec.compiler.backends.torch_backend", "from nnspec.names import class_name"),
     ("nnspec.schema.jsonschema", "from nnspec.vocabulary.kinds import KINDS"),
     ("nnspec.cli", "from nnspec.compiler.pipeline import analyse_file"),
+    ("nnspec.importing.compose", "from nnspec.compiler.pipeline import analyse_text"),
 ])
 def test_an_allowed_import_passes(importer, source):
     assert violations(importer, imports_of(importer, source)) == []

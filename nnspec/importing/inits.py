@@ -1,0 +1,238 @@
+"""Which initializer made a tensor: constants exactly, random tensors by a Kolmogorov-Smirnov test.
+
+Each tensor gets the set of candidates its values do not reject (KS p-value at least `ACCEPT`); the
+spec then takes, for each (kind, role), the candidate most of its tensors accept as the model-wide
+default, and writes the others as `init.paths` exceptions. Candidates: PyTorch's default, kaiming and
+xavier (normal and uniform, each mode, gain of relu or 1), Keras's truncated normals (he, lecun, glorot),
+and fitted ones: normal with the sample's std, uniform with the sample's bounds (rounded to a short number
+where the test still accepts it). Two candidates can be the same distribution (a 1x1 conv with as many
+inputs as outputs has fan_in = fan_out): the model-wide choice settles it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ACCEPT = 1e-3  # a candidate is kept while the KS test's p-value is at least this
+SAMPLE = 20_000  # values tested per tensor (a fixed random subset of larger tensors)
+WEIGHTED = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+
+
+@dataclass
+class Inference:
+    accepted: dict = field(default_factory=dict)  # key -> (initializer value, p-value or None when exact)
+    best: str = ""  # the key of the best candidate (also when none is accepted)
+    best_value: object = None
+    best_p: float = 0.0
+    exact: bool = False
+
+
+def key_of(value) -> str:
+    from nnspec.importing.render import scalar
+
+    return scalar(value)
+
+
+def _named(keras: bool, fan_in: int, fan_out: int, kind: str, role: str, bias_fan_in) -> list:
+    """(value, scipy distribution) of every candidate that has no fitted number."""
+    from scipy import stats
+
+    out = []
+    if kind in WEIGHTED and role == "weight":
+        bound = 1 / math.sqrt(fan_in)
+        out.append(("torch_default", stats.uniform(-bound, 2 * bound)))
+    elif kind in WEIGHTED and role == "bias" and bias_fan_in:
+        bound = 1 / math.sqrt(bias_fan_in)
+        out.append(("torch_default", stats.uniform(-bound, 2 * bound)))
+    elif kind == "embedding" and role == "weight":
+        out.append(("torch_default", stats.norm(0, 1)))
+    if not (fan_in and fan_out) or role not in ("weight", "in_weight", "out_weight", "weight_ih", "weight_hh"):
+        return out
+    glorot = "glorot_uniform" if keras else "xavier_uniform"
+    avg = (fan_in + fan_out) / 2
+    out.append((glorot, stats.uniform(-math.sqrt(3 / avg), 2 * math.sqrt(3 / avg))))
+    for mode, fan in (("fan_in", fan_in), ("fan_out", fan_out)):
+        for nonlinearity, gain in (("relu", math.sqrt(2)), ("linear", 1.0)):
+            args = {"mode": mode, "nonlinearity": nonlinearity}
+            out.append(({"kaiming_normal": args}, stats.norm(0, gain / math.sqrt(fan))))
+            bound = gain * math.sqrt(3 / fan)
+            out.append(({"kaiming_uniform": args}, stats.uniform(-bound, 2 * bound)))
+    out.append(("xavier_normal", stats.norm(0, math.sqrt(1 / avg))))
+    if keras:
+        # Keras's *_normal: a normal cut at 2 std, scaled so that the variance is scale / fan
+        for name, scale, fan in (("he_normal", 2.0, fan_in), ("lecun_normal", 1.0, fan_in),
+                                 ("glorot_normal", 1.0, avg)):
+            std = math.sqrt(scale / fan) / 0.87962566103423978
+            out.append((name, stats.truncnorm(-2, 2, 0, std)))
+        for name, scale, fan in (("he_uniform", 6.0, fan_in), ("lecun_uniform", 3.0, fan_in)):
+            bound = math.sqrt(scale / fan)
+            out.append((name, stats.uniform(-bound, 2 * bound)))
+    return out
+
+
+def _short(x: float) -> list:
+    """Short numbers near x, shortest first."""
+    out = []
+    for digits in (1, 2, 3):
+        out.append(float(f"{x:.{digits}g}"))
+    k = round(1 / (x * x)) if x > 0 else 0
+    if k > 0:
+        out.append(1 / math.sqrt(k))
+    out.append(float(f"{x:.6g}"))
+    return out
+
+
+def _pvalue(sample, dist) -> float:
+    """The KS test's p-value (the asymptotic distribution: exact enough at these sizes, and fast);
+    `sample` sorted."""
+    from scipy import stats
+
+    n = len(sample)
+    cdf = dist.cdf(sample)
+    d = max(float(np.max(np.arange(1, n + 1) / n - cdf)), float(np.max(cdf - np.arange(n) / n)))
+    return float(stats.kstwobign.sf(d * math.sqrt(n)))
+
+
+def _fitted(sample, values) -> list:
+    """(value, distribution) for a normal and a uniform fitted to the sample (bounds: to all the values),
+    with short numbers."""
+    from scipy import stats
+
+    out = []
+    n = len(sample)
+    mean, std = float(np.mean(sample)), float(np.std(sample))
+    if std <= 0:
+        return out
+    centred = abs(mean) < 4 * std / math.sqrt(n)
+    for s in _short(std):
+        if abs(s - std) <= 0.03 * std:
+            m = 0.0 if centred else float(f"{mean:.4g}")
+            dist = stats.norm(m, s)
+            if _pvalue(sample, dist) >= ACCEPT or s == _short(std)[-1]:
+                out.append(({"normal": ({"std": s} if m == 0 else {"mean": m, "std": s})}, dist))
+                break
+    low, high = float(np.min(values)), float(np.max(values))
+    pad = (high - low) / max(values.size - 1, 1)
+    if abs(low + high) < 0.05 * (high - low):
+        top = max(-low, high)  # the bound lies just above the largest magnitude drawn
+        k = round(1 / (top * top))
+        shorts = _short(top) + [1 / math.sqrt(j) for j in (k - 1, k, k + 1) if j > 0]
+        fits = sorted((b for b in shorts if top <= b <= top + 20 * pad), key=lambda b: len(repr(b)))
+        b = fits[0] if fits else float(f"{top + pad:.6g}")
+        out.append(({"uniform": {"low": -b, "high": b}}, stats.uniform(-b, 2 * b)))
+    else:
+        low, high = low - pad, high + pad
+        lo, hi = float(f"{low:.4g}"), float(f"{high:.4g}")
+        out.append(({"uniform": {"low": lo, "high": hi}}, stats.uniform(lo, hi - lo)))
+    return out
+
+
+def _constant(values: np.ndarray, kind: str):
+    flat = values.reshape(-1)
+    if flat.size and np.all(flat == flat[0]):
+        v = float(flat[0])
+        return "zeros" if v == 0 else "ones" if v == 1 else {"constant": v}
+    if values.ndim == 2 and values.size > 1:
+        g = float(values[0, 0])
+        if g != 0 and np.array_equal(values, g * np.eye(*values.shape, dtype=values.dtype)):
+            return "eye" if g == 1 else {"eye": g}
+    if values.ndim >= 3 and kind.startswith("conv") and not kind.startswith("conv_transpose"):
+        dirac = np.zeros_like(values)
+        centre = tuple(s // 2 for s in values.shape[2:])
+        for i in range(min(values.shape[0], values.shape[1])):
+            dirac[(i, i) + centre] = 1
+        if np.array_equal(values, dirac):
+            return "dirac"
+    return None
+
+
+def infer(values, kind: str, role: str, fan_in: int, fan_out: int, bias_fan_in=None, keras: bool = False,
+          seed: int = 0) -> Inference:
+    values = np.asarray(values, dtype=np.float64)
+    constant = _constant(values, kind)
+    if constant is not None:
+        key = key_of(constant)
+        return Inference({key: (constant, None)}, key, constant, 1.0, True)
+    flat = values.reshape(-1)
+    if flat.size > SAMPLE:
+        flat = np.random.default_rng(seed).choice(flat, SAMPLE, replace=False)
+    flat = np.sort(flat)
+    result = Inference()
+    scored = []
+    for value, dist in _named(keras, fan_in, fan_out, kind, role, bias_fan_in):
+        scored.append((value, _pvalue(flat, dist), True))
+    for value, dist in _fitted(flat, values.reshape(-1)):
+        scored.append((value, _pvalue(flat, dist), False))
+    for value, p, _ in scored:
+        if p >= ACCEPT:
+            result.accepted[key_of(value)] = (value, p)
+    named_ok = [(v, p) for v, p, named in scored if named and p >= ACCEPT]
+    pool = named_ok or [(v, p) for v, p, _ in scored]
+    if pool:
+        value, p = max(pool, key=lambda vp: vp[1])
+        result.best, result.best_value, result.best_p = key_of(value), value, p
+    return result
+
+
+@dataclass
+class Choice:
+    defaults: dict  # (kind, role) -> (value, comment)
+    roles: dict  # role -> (value, comment): defaults shared by several kinds
+    exceptions: list  # (tensor path, value, comment)
+    uncertain: int = 0
+    total: int = 0
+
+
+def choose(tensors: list) -> Choice:
+    """tensors: (spec tensor path, kind, role, Inference). The model-wide defaults and the exceptions."""
+    groups: dict = {}
+    for entry in tensors:
+        groups.setdefault((entry[1], entry[2]), []).append(entry)
+    choice = Choice({}, {}, [], total=len(tensors))
+    for (kind, role), members in groups.items():
+        counts: dict = {}
+        order: dict = {}
+        for _, _, _, inf in members:
+            for rank, key in enumerate(inf.accepted):
+                counts[key] = counts.get(key, 0) + 1
+                order.setdefault(key, rank)
+        if not counts:  # no tensor of the group fits any candidate: its most frequent best guess, flagged
+            bests = [inf.best for *_, inf in members]
+            key = max(bests, key=bests.count)
+            best = [inf for *_, inf in members if inf.best == key]
+            choice.uncertain += len(best)
+            choice.defaults[(kind, role)] = (best[0].best_value, f"uncertain: the best candidate has KS p >= "
+                                                                 f"{min(i.best_p for i in best):.2g}, {len(best)} "
+                                                                 f"tensor{'s' * (len(best) != 1)}")
+        else:
+            key = max(counts, key=lambda k: (counts[k], -order[k]))
+            value = next(inf.accepted[key][0] for *_, inf in members if key in inf.accepted)
+            ps = [inf.accepted[key][1] for *_, inf in members if key in inf.accepted]
+            n = len(ps)
+            if all(p is None for p in ps):
+                comment = f"exact, {n} tensor{'s' * (n != 1)}"
+            else:
+                comment = f"KS p >= {min(p for p in ps if p is not None):.2g}, {n} tensor{'s' * (n != 1)}"
+            choice.defaults[(kind, role)] = (value, comment)
+        for path, _, _, inf in members:
+            if key in inf.accepted or (not counts and inf.best == key):
+                continue
+            if inf.exact:
+                note = "exact"
+            elif inf.best_p >= ACCEPT:
+                note = f"KS p = {inf.best_p:.2g}"
+            else:
+                note = f"uncertain: the best candidate has KS p = {inf.best_p:.2g}"
+                choice.uncertain += 1
+            choice.exceptions.append((path, inf.best_value, note))
+    for (_kind, role), (value, comment) in list(choice.defaults.items()):
+        same = [k for (k, r), (v, _) in choice.defaults.items() if r == role and key_of(v) == key_of(value)]
+        if len(same) >= 2 and role not in choice.roles:
+            choice.roles[role] = (value, f"{', '.join(same)}: " + comment.split(",")[0])
+    for (kind, role) in list(choice.defaults):
+        if role in choice.roles and key_of(choice.defaults[(kind, role)][0]) == key_of(choice.roles[role][0]):
+            del choice.defaults[(kind, role)]
+    return choice

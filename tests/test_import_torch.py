@@ -1,0 +1,386 @@
+"""`nnspec import torch` / `nnspec.from_torch`: torchvision's models round trip (spec checks clean, same
+tensors, weights load from the torchvision model, same eval output), inferred initializers against
+torchvision's init code, functional calls and merges, and the diagnostics for what cannot be written."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import operator
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("scipy.stats")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import nnspec  # noqa: E402
+from nnspec.compiler.pipeline import analyse_text  # noqa: E402
+from nnspec.importing import ImportProblem, from_torch  # noqa: E402
+from nnspec.importing.inits import infer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tv import import_torchvision  # noqa: E402
+
+
+@cache
+def _models():
+    if importlib.util.find_spec("torchvision") is None:
+        return None
+    return import_torchvision().models
+
+
+def models():
+    if _models() is None:
+        pytest.skip("torchvision is not installed")
+    return _models()
+
+
+@cache
+def imported(name: str, size: int = 64):
+    torch.manual_seed(0)
+    source = getattr(models(), name)().eval()
+    return source, from_torch(source, (3, size, size), name)
+
+
+def errors_of(text: str) -> list:
+    _, diagnostics = analyse_text(text, "<imported>")
+    return [d for d in diagnostics if d.is_error]
+
+
+def round_trip(source, text, shape, atol=1e-5):
+    assert errors_of(text) == []
+    built = nnspec.build(nnspec.loads(text)).eval()
+    ours, theirs = built.state_dict(), source.state_dict()
+    assert [tuple(v.shape) for v in ours.values()] == [tuple(v.shape) for v in theirs.values()]
+    assert sum(p.numel() for p in built.parameters()) == sum(p.numel() for p in source.parameters())
+    report = nnspec.load_weights(built, source)
+    assert report.ok and len(report.matches) == len(theirs)
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        assert torch.allclose(built(x), source(x), atol=atol)
+    return built, report
+
+
+TORCHVISION = ["resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "efficientnet_b0", "squeezenet1_0", "densenet121"]
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_round_trip(name):
+    torch.set_num_threads(1)
+    source, text = imported(name)
+    round_trip(source, text, (3, 64, 64))
+
+
+def test_resnet50_uses_blocks_and_repeat_in_under_80_lines():
+    _, text = imported("resnet50")
+    assert len(text.splitlines()) < 80
+    assert "blocks:" in text and "repeat: 5" in text
+    spec = nnspec.loads(text)
+    # names follow the module names where the format allows: the stem, the head, a block's own layers
+    keys = [t.path for t in spec.graph.tensors()]
+    assert keys[0] == "conv1.weight" and keys[-1] == "fc.bias"
+    assert any(k.endswith("branch.conv3.weight") for k in keys)
+
+
+def inits_by_kind_role(text):
+    found = {}
+    for t in nnspec.loads(text).graph.tensors():
+        found.setdefault((t.layer.kind, t.role), set()).add(t.init.describe())
+    return found
+
+
+def test_inferred_inits_follow_torchvision_init_code():
+    # ResNet.__init__: kaiming_normal_(fan_out, relu) on convs, BN ones/zeros; the fc keeps nn.Linear's own
+    found = inits_by_kind_role(imported("resnet18")[1])
+    assert found[("conv2d", "weight")] == {"kaiming_normal(a=0.0, mode='fan_out', nonlinearity='relu')"}
+    assert found[("batchnorm", "gamma")] == {"ones"} and found[("batchnorm", "beta")] == {"zeros"}
+    assert found[("linear", "weight")] == {"torch_default"} and found[("linear", "bias")] == {"torch_default"}
+    # MobileNetV2: the classifier normal(0, 0.01), its bias zeros
+    found = inits_by_kind_role(imported("mobilenet_v2")[1])
+    assert found[("linear", "weight")] == {"normal(mean=0.0, std=0.01)"}
+    assert found[("linear", "bias")] == {"zeros"}
+    # SqueezeNet: kaiming_uniform_ (fan_in, gain sqrt 2) everywhere but the final conv, normal(0, 0.01)
+    text = imported("squeezenet1_0")[1]
+    spec = nnspec.loads(text)
+    weights = [t for t in spec.graph.tensors() if t.layer.kind == "conv2d" and t.role == "weight"]
+    assert weights[-1].init.describe() == "normal(mean=0.0, std=0.01)"
+    assert {t.init.describe() for t in weights[:-1]} == {
+        "kaiming_uniform(a=0.0, mode='fan_in', nonlinearity='relu')"}
+    assert "KS p" in text and "exact" in text  # the confidence is written beside each choice
+
+
+def test_inferred_inits_reproduce_the_distributions():
+    """A model built from the imported spec draws from what the source drew from (KS per tensor)."""
+    from scipy import stats
+
+    torch.set_num_threads(1)
+    source, text = imported("resnet18")
+    built = nnspec.build(nnspec.loads(text), seed=1)
+    for (key, ours), theirs in zip(built.state_dict().items(), source.state_dict().values()):
+        if ours.numel() >= 1000 and ours.dtype.is_floating_point and "running" not in key:
+            assert stats.ks_2samp(ours.flatten().numpy(), theirs.flatten().numpy()).pvalue > 1e-4, key
+
+
+def test_densenet_dense_blocks_are_running_concats():
+    """_DenseBlock calls layer k with [x, out_1, ..., out_k-1] and returns their torch.cat: in the spec each
+    dense layer is `concat: [[], [...]]`, the layers of a block one call with `repeat`."""
+    _, text = imported("densenet121")
+    assert "  dense_layer:\n    layers:\n      - concat:\n          - []" in text
+    assert "dense_block: {n: 24, name: denseblock3}" in text and len(text.splitlines()) < 80
+
+
+class ListCall(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Identity()
+
+    def forward(self, x):
+        return self.inner([x, x])
+
+
+def test_another_call_with_a_list_is_a_clear_diagnostic():
+    with pytest.raises(ImportProblem) as info:
+        from_torch(ListCall(), (3, 8, 8))
+    assert info.value.where == "inner" and "list of tensors" in info.value.message
+
+
+# -- small modules: functional calls and merges -----------------------------------------------------------
+
+class SE(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.fc1 = nn.Conv2d(ch, ch // 2, 1)
+        self.fc2 = nn.Conv2d(ch // 2, ch, 1)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+
+
+class Unit(nn.Module):
+    def __init__(self, ch, stride=1):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=1, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(ch)
+        self.se = SE(ch)
+
+    def forward(self, x):
+        return F.relu(operator.add(x, self.se(self.bn(self.conv(x)))))
+
+
+class Functional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.units = nn.Sequential(Unit(8), Unit(8), Unit(8))
+        self.a = nn.Conv2d(8, 4, 1)
+        self.b = nn.Conv2d(8, 4, 3, padding=1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        x = self.units(x)
+        x = torch.cat([self.a(x), self.b(x)], 1)
+        x = F.max_pool2d(x, 2)
+        x = x.mean((2, 3), keepdim=True)
+        x = x.view(x.size(0), -1)
+        return self.head(torch.flatten(x, 1))
+
+
+def test_functional_calls_and_merges():
+    torch.manual_seed(0)
+    source = Functional().eval()
+    text = nnspec.from_torch(source, (3, 8, 8))
+    assert "multiply:" in text and "concat:" in text and "residual:" in text
+    assert "unit: {repeat: 3, name: units}" in text  # three identical Units: one block, repeated
+    round_trip(source, text, (3, 8, 8))
+
+
+class Shared(nn.Module):
+    """The same class with different channels and strides: one block with arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.one = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.two = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.three = nn.Sequential(nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.three(self.two(self.one(x))), 1), 1))
+
+
+class Stage(nn.Sequential):
+    def __init__(self, cin, cout, stride):
+        super().__init__(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Stages(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.s1, self.s2, self.s3, self.s4 = Stage(3, 8, 1), Stage(8, 16, 2), Stage(16, 16, 2), Stage(16, 16, 2)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc(self.s4(self.s3(self.s2(self.s1(x)))).mean((2, 3)))
+
+
+def test_a_class_used_several_times_is_a_block_with_arguments():
+    torch.manual_seed(0)
+    source = Stages().eval()
+    text = from_torch(source, (3, 16, 16))
+    assert "  stage:\n    args: {out: 16, stride: 2}" in text  # the defaults: what most calls give
+    assert "stage: {out: 8, stride: 1, name: s1}" in text
+    assert "stage: {repeat: 3}" in text  # s2, s3 and s4 take the same arguments: a run (named by none of them)
+    round_trip(source, text, (3, 16, 16))
+    round_trip(Shared().eval(), from_torch(Shared().eval(), (3, 16, 16)), (3, 16, 16))
+
+
+@pytest.mark.parametrize("forward,where,what", [
+    (lambda self, x: torch.sort(self.conv(x), dim=1).values, "Bad", "torch.sort"),
+    (lambda self, x: self.conv(x) + 1.0, "Bad", "number"),
+    (lambda self, x: self.conv(x).permute(0, 2, 3, 1), "Bad", ".permute"),
+    (lambda self, x: torch.cat([self.conv(x), self.conv(x)], 2), "Bad", "dim=2"),
+])
+def test_what_the_vocabulary_cannot_express_is_named(forward, where, what):
+    Bad = type("Bad", (nn.Module,), {"forward": forward})
+    bad = Bad()
+    nn.Module.__init__(bad)
+    bad.conv = nn.Conv2d(3, 4, 3)
+    with pytest.raises(ImportProblem) as info:
+        from_torch(bad, (3, 8, 8))
+    assert info.value.where == where and what in str(info.value)
+
+
+def test_an_unknown_module_class_names_its_path_and_call():
+    source = nn.Sequential(nn.Conv2d(3, 4, 3), nn.PixelShuffle(2))
+    with pytest.raises(ImportProblem) as info:
+        from_torch(source, (3, 8, 8))
+    assert info.value.where == "1" and "pixel_shuffle" in info.value.message
+
+
+def test_a_module_option_without_a_construct_is_named():
+    source = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"))
+    with pytest.raises(ImportProblem, match="padding_mode='reflect'"):
+        from_torch(source, (3, 8, 8))
+
+
+# -- initializer inference ------------------------------------------------------------------------------
+
+def test_constants_are_exact():
+    assert infer(torch.zeros(4, 3).numpy(), "linear", "weight", 3, 4).best == "zeros"
+    assert infer(torch.ones(4).numpy(), "batchnorm", "gamma", 0, 0).best == "ones"
+    assert infer(torch.full((4,), 0.25).numpy(), "prelu", "weight", 0, 0).best == "{constant: 0.25}"
+    assert infer(2 * torch.eye(5, 3).numpy(), "linear", "weight", 3, 5).best == "{eye: 2.0}"
+    w = torch.empty(6, 6, 3, 3)
+    nn.init.dirac_(w)
+    assert infer(w.numpy(), "conv2d", "weight", 54, 54).best == "dirac"
+
+
+@pytest.mark.parametrize("draw,expected", [
+    (lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
+     "{kaiming_normal: {mode: fan_out, nonlinearity: relu}}"),
+    (lambda w: nn.init.kaiming_uniform_(w, nonlinearity="relu"),
+     "{kaiming_uniform: {mode: fan_in, nonlinearity: relu}}"),
+    (lambda w: nn.init.kaiming_uniform_(w, a=math.sqrt(5)), "torch_default"),
+    (lambda w: nn.init.xavier_uniform_(w), "xavier_uniform"),
+    (lambda w: nn.init.xavier_normal_(w), "xavier_normal"),
+    (lambda w: nn.init.normal_(w, 0, 0.05), "{normal: {std: 0.05}}"),
+    (lambda w: nn.init.uniform_(w, -0.3, 0.3), "{uniform: {low: -0.3, high: 0.3}}"),
+])
+def test_random_tensors_by_ks(draw, expected):
+    torch.manual_seed(0)
+    w = torch.empty(256, 64, 3, 3)
+    draw(w)
+    result = infer(w.numpy(), "conv2d", "weight", 64 * 9, 256 * 9)
+    assert result.best == expected and expected in result.accepted
+
+
+# -- the command line -----------------------------------------------------------------------------------
+
+MODELS = '''
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, width=8):
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.fc = nn.Linear(width, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+class Bad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return torch.sort(self.conv(x), dim=1).values
+'''
+
+
+def test_cli_import_torch(tmp_path, monkeypatch, capsys):
+    from nnspec.cli import main
+
+    (tmp_path / "mymodels.py").write_text(MODELS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["import", "torch", "mymodels:Net", "--args", '{"width": 4}', "--input", "3,16,16",
+                 "-o", "net.yaml"]) == 0
+    assert "conv2d: {out: 4, kernel: 3, padding: 1, name: conv}" in (tmp_path / "net.yaml").read_text()
+    assert main(["check", "net.yaml"]) == 0
+    capsys.readouterr()
+    assert main(["import", "torch", "mymodels:Bad", "--input", "3,16,16", "-o", "bad.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert "Bad: error: the call `torch.sort(...)` has no nnspec kind" in err and "Traceback" not in err
+    assert not (tmp_path / "bad.yaml").exists()
+    for args in (["mymodels:Nope", "--input", "3,16,16"], ["mymodels:Net"], ["mymodels:Net", "--input", "3,x"],
+                 ["mymodels:Net", "--input", "3,16,16", "--args", "{width"], ["nomodule:Net", "--input", "3"]):
+        assert main(["import", "torch", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert "nnspec: error:" in err and "Traceback" not in err, args
+
+
+def test_cli_import_runs_as_a_command(tmp_path):
+    (tmp_path / "mymodels.py").write_text(MODELS)
+    run = subprocess.run([sys.executable, "-m", "nnspec", "import", "torch", "mymodels:Bad", "--input", "3,8,8"],
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(Path(nnspec.__file__).parent.parent)})
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "torch.sort" in run.stderr
+
+
+def test_a_per_layer_choice_every_call_makes_goes_into_the_block():
+    """torchvision's zero_init_residual: the last BN of every block starts at zero; written once, as that
+    layer's own init in the block body, and `check` accepts it (a zero gamma at a residual's end)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    source = models().resnet18(zero_init_residual=True).eval()
+    text = from_torch(source, (3, 32, 32))
+    assert text.count("batchnorm: {init: {gamma: zeros}, name: bn2}") == 2 and "paths:" not in text
+    assert "nnspec check` reports" not in text
+    found = {t.path: t.init.describe() for t in nnspec.loads(text).graph.tensors()}
+    assert found["layer4_1.residual_1.branch.bn2.gamma"] == "zeros"
+    assert found["layer4_1.residual_1.branch.bn1.gamma"] == "ones"
+    round_trip(source, text, (3, 32, 32))
+
+
+def test_a_tensor_no_candidate_fits_is_flagged_uncertain():
+    torch.manual_seed(0)
+    source = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64))
+    with torch.no_grad():
+        for layer in (source[0], source[2]):
+            layer.weight.copy_(torch.distributions.Laplace(0.0, 0.05).sample(layer.weight.shape))
+    text = from_torch(source, (64,))
+    assert "# 2 of 4 tensors fit no candidate well: marked `uncertain`." in text
+    assert text.count("# uncertain: the best candidate has KS p") == 2
+    assert errors_of(text) == []
