@@ -9,13 +9,12 @@ gives the same values as `build`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 
 def tensor_seed(seed: int, path: str) -> int:
     """A 63-bit seed for the tensor at `path`, derived from the model seed."""
-    import hashlib  # here, not at the top: `import nnspec` (and `check`) need no OpenSSL
-
     digest = hashlib.sha256(f"{seed}/{path}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
