@@ -180,8 +180,14 @@ EPSILON = real(0, low_open=True, float32=True, normal=True)
 PROBABILITY = real(0, 1, high_open=True)
 PLAIN_FLOAT = real()
 
+def item_dict(v):
+    """`init` and `allow` of an item: a mapping, not copied (the caller drops these keys from the arguments and
+    reads them from the item itself; copying a large `values` on every call of a block would cost time)."""
+    return v if type(v) is dict else NO
+
+
 ITEM_KEYS = {"name": (optional(string), None), "repeat": (optional(integer(1, MAX_SEED)), None),
-             "init": (optional(any_dict), None), "allow": (optional(any_dict), None)}
+             "init": (optional(item_dict), None), "allow": (optional(item_dict), None)}
 
 
 def _item(**fields) -> dict:
