@@ -229,7 +229,7 @@ class _Expander:
             from nnspec.schema.errors import pydantic_diagnostics
 
             try:
-                args = kind.args.model_validate(body).model_dump()
+                args = kind.args.model_validate(body).model_dump(exclude=set(ITEM_KEYS))
             except ValidationError as exc:
                 for diag in pydantic_diagnostics(exc, body, self.doc, kpath, kind.args.model_fields,
                                                  what=f"`{kind_name}`"):
