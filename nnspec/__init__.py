@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Optional, Union
 
-from nnspec.compiler.backends.seeding import check_seed
 from nnspec.diagnostics import Diagnostic, SpecError
 from nnspec.version import __version__
 
@@ -35,6 +34,10 @@ def __getattr__(name: str):
         from nnspec.compiler.pipeline import Spec
 
         return Spec
+    if name == "check_seed":  # (hashlib, which seeding imports, is a few ms that `check` never needs)
+        from nnspec.compiler.backends.seeding import check_seed
+
+        return check_seed
     raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
 
 
@@ -90,6 +93,8 @@ def build(spec: Union[Spec, str, os.PathLike], target: str = "torch", seed: Opti
           device: str = "cpu", max_params: Optional[int] = None):
     """Build the model in memory: a torch `nn.Module` or a functional `keras.Model`. `seed` (an integer in
     [0, 2**63)) overrides the spec's own."""
+    from nnspec.compiler.backends.seeding import check_seed
+
     seed = check_seed(seed)
     _target(target)
     spec = _as_spec(spec)

@@ -197,18 +197,22 @@ _TABLE = [
          "- linear: {out: 16, init: {weight: xavier_uniform}}\n- tanh\n- linear: {out: 3, init: {weight: zeros}}\n"),
     Code("NS204", "exploding-constant", "warning",
          "A non-zero constant weight whose value times fan_in exceeds 1 in magnitude.",
-         "Computes |value| * fan_in for ones and constant weights of linear and conv layers (an embedding looks "
-         "one row up and sums nothing, so it is not checked).",
+         "Computes |value| * fan_in for ones and constant weights of linear and conv layers, and |value| * n for "
+         "transposed convolutions, n the inputs one output sums: input channels per group times the kernel taps "
+         "that reach it (about kernel / stride per axis; not PyTorch's fan_in of that weight). An embedding looks "
+         "one row up and sums nothing, so it is not checked.",
          "Each output is the value times the sum of fan_in inputs: inputs of one sign (after a ReLU, say) grow by "
          "that factor per layer, e.g. 512x for `ones` on a 512-input layer.",
          "- linear: {out: 10, init: {weight: ones}, name: head}\n",
          "- linear: {out: 10, init: {weight: {constant: 0.001}}, name: head}\n"),
     Code("NS205", "zero-norm-scale", "error",
          "A zero norm scale (gamma) anywhere but an exempt position.",
-         "Flags `gamma: zeros` (or constant 0) on batchnorm or layernorm unless the layer is a residual tail (the "
+         "Flags `gamma: zeros` (or constant 0) on batchnorm, layernorm, groupnorm or rmsnorm unless the layer is a "
+         "residual tail (the "
          "last layer with tensors on a residual's branch or shortcut, through parameter-free layers that are not "
          "activations: zero-init residual) or the output head.",
-         "With gamma = 0 the layer outputs beta for every input: everything before it is cut off at init, and no "
+         "With gamma = 0 the layer outputs beta (rmsnorm: 0) for every input: everything before it is cut off at "
+         "init, and no "
          "gradient passes back through it until gamma moves away from 0.",
          "- batchnorm: {init: {gamma: zeros}}\n- relu\n",
          "- batchnorm\n- relu\n"),

@@ -80,17 +80,7 @@ def initialize(model, spec=None, seed: Optional[int] = None, only=None):
     from nnspec.compiler.backends import torch_runtime
 
     plan, _ = _plan_of(model, spec)
-    keys = None
-    if only is not None:
-        from nnspec.compiler.paths import compile_patterns
-
-        patterns = compile_patterns(only)
-        keys = {key for key, path, _, _ in plan if any(p.match(path) or p.match(key) for p in patterns)}
-        idle = [p.pattern for p in patterns if not any(p.match(path) or p.match(key) for key, path, _, _ in plan)]
-        if idle:
-            raise ValueError(f"only: the pattern(s) {', '.join(repr(p) for p in idle)} match no "
-                             "tensor of the model; nothing was changed (tensor paths look like "
-                             f"{plan[0][1] if plan else 'head.weight'!r})")
+    keys = None if only is None else torch_runtime.select_(plan, only)  # (as model.initialize(only=...))
     state = getattr(model, "_nnspec_state", None)
     if seed is None and state is not None:
         seed = state["seed"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
@@ -153,6 +152,8 @@ def render_concise(diags: list[Diagnostic]) -> str:
 
 
 def render_json(diags: list[Diagnostic]) -> str:
+    import json
+
     return json.dumps([d.as_dict() for d in diags], indent=2) + "\n"
 
 
@@ -250,6 +251,8 @@ def render_gitlab(diags: list[Diagnostic]) -> str:
             "severity": GITLAB_SEVERITY[d.severity],
             "location": {"path": path, "lines": {"begin": d.line, "end": max(d.end_line, d.line)}},
         })
+    import json
+
     return json.dumps(out, indent=2) + "\n"
 
 
@@ -297,6 +300,8 @@ def render_sarif(diags: list[Diagnostic], version: str) -> str:
             "results": results,
         }],
     }
+    import json
+
     return json.dumps(doc, indent=2) + "\n"
 
 
@@ -338,12 +343,13 @@ def render_junit(diags: list[Diagnostic], files: list[str], strict: bool = False
 
 # XML 1.0 allows #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]: anything else (U+FFFE,
 # U+FFFF, C0 controls, lone surrogates) makes the document invalid, escaped or not
-_XML_FORBIDDEN = re.compile(r"[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+# (compiled on first use, by `re`'s own cache: `check` with the default format never needs it)
+_XML_FORBIDDEN = r"[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]"
 
 
 def _xml_chars(text: str) -> str:
     """`text` with each character XML 1.0 forbids written as a visible escape (\\uFFFE)."""
-    return _XML_FORBIDDEN.sub(lambda m: f"\\u{ord(m.group(0)):04X}", _unsurrogate(text))
+    return re.sub(_XML_FORBIDDEN, lambda m: f"\\u{ord(m.group(0)):04X}", _unsurrogate(text))
 
 
 def summary(diags: list[Diagnostic], nfiles: int) -> str:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from helpers import assert_gitlab_report
 
-from nnspec import formats
+from nnspec import __version__, formats
 from nnspec.cli import main
 from nnspec.codes import CODES
 from nnspec.diagnostics import Diagnostic
@@ -586,7 +586,7 @@ def test_docs_commands_run(tmp_path, sarif_validator):
             assert proc.stdout == ""
     assert assert_valid_sarif((tmp_path / "nnspec.sarif").read_text(), sarif_validator)["runs"][0]["results"] == []
     _, suite, cases = junit((tmp_path / "nnspec-junit.xml").read_text())
-    assert list(cases) == ["configs/mlp.yaml"] and suite.get("failures") == "0"
+    assert list(cases) == ["./configs/mlp.yaml"] and suite.get("failures") == "0"
     assert assert_gitlab_report((tmp_path / "gl-code-quality-report.json").read_text()) == []
     assert summary.read_text() == "## nnspec check\n\nAll checks passed (1 file).\n\n"
 
@@ -610,27 +610,27 @@ def test_docs_commands_report_findings(tmp_path, sarif_validator):
     assert "| configs/bad.yaml:5:22 | NS003 unknown-key | error |" in summary.read_text()
 
 
-PLACEHOLDER_INSTALL = 'pip install "nnspec @ git+https://github.com/OWNER/nnspec@REV"'
+WHEEL = f"nnspec-{__version__}-py3-none-any.whl"
+DOCUMENTED_INSTALL = f"pip install ci/{WHEEL}"
+BUILD_WHEEL = "python -m pip wheel --no-deps --wheel-dir dist ."
 
 
 def docs_installs() -> list[str]:
     return [re.sub(r"^\s*(?:-\s+run:\s*|-\s+)?", "", line).strip()
             for line in DOCS.read_text(encoding="utf-8").splitlines() if "pip install" in line
-            and not line.lstrip().startswith(("`", "Once"))]
+            and not line.lstrip().startswith(("`", "Once", "PyPI", "environment"))]
 
 
-def test_docs_install_from_the_repository():
-    """Until a release exists the docs install from the git repository, pinned, core dependencies only,
-    with one spelling everywhere; the requirement is a valid PEP 508 direct reference."""
-    from packaging.requirements import Requirement
-
+def test_docs_install_without_placeholders():
+    """Until a release exists the recipes install a wheel the user's repository carries: one spelling
+    everywhere, naming this version's wheel, with the command that builds it; nothing to fill in."""
     installs = docs_installs()
-    assert len(installs) >= 3 and set(installs) == {PLACEHOLDER_INSTALL}
+    assert len(installs) >= 3 and set(installs) == {DOCUMENTED_INSTALL}, installs
     text = DOCS.read_text(encoding="utf-8")
-    assert "not on PyPI yet" in text and "OWNER" in text and "REV" in text
-    requirement = Requirement(shlex.split(PLACEHOLDER_INSTALL)[2].replace("REV", "0" * 40))
-    assert requirement.name == "nnspec" and not requirement.extras
-    assert requirement.url.startswith("git+https://") and requirement.url.endswith("@" + "0" * 40)
+    assert "not on PyPI yet" in text and f"\n{BUILD_WHEEL}\n" in text and f"dist/{WHEEL}" in text
+    for placeholder in (r"\bOWNER\b", r"\bREV\b", r"<[^>\n]*>", r"\bYOUR[_-]", r"example\.(com|org)",
+                        r"git\+https://github\.com/"):
+        assert not re.search(placeholder, text), placeholder
 
 
 def git(*argv, cwd) -> str:
@@ -641,53 +641,84 @@ def git(*argv, cwd) -> str:
     return proc.stdout.strip()
 
 
-@pytest.mark.slow
-def test_docs_pre_commit_recipe(tmp_path):
-    """The documented pre-commit configuration, in a fresh repository, with this repository (its committed
-    HEAD) as `repo` and HEAD's full sha as `rev`: pre-commit clones it at that sha, installs the hook from
-    .pre-commit-hooks.yaml with the core dependencies, and fails on a broken spec only."""
+def pre_commit_project(tmp_path: Path, config: str) -> tuple[Path, object]:
+    """A fresh git repository with `config` as .pre-commit-config.yaml, a clean and a broken spec and two
+    YAML files that are not specs; and a function that runs `pre-commit run --all-files` there."""
     pre_commit = Path(sys.executable).with_name("pre-commit")
     if not pre_commit.exists() or shutil.which("git") is None:
         pytest.skip("pre-commit and git are needed")
-    try:
-        rev = git("rev-parse", "HEAD", cwd=ROOT)
-    except AssertionError:
-        pytest.skip("not a git checkout")
-    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
-    config = next(b for b in blocks if "repos:" in b)
-    assert yaml.safe_load(config)["repos"][0] == {"repo": "https://github.com/OWNER/nnspec", "rev": "REV",
-                                                  "hooks": [{"id": "nnspec-check"}]}
     project = tmp_path / "project"
     project.mkdir()
     git("init", "-q", cwd=project)
-    write(project, {".pre-commit-config.yaml": config.replace("https://github.com/OWNER/nnspec", str(ROOT))
-                    .replace("REV", rev),
+    write(project, {".pre-commit-config.yaml": config,
                     "configs/mlp.yaml": (ROOT / "examples" / "mlp.yaml").read_text(), "configs/bad.yaml": BAD,
                     "docker-compose.yaml": COMPOSE, ".github/workflows/ci.yml": WORKFLOW})
     git("add", "-A", cwd=project)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONPATH", "VIRTUAL_ENV"))}
-    env.update(PRE_COMMIT_HOME=str(tmp_path / "cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
 
-    def pre_commit_run() -> subprocess.CompletedProcess:
+    def pre_commit_run(env: dict) -> subprocess.CompletedProcess:
+        env = {**env, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         return subprocess.run([str(pre_commit), "run", "--all-files", "--color", "never"], cwd=project,
                               capture_output=True, text=True, env=env, check=False, timeout=600)
 
-    proc = pre_commit_run()
+    return project, pre_commit_run
+
+
+def assert_hook_fails_on_the_broken_spec_only(project: Path, pre_commit_run, env: dict) -> None:
+    proc = pre_commit_run(env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "configs/bad.yaml:5:22: NS003 error: unknown key `stirde` in `linear`" in proc.stdout, proc.stdout
     assert "mlp.yaml" not in proc.stdout and "docker-compose" not in proc.stdout
     (project / "configs" / "bad.yaml").unlink()
     git("add", "-A", cwd=project)
-    proc = pre_commit_run()
+    proc = pre_commit_run(env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_docs_pre_commit_recipe(tmp_path):
+    """The documented pre-commit configuration, as written, in a fresh repository whose environment has
+    nnspec installed: it fails on a broken spec only, and runs the hook command of .pre-commit-hooks.yaml."""
+    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
+    config = next(b for b in blocks if "repos:" in b)
+    (local,) = yaml.safe_load(config)["repos"]
+    (documented,) = local["hooks"]
+    shipped = hook()
+    assert local["repo"] == "local" and documented["language"] == "system"
+    assert {k: documented[k] for k in ("id", "name", "entry", "types", "require_serial")} == {
+        k: shipped[k] for k in ("id", "name", "entry", "types", "require_serial")}
+    project, pre_commit_run = pre_commit_project(tmp_path, config)
+    # the environment that runs pre-commit has nnspec (this checkout) installed
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "nnspec"
+    script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m nnspec \"$@\"\n")
+    script.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    assert_hook_fails_on_the_broken_spec_only(project, pre_commit_run, env)
+
+
+@pytest.mark.slow
+def test_shipped_pre_commit_hook_from_a_repository(tmp_path):
+    """.pre-commit-hooks.yaml as docs/ci.md describes it: this repository (its committed HEAD) as `repo` and
+    HEAD's full sha as `rev`: pre-commit clones it at that sha, installs the hook with the core dependencies
+    in an environment of its own, and fails on a broken spec only."""
+    try:
+        rev = git("rev-parse", "HEAD", cwd=ROOT)
+    except AssertionError:
+        pytest.skip("not a git checkout")
+    config = f"repos:\n  - repo: {ROOT}\n    rev: {rev}\n    hooks:\n      - id: nnspec-check\n"
+    project, pre_commit_run = pre_commit_project(tmp_path, config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONPATH", "VIRTUAL_ENV"))}
+    assert_hook_fails_on_the_broken_spec_only(project, pre_commit_run, env)
 
 
 # -- the check-only install ----------------------------------------------------------------------------------
 
 
 def test_check_only_install_without_frameworks(tmp_path):
-    """A fresh virtual environment, the package with its core dependencies only: `check` works, and
-    neither torch nor tensorflow can be imported there."""
+    """A fresh virtual environment, the package installed as docs/ci.md says (its wheel built in the checkout,
+    installed from the repository's ci/) with its core dependencies only: `check` works, and neither torch
+    nor tensorflow can be imported there."""
     source = tmp_path / "src"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
@@ -699,11 +730,18 @@ def test_check_only_install_without_frameworks(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PIP_"))}
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONNOUSERSITE="1")
 
-    def in_env(argv: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env, cwd=tmp_path,
+    def in_env(argv: list[str], timeout: int = 120, cwd: Path = tmp_path) -> subprocess.CompletedProcess:
+        return subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env, cwd=cwd,
                               check=False, timeout=timeout)
 
-    pip = in_env([python, "-m", "pip", "install", "-q", source], timeout=300)
+    # docs/ci.md's way: build the wheel in the checkout, carry it in the repository under ci/, install it
+    built = in_env([python, "-m", "pip", *shlex.split(BUILD_WHEEL)[3:], "-q"], timeout=300, cwd=source)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert [p.name for p in (source / "dist").iterdir()] == [WHEEL]
+    (tmp_path / "ci").mkdir()
+    shutil.copy(source / "dist" / WHEEL, tmp_path / "ci" / WHEEL)
+    install = shlex.split(DOCUMENTED_INSTALL)
+    pip = in_env([bindir / install[0], *install[1:], "-q"], timeout=300)
     assert pip.returncode == 0, pip.stdout + pip.stderr
     broken = tmp_path / "broken.yaml"
     broken.write_text(BAD)

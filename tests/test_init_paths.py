@@ -198,3 +198,74 @@ def test_matching_never_backtracks():
     start = time.perf_counter()
     assert not pattern.match(".".join(["a" * 40] * 40))
     assert time.perf_counter() - start < 1.0
+
+
+# --- model.initialize(only=...): built and emitted models --------------------------------------------------
+
+@pytest.mark.parametrize("only", ["head.*", ["stage.1.**.bn.gamma", "stem.bias"], "stage.**.bn.weight"])
+def test_model_initialize_only_on_built_and_emitted_models(tmp_path, only):
+    """`model.initialize(only=...)` of a built model and of an emitted file re-initialises exactly what
+    `nnspec.initialize(model, only=...)` does, with the model's seed or a given one."""
+    from helpers import import_source
+
+    spec = nnspec.loads(spec_text({"head.*": "{normal: {std: 0.01}}"}))
+    module = import_source(nnspec.emit(spec, "torch"), tmp_path)
+    for seed in (None, 9):
+        reference = nnspec.build(spec, seed=7)
+        _scrambled(reference)
+        nnspec.initialize(reference, seed=seed, only=only)
+        for model in (nnspec.build(spec, seed=7), module.build(7)):
+            before = _scrambled(model)
+            model.initialize(seed, only=only)
+            after = model.state_dict()
+            assert after.keys() == reference.state_dict().keys()
+            changed = {k for k in after if not torch.equal(after[k], before[k])}
+            assert changed and changed == {k for k, v in reference.state_dict().items()
+                                           if not torch.equal(v, before[k])}, type(model)
+            for key in after:
+                assert torch.equal(after[key], reference.state_dict()[key]), (type(model), key)
+
+
+def test_model_initialize_only_refuses_as_nnspec_initialize_does(tmp_path):
+    from helpers import import_source
+
+    spec = nnspec.loads(spec_text({}))
+    module = import_source(nnspec.emit(spec, "torch"), tmp_path)
+    for model in (nnspec.build(spec), module.build(0)):
+        before = _scrambled(model)
+        for only in (["head.*", "nope.*"], "head..weight", [], "", 3, ["head.*", None]):
+            with pytest.raises((ValueError, TypeError)) as ours:
+                model.initialize(only=only)
+            with pytest.raises((ValueError, TypeError)) as theirs:
+                nnspec.initialize(model, only=only)
+            assert (type(ours.value), str(ours.value)) == (type(theirs.value), str(theirs.value))
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, before[key])
+
+
+def test_the_runtime_matcher_is_the_compilers():
+    """The matcher that built and emitted models carry (torch_runtime.path_match) decides every pattern and
+    path as nnspec.compiler.paths does, and refuses the same patterns with the same reasons."""
+    import random
+
+    from nnspec.compiler.backends import torch_runtime
+    from nnspec.compiler.paths import pattern_problem
+
+    rng = random.Random(0)
+    parts = ["a", "b", "ab", "0", "1", "*", "**", "a*", "*b", "a**b", "*a*", "**a", "_", "bn1", ""]
+    for _ in range(4000):
+        pattern = ".".join(rng.choice(parts) for _ in range(rng.randint(1, 5)))
+        if rng.random() < 0.05:
+            pattern += rng.choice(["\n", "-", " ", "é"])
+        problem = pattern_problem(pattern)
+        if problem:
+            with pytest.raises(ValueError) as exc:
+                torch_runtime.path_tokens(pattern)
+            assert str(exc.value) == problem, pattern
+            continue
+        tokens = torch_runtime.path_tokens(pattern)
+        compiled = compile_pattern(pattern)
+        for _ in range(10):
+            path = ".".join(rng.choice(["a", "b", "ab", "0", "1", "ba", "bn1", "aab"])
+                            for _ in range(rng.randint(1, 6)))
+            assert torch_runtime.path_match(tokens, path) == compiled.match(path), (pattern, path)

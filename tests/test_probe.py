@@ -60,7 +60,7 @@ def test_hidden_constant_fixtures_start_with_identical_weights(path):
 def test_zero_gamma_fixtures_start_with_a_constant_output(path):
     report, codes = probe(path)
     assert "NS205" in codes
-    norms = [layer for layer in report.layers if layer.kind in ("batchnorm", "layernorm")]
+    norms = [layer for layer in report.layers if layer.kind in ("batchnorm", "layernorm", "groupnorm", "rmsnorm")]
     assert any(layer.init_std == 0.0 for layer in norms), report.text()
 
 

@@ -49,11 +49,15 @@ FIXTURE_EXPECTATIONS = {
     "NS203_residual_both_paths.yaml": {("NS201", 6), ("NS203", 6), ("NS204", 11)},
     "NS203_through_norm_and_blocks.yaml": {("NS201", 9), ("NS201", 14), ("NS203", 9)},
     "NS203_zero_head.yaml": {("NS203", 6)},
+    "NS204_conv_transpose.yaml": {("NS204", 9)},
     "NS204_exempt_embedding.yaml": set(),
     "NS204_exempt_small_constant.yaml": set(),
+    "NS204_exempt_small_transposed.yaml": set(),
     "NS204_ones_head.yaml": {("NS204", 8)},
     "NS205_exempt_residual_tail.yaml": set(),
+    "NS205_exempt_rmsnorm_tail.yaml": set(),
     "NS205_model_default.yaml": {("NS205", 13)},
+    "NS205_rmsnorm.yaml": {("NS205", 7)},
     "NS205_tail_before_activation.yaml": {("NS202", 8), ("NS205", 8)},
     "NS205_zero_gamma.yaml": {("NS205", 7)},
     "NS206_eye_bias.yaml": {("NS206", 6)},
@@ -237,6 +241,51 @@ def test_ns203_with_dropout_between_does_not_claim_forever():
 
 def test_ns204_names_the_growth_factor():
     assert "= 64" in only("NS204_ones_head.yaml", "NS204").message
+
+
+def test_ns204_on_a_transposed_convolution_counts_the_inputs_each_output_sums():
+    """8 channels x 2 x 2 taps (kernel 4, stride 2) = 32, not PyTorch's fan_in of the weight (4 x 16 = 64); and
+    the claim holds: all-ones inputs (one sign) come out 32 times larger at every interior output."""
+    diag = only("NS204_conv_transpose.yaml", "NS204")
+    assert (diag.line, diag.column, diag.end_column) == (9, 81, 85)
+    assert "sum of up to 32 inputs (8 input channel(s) per group x 4 kernel tap(s)" in diag.message
+    assert "|value| * 32 = 32" in diag.message and "1/32 = 0.0312" in diag.hint
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    for kernel, stride, dilation, channels in ((4, 2, 1, 8), (3, 1, 2, 5), (5, 3, 1, 6), (5, 1, 1, 2),
+                                               (7, 4, 1, 3)):
+        spec = nnspec.loads(f"nnspec: 1\nname: t\ninput: [{channels}, 9, 9]\nlayers:\n  - conv_transpose2d: "
+                            f"{{out: 2, kernel: {kernel}, stride: {stride}, dilation: {dilation}, bias: false, "
+                            f"init: {{weight: {{constant: 0.5}}}}}}\n")
+        (found,) = [d for d in spec.diagnostics if d.code == "NS204"] or [None]
+        with torch.no_grad():
+            out = nnspec.build(spec, seed=0)(torch.ones(1, channels, 9, 9))
+        n = round(out.max().item() / 0.5)  # the most inputs one output sums
+        assert found is not None and f"sum of up to {n} inputs" in found.message, (kernel, stride, dilation, n)
+
+
+def test_transposed_inputs_with_stride_and_dilation_against_pytorch():
+    """Stride and dilation both above 1 (refused for Keras, NS301, but PyTorch has them): the taps that reach
+    one output are ceil(kernel * gcd(dilation, stride) / stride) per axis."""
+    from types import SimpleNamespace
+
+    from nnspec.compiler.safety.layer_rules import transposed_inputs
+
+    torch = pytest.importorskip("torch")
+    for kernel, stride, dilation in ((3, 2, 2), (4, 3, 2), (6, 4, 2), (5, 2, 3), (7, 6, 4), (4, 2, 1)):
+        conv = torch.nn.ConvTranspose1d(3, 1, kernel, stride=stride, dilation=dilation, bias=False)
+        with torch.no_grad():
+            conv.weight.fill_(1.0)
+            most = conv(torch.ones(1, 3, 20)).max().item()
+        layer = SimpleNamespace(geometry={"kernel": (kernel,), "stride": (stride,), "dilation": (dilation,)},
+                                in_shape=(3, 20), args={"groups": 1})
+        assert transposed_inputs(layer)[0] == most, (kernel, stride, dilation)
+
+
+def test_ns205_on_rmsnorm_says_it_outputs_zero():
+    diag = only("NS205_rmsnorm.yaml", "NS205")
+    assert (diag.line, diag.column) == (7, 29)
+    assert "on this `rmsnorm`" in diag.message and "it outputs 0 for every input" in diag.message
 
 
 def test_ns213_says_why_an_exempt_layer_needs_no_waiver():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from nnspec.diagnostics import Diagnostic, SpecError
 
 DEFAULT_MAX_PARAMS = 2_000_000_000
@@ -16,6 +14,8 @@ UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 def human_bytes(n: float) -> str:
     """`n` bytes in the largest binary unit below it; exact arithmetic, so any size (a spec can ask for
     10**400 parameters) prints without an OverflowError."""
+    from decimal import Decimal
+
     value = Decimal(n)
     for unit in UNITS:
         if value < 1024 or unit == UNITS[-1]:
@@ -28,7 +28,11 @@ def human_bytes(n: float) -> str:
 
 def count_text(n: int) -> str:
     """A parameter count: exact with thousands separators, or in scientific notation when absurd."""
-    return f"{n:,}" if n < 10**24 else f"about {Decimal(n):.3E}"
+    if n < 10**24:
+        return f"{n:,}"
+    from decimal import Decimal
+
+    return f"about {Decimal(n):.3E}"
 
 
 def size_text(params: int) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import ValidationError
-
 from nnspec.compiler.arithmetic import ExpressionError, evaluate, tokens_of
 from nnspec.compiler.blocks import ARG_REF, ITEM_KEYS
 from nnspec.compiler.merges import expand_merge
@@ -19,7 +17,7 @@ from nnspec.compiler.report import Abort, Recorder, Scoped
 from nnspec.compiler.syntax import parse_allow, parse_container_init
 from nnspec.compiler.tree import Context, FailedItem, GroupItem, LayerItem
 from nnspec.names import did_you_mean, identifier_problem
-from nnspec.schema.errors import pydantic_diagnostics
+from nnspec.vocabulary import fast
 from nnspec.vocabulary.kinds import KINDS
 from nnspec.vocabulary.merges import MERGES
 
@@ -224,14 +222,21 @@ class _Expander:
     def layer(self, kind_name, body, ipath, name, path, inherited):
         kind = KINDS[kind_name]
         kpath = ipath + (kind_name,)
-        try:
-            model = kind.args.model_validate(body)
-        except ValidationError as exc:
-            for diag in pydantic_diagnostics(exc, body, self.doc, kpath, kind.args.model_fields,
-                                             what=f"`{kind_name}`"):
-                self.out.report(diag)
-            raise Abort from None
-        args = model.model_dump(exclude=set(ITEM_KEYS))
+        args = fast.validate(kind.args, body)
+        if args is None:  # not plainly well-formed: the pydantic model decides, and says what is wrong
+            from pydantic import ValidationError
+
+            from nnspec.schema.errors import pydantic_diagnostics
+
+            try:
+                args = kind.args.model_validate(body).model_dump(exclude=set(ITEM_KEYS))
+            except ValidationError as exc:
+                for diag in pydantic_diagnostics(exc, body, self.doc, kpath, kind.args.model_fields,
+                                                 what=f"`{kind_name}`"):
+                    self.out.report(diag)
+                raise Abort from None
+        for key in ITEM_KEYS:
+            args.pop(key, None)
         return LayerItem(kind_name, args, body, ipath, name, path, tuple(self.calls), inherited)
 
     # -- block arguments -------------------------------------------------------

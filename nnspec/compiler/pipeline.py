@@ -1,4 +1,4 @@
-"""The pipeline up to the rules: text -> Document -> SpecModel -> Graph -> diagnostics.
+"""The pipeline up to the rules: text -> Document -> SpecData -> Graph -> diagnostics.
 
 Lowering is a list of passes, each a function of the one before:
 expand (blocks, arguments, names) -> infer shapes -> resolve initializers.
@@ -11,8 +11,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pydantic import ValidationError
-
 from nnspec.compiler.blocks import check_blocks, check_unused_args
 from nnspec.compiler.expand import expand
 from nnspec.compiler.ir import Graph
@@ -22,9 +20,8 @@ from nnspec.compiler.shapes import infer_shapes
 from nnspec.compiler.syntax import parse_container_init
 from nnspec.diagnostics import Diagnostic, Span
 from nnspec.names import class_name, identifier_problem
-from nnspec.schema.errors import pydantic_diagnostics
 from nnspec.schema.loader import Document, LoadError, decode, load_document
-from nnspec.schema.models import SpecModel
+from nnspec.schema.top import SpecData, from_model, validate_top
 from nnspec.vocabulary.layouts import Shape, input_layout, layout_problem
 
 SUPPORTED_VERSIONS = (1,)
@@ -36,7 +33,7 @@ class Spec:
 
     file: str
     doc: Document
-    model: SpecModel
+    model: SpecData
     graph: Graph
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
@@ -120,11 +117,18 @@ def analyse_document(doc: Document, max_params: Optional[int] = None) -> tuple[O
         return None, [Diagnostic.at(doc.span(("nnspec",)), "NS011",
                                     f"unsupported format version {version!r}; this nnspec reads version "
                                     + ", ".join(map(str, SUPPORTED_VERSIONS)), "write `nnspec: 1`")]
-    try:
-        model = SpecModel.model_validate(data)
-    except ValidationError as exc:
-        diags = pydantic_diagnostics(exc, data, doc, (), SpecModel.model_fields, what="the spec")
-        return None, sorted(diags, key=Diagnostic.sort_key)
+    model = validate_top(data)
+    if model is None:  # not plainly well-formed: the pydantic model decides, and says what is wrong
+        from pydantic import ValidationError
+
+        from nnspec.schema.errors import pydantic_diagnostics
+        from nnspec.schema.models import SpecModel
+
+        try:
+            model = from_model(SpecModel.model_validate(data))
+        except ValidationError as exc:
+            diags = pydantic_diagnostics(exc, data, doc, (), SpecModel.model_fields, what="the spec")
+            return None, sorted(diags, key=Diagnostic.sort_key)
     recorder = Recorder(doc)
     graph = lower(doc, model, recorder)
     diags = recorder.merged()
@@ -142,7 +146,7 @@ def analyse_document(doc: Document, max_params: Optional[int] = None) -> tuple[O
     return Spec(doc.file, doc, model, graph, [d for d in diags if not d.is_error]), diags
 
 
-def lower(doc: Document, spec: SpecModel, out: Recorder) -> Optional[Graph]:
+def lower(doc: Document, spec: SpecData, out: Recorder) -> Optional[Graph]:
     """The lowering passes in order; None when the spec cannot be lowered (every reason is reported)."""
     name_problem = identifier_problem(spec.name)
     if name_problem:

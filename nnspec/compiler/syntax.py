@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import ValidationError
-
 from nnspec.codes import CODES
 from nnspec.compiler.ir import InitSpec
 from nnspec.diagnostics import Diagnostic
 from nnspec.names import did_you_mean
-from nnspec.schema.errors import pydantic_diagnostics
+from nnspec.vocabulary import fast
 from nnspec.vocabulary import initializers as inits
 from nnspec.vocabulary.kinds import KINDS, ROLES
 
@@ -118,18 +116,24 @@ def parse_init(out, raw, path: tuple) -> Optional[InitSpec]:
         return None
     init = inits.REGISTRY[name]
     base = path if isinstance(raw, str) else path + (name,)
-    try:
-        model = init.args.model_validate(args_raw)
-    except ValidationError as exc:
-        if short:
-            for diag in pydantic_diagnostics(exc, args_raw, out.doc, base[:-1], init.args.model_fields):
-                out.report(Diagnostic.at(out.doc.span(base), diag.code, diag.message.replace(
-                    f"`{init.short}`", f"`{name}`"), diag.hint))
-        else:
-            for diag in pydantic_diagnostics(exc, args_raw, out.doc, base, init.args.model_fields, what=f"`{name}`"):
-                out.report(diag)
-        return None
-    args = model.model_dump()
+    args = fast.validate(init.args, args_raw)
+    if args is None:  # not plainly well-formed: the pydantic model decides, and says what is wrong
+        from pydantic import ValidationError
+
+        from nnspec.schema.errors import pydantic_diagnostics
+
+        try:
+            args = init.args.model_validate(args_raw).model_dump()
+        except ValidationError as exc:
+            if short:
+                for diag in pydantic_diagnostics(exc, args_raw, out.doc, base[:-1], init.args.model_fields):
+                    out.report(Diagnostic.at(out.doc.span(base), diag.code, diag.message.replace(
+                        f"`{init.short}`", f"`{name}`"), diag.hint))
+            else:
+                for diag in pydantic_diagnostics(exc, args_raw, out.doc, base, init.args.model_fields,
+                                                 what=f"`{name}`"):
+                    out.report(diag)
+            return None
     if name == "chunks":  # each part is an initializer of its own
         where = base if short else base + ("parts",)
         parts = [parse_init(out, part, where + (i,)) for i, part in enumerate(args["parts"])]

@@ -10,8 +10,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nnspec.vocabulary import args as m
+from nnspec.vocabulary.fast import lazy_models
 from nnspec.vocabulary.layouts import FEATURES, MAP, TOKENS, Shape
+
+m = lazy_models("nnspec.vocabulary.args")  # the argument models (pydantic), imported when first used
 
 
 class ShapeError(Exception):
@@ -36,7 +38,7 @@ class TensorShape:
 @dataclass(frozen=True)
 class Kind:
     name: str
-    args: type
+    args: type  # its pydantic model in nnspec/vocabulary/args.py, or a lazy reference to one
     category: str
     ndim: int = 0
     infer: Callable = None  # (args, shape, dtype) -> shape

@@ -167,9 +167,10 @@ RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "Merge", "SEED", "I
                                   "LayerReset", *torch_table.HELPERS_BY_KIND.values()})
 
 # torch_runtime helpers every emitted file carries: the tensor streams and `initialize`.
-INIT_HELPERS = ("spec_init", "spec_part", "stream_block", "stream_range", "shard_indices", "strided_offsets", "deterministic", "whole",
-                "init_tensor_", "chunks_", "fill_", "resolve_seed", "initialize_", "LayerReset", "attach_plan_",
-                "Initializable")
+INIT_HELPERS = ("spec_init", "spec_part", "stream_block", "stream_range", "shard_indices", "strided_offsets",
+                "deterministic", "whole",
+                "init_tensor_", "chunks_", "fill_", "resolve_seed", "initialize_", "path_tokens",
+                "path_match", "select_", "LayerReset", "attach_plan_", "Initializable")
 
 
 def _signature(node: Sequence) -> tuple:

@@ -544,6 +544,108 @@ def initialize_(
     return seed
 
 
+def path_tokens(pattern) -> list:
+    """A tensor path pattern as tokens for `path_match`; ValueError if it is not one.
+
+    Dotted segments; `*` matches within one segment, `**` as a whole segment any
+    number of whole segments (at the end: one or more characters), `**` inside a
+    segment anything, dots included (nnspec.compiler.paths, the same patterns).
+    """
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(
+            "a path pattern is non-empty text such as `head.*` or `layer4.**.bn3.gamma`"
+        )
+    allowed = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_*"
+    segments = pattern.split(".")
+    tokens = []
+    for i, segment in enumerate(segments):
+        body = segment.removesuffix("\n")
+        if not body or body.strip(allowed):  # (all allowed: nothing is left)
+            raise ValueError(
+                f"the segment `{segment or '(empty)'}` of `{pattern}` is not a name, a "
+                "number, `*` or `**`: a path pattern is dotted names, numbers and "
+                "`*`/`**`"
+            )
+        last = i == len(segments) - 1
+        if segment == "**":
+            tokens.append(("any+",) if last else ("segments",))
+            continue
+        run = ""
+        for c in segment + ".":  # the dot ends the last run of stars
+            if c == "*":
+                run += "*"
+                continue
+            if run:
+                tokens.append(("star",) if run == "*" else ("any",))
+                run = ""
+            if c != "." or not last:
+                tokens.append(("lit", c))
+    return tokens
+
+
+def path_match(tokens: list, path: str) -> bool:
+    """Whether `path` matches the pattern `tokens` (over sets of positions: linear in
+    the pattern, at most quadratic in the path)."""
+    n = len(path)
+    reach = {0}
+    for token in tokens:
+        if not reach:
+            return False
+        kind = token[0]
+        if kind == "lit":
+            reach = {j + 1 for j in reach if j < n and path[j] == token[1]}
+        elif kind == "star":
+            nxt = set()
+            for j in sorted(reach):
+                k = j
+                while k not in nxt:
+                    nxt.add(k)
+                    if k >= n or path[k] == ".":
+                        break
+                    k += 1
+            reach = nxt
+        elif kind in ("any", "any+"):
+            reach = set(range(min(reach) + (kind == "any+"), n + 1))
+        else:  # segments
+            low = min(reach)
+            reach = reach | {k + 1 for k in range(low, n) if path[k] == "."}
+    return n in reach
+
+
+def select_(plan, only) -> set:
+    """The keys of the `plan` entries whose spec path or state_dict key matches
+    `only` (a path pattern or a list of them); ValueError, naming it, for a pattern
+    that is malformed or matches no tensor."""
+    items = [only] if isinstance(only, str) else list(only)
+    if not items:
+        raise ValueError(
+            "`only` is empty: give a pattern such as 'head.*' or a list of them"
+        )
+    patterns = []
+    for item in items:
+        try:
+            patterns.append((item, path_tokens(item)))
+        except ValueError as exc:
+            raise ValueError(f"only={item!r}: {exc}") from None
+    keys, idle = set(), []
+    for item, tokens in patterns:
+        hits = {
+            key
+            for key, path, _, _ in plan
+            if path_match(tokens, path) or path_match(tokens, key)
+        }
+        if not hits:
+            idle.append(item)
+        keys |= hits
+    if idle:
+        example = plan[0][1] if plan else "head.weight"
+        raise ValueError(
+            f"only: the pattern(s) {', '.join(repr(p) for p in idle)} match no tensor "
+            f"of the model; nothing was changed (tensor paths look like {example!r})"
+        )
+    return keys
+
+
 class LayerReset:
     """A layer's reset_parameters: its tensors as the spec says, with the model's seed.
 
@@ -583,16 +685,21 @@ def attach_plan_(model: nn.Module, plan, seed: int | None) -> None:
 class Initializable:
     """`initialize` and `reset_parameters` of a model built by nnspec."""
 
-    def initialize(self, seed: int | None = None) -> None:
+    def initialize(self, seed: int | None = None, only=None) -> None:
         """Initialise every tensor as the spec says, in place.
 
         Parameters may be plain tensors or DTensors (FSDP2, tensor parallel, any
         mesh): each rank computes only its own shard. `seed` defaults to the
         model's (the spec's SEED, or the one it was last initialised with).
+        `only` (a path pattern or a list: `head.*`, `layer4.**.bn3.gamma`; `*`
+        within one dotted segment, `**` across segments) re-initialises just the
+        tensors whose spec path or state_dict key matches, with the values of a
+        full initialisation; every other tensor is left as it is.
         """
-        state = self._nnspec_state
+        plan, state = self._nnspec_plan, self._nnspec_state
+        keys = None if only is None else select_(plan, only)
         state["seed"] = initialize_(
-            self, self._nnspec_plan, state["seed"] if seed is None else seed
+            self, plan, state["seed"] if seed is None else seed, keys
         )
 
     def reset_parameters(self) -> None:
