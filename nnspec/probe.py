@@ -245,8 +245,6 @@ def _probe(spec, steps: int, seed: int, lr: float, batch: int) -> ProbeReport:
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     ever_nonzero = {name: False for name in params}
     # an embedding row only gets a gradient when its token is in the batch: not a dead unit
-    row_nonzero = {layer.path: torch.zeros(modules[layer.path].weight.shape[0], dtype=torch.bool)
-                   for layer in unit_layers if layer.kind not in ("embedding", "lstm", "gru")}
     row_nonzero = {layer.path: torch.zeros(_unit_tensors(modules[layer.path])[0].shape[0], dtype=torch.bool)
                    for layer in unit_layers if layer.kind not in ("embedding", "lstm", "gru")}
     out_rows_nonzero = {path: torch.zeros(modules[path].out_proj.weight.shape[0], dtype=torch.bool)

@@ -21,7 +21,7 @@ from nnspec.vocabulary.kinds import KINDS
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml") if not p.name.startswith("bad_"))
 
-VALUES = [None, True, False, 0, 1, 2, 3, -1, -2**31 + 1, 2**31 - 1, 2**31, 2**53, 2**53 + 1, 2**63 - 1, 2**63,
+VALUES = [None, True, False, 0, 1, 2, 3, 256, 257, -1, -2**31 + 1, 2**31 - 1, 2**31, 2**53, 2**53 + 1, 2**63 - 1, 2**63,
           10**400, 0.0, -0.0, 0.5, 1.0, 2.0, -0.5, 0.999999, 1e-5, 1e-38, 1e-39, 1e-300, 3.4e38, 3.5e38, 1e300,
           math.inf, -math.inf, math.nan, "same", "valid", "nearest", "bilinear", "last", "channels", "tokens",
           "features", "map", "none", "tanh", "fan_in", "float32", "int64", "x", "", "1", [], [1], [1, 2], [1, 2, 3],

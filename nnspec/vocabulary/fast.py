@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 MAX_DIM = 2**31 - 1
+MAX_RECURRENT_LAYERS = 256  # as vocabulary/args.py
 MAX_SEED = 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_TINY = 1.1754943508222875e-38
@@ -212,6 +213,8 @@ MODELS: dict = {
     "PositionEmbeddingArgs": _item(length=(POS_INT, REQUIRED)),
     "AttentionArgs": _item(heads=(POS_INT, REQUIRED), causal=(boolean, False), bias=(boolean, True),
                            dropout=(PROBABILITY, 0.0)),
+    "RecurrentArgs": _item(hidden=(POS_INT, REQUIRED), layers=(integer(1, MAX_RECURRENT_LAYERS), 1),
+                           bidirectional=(boolean, False), output=(literal("sequence", "last"), "sequence")),
     "LeakyReluArgs": _item(slope=(real(0, float32=True), 0.01)),
     "EluArgs": _item(alpha=(real(0, low_open=True, float32=True), 1.0)),
     "GeluArgs": _item(approximate=(literal("none", "tanh"), "none")),
