@@ -475,15 +475,25 @@ INIT_FUNCTIONS = ["uniform_", "normal_", "trunc_normal_", "constant_", "ones_", 
                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_"]
 
 
+def _skipping_default_init() -> bool:
+    """Whether nnspec's construction mode is active: torch.nn.init's functions then draw nothing."""
+    from torch.overrides import _get_current_function_mode_stack
+
+    from nnspec.compiler.backends.torch_runtime import SkipDefaultInit
+
+    return any(isinstance(mode, SkipDefaultInit) for mode in _get_current_function_mode_stack())
+
+
 @pytest.fixture
 def init_calls(monkeypatch):
-    """Every call of a public torch.nn.init function: (name, tensor, on meta)."""
+    """Every call of a public torch.nn.init function: (name, tensor, draws nothing: on meta, or
+    under nnspec's construction mode, which skips the modules' default initialisation)."""
     calls = []
     for name in INIT_FUNCTIONS:
         original = getattr(nn.init, name)
 
         def wrapper(tensor, *args, _name=name, _original=original, **kwargs):
-            calls.append((_name, tensor, tensor.is_meta))
+            calls.append((_name, tensor, tensor.is_meta or _skipping_default_init()))
             return _original(tensor, *args, **kwargs)
 
         monkeypatch.setattr(nn.init, name, wrapper)
@@ -543,17 +553,19 @@ def test_meta_device_initialises_nothing(init_calls, device):
 
 @pytest.fixture
 def garbage_memory(monkeypatch):
-    """Fill every materialised tensor with NaN, so that anything left uninitialised shows."""
-    original = nn.Module.to_empty
+    """Fill every tensor of the model with NaN just before nnspec initialises it (the modules are
+    constructed without their default initialisation), so that anything left uninitialised shows."""
+    from nnspec.compiler.backends import torch_runtime
 
-    def to_empty(self, *args, **kwargs):
-        module = original(self, *args, **kwargs)
+    original = torch_runtime.initialize_
+
+    def initialize_(model, *args, **kwargs):
         with torch.no_grad():
-            for tensor in list(module.parameters()) + list(module.buffers()):
+            for tensor in list(model.parameters()) + list(model.buffers()):
                 tensor.fill_(float("nan") if tensor.is_floating_point() else 12345)
-        return module
+        return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(nn.Module, "to_empty", to_empty)
+    monkeypatch.setattr(torch_runtime, "initialize_", initialize_)
 
 
 FILL_CASES = [(name, layout, text)

@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from nnspec.compiler.backends.seeding import tensor_seed
 
@@ -211,6 +212,37 @@ class SelfAttention(nn.MultiheadAttention):
         return out
 
 
+class SkipDefaultInit(TorchFunctionMode):
+    """While active, modules' constructors draw no random numbers for their default
+    initialisation, which the spec's initializers then overwrite: torch.nn.init's
+    functions that dispatch to torch function modes (PyTorch's override protocol;
+    looked up by the names they have in torch.nn.init when the mode is made) leave
+    their tensor as it is; the random draws that the others make with the tensor's
+    own methods become fills with a value of the distribution (uniform_: its low
+    end, normal_: its mean); torch.rand/randn only allocate. Everything else runs
+    unchanged."""
+
+    INIT_FUNCTIONS = ("uniform_", "normal_", "constant_", "kaiming_uniform_")
+    FIRST = {torch.Tensor.uniform_: "from", torch.Tensor.normal_: "mean"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped = {getattr(nn.init, name) for name in self.INIT_FUNCTIONS}
+        self.random = {torch.rand, torch.randn}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.skipped:
+            return args[0] if args else kwargs["tensor"]
+        if func in self.FIRST:
+            first = args[1] if len(args) > 1 else kwargs.get(self.FIRST[func], 0.0)
+            return args[0].fill_(first)
+        if func in self.random:
+            kwargs.pop("generator", None)
+            return torch.empty(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
 def sequential(**layers: nn.Module) -> nn.Sequential:
     """An nn.Sequential whose children carry the spec's names."""
     return nn.Sequential(OrderedDict(layers))
@@ -236,18 +268,29 @@ def stream_block(seed: int, index: int, block: torch.Tensor, draw) -> None:
 
 
 def stream_range(seed, numel, start, stop, draw, out) -> None:
-    """Write elements start..stop of a tensor's stream (numel elements) into `out`."""
+    """Write elements start..stop of a tensor's stream (numel elements) into `out`.
+
+    The blocks are drawn with one intra-op thread: the draws themselves are serial,
+    and splitting a block's few element-wise operations (trunc_normal's) between
+    threads costs more than it saves, far more on a busy machine. The values do not
+    depend on the number of threads.
+    """
     size = 2**16
-    for index in range(start // size, (stop - 1) // size + 1):
-        first = index * size
-        length = min(size, numel - first)
-        lo, hi = max(start, first), min(stop, first + length)
-        if lo == first and hi == first + length:  # the whole block: drawn in place
-            stream_block(seed, index, out[lo - start : hi - start], draw)
-        else:
-            block = torch.empty(length, device=out.device, dtype=out.dtype)
-            stream_block(seed, index, block, draw)
-            out[lo - start : hi - start] = block[lo - first : hi - first]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for index in range(start // size, (stop - 1) // size + 1):
+            first = index * size
+            length = min(size, numel - first)
+            lo, hi = max(start, first), min(stop, first + length)
+            if lo == first and hi == first + length:  # the whole block: in place
+                stream_block(seed, index, out[lo - start : hi - start], draw)
+            else:
+                block = torch.empty(length, device=out.device, dtype=out.dtype)
+                stream_block(seed, index, block, draw)
+                out[lo - start : hi - start] = block[lo - first : hi - first]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def shard_indices(tensor: torch.Tensor) -> tuple[torch.Tensor, list | None]:
