@@ -2,8 +2,8 @@
 
 Both walk the IR once through `module_tree`, which turns every node into a
 constructor `Call` using the table in `torch_table`; building evaluates the
-calls (on the meta device, then materialises and initialises each tensor
-once), emitting renders them.
+calls (on the target device with the modules' default initialisation skipped,
+then initialises each tensor once; on meta, nothing), emitting renders them.
 """
 
 from __future__ import annotations

@@ -450,30 +450,31 @@ def fill_(local, index, shape, seed, kind, args) -> None:
             *([1] * (dim - 1)), -1
         )
     inner = inner.reshape(-1)
-    rows = index[0].tolist()
+    rows = index[0]
     out = (
         local.view(len(rows), -1)
         if local.is_contiguous()
         else local.reshape(len(rows), -1)
     )
+    # runs of consecutive rows (found without a Python loop over the rows) ...
+    breaks = ((rows[1:] - rows[:-1]) != 1).nonzero().flatten() + 1
+    firsts = [0, *breaks.tolist()]
+    lasts = [*firsts[1:], len(rows)]
     step = max(1, 2**18 // row)
-    start = 0
-    while start < len(rows):  # runs of consecutive rows, a few blocks at a time
-        stop = start + 1
-        while (
-            stop < len(rows)
-            and stop - start < step
-            and rows[stop] == rows[stop - 1] + 1
-        ):
-            stop += 1
-        lo, hi = rows[start] * row, (rows[stop - 1] + 1) * row
+    pieces = []  # ... cut into pieces of a few blocks
+    for first, last in zip(firsts, lasts):
+        start_row = int(rows[first])
+        for start in range(first, last, step):
+            stop = min(start + step, last)
+            pieces.append((start, stop, start_row + start - first))
+    for start, stop, first_row in pieces:
+        lo, hi = first_row * row, (first_row + stop - start) * row
         if len(inner) == row:
             stream_range(seed, numel, lo, hi, draw, out[start:stop].view(-1))
         else:
             buffer = torch.empty(hi - lo, device=device, dtype=dtype)
             stream_range(seed, numel, lo, hi, draw, buffer)
             out[start:stop] = buffer.view(stop - start, row)[:, inner.to(device)]
-        start = stop
     if not local.is_contiguous():
         local.copy_(out.view(local.shape))
 
@@ -502,16 +503,20 @@ def initialize_(
     limits both to those tensors and their norm layers. Returns the seed used.
     """
     seed = resolve_seed(seed)
-    params = dict(model.named_parameters())
+    params, norms = {}, []
+    for name, module in model.named_modules():  # one walk: parameters and norm layers
+        prefix = f"{name}." if name else ""
+        for own, param in module._parameters.items():
+            if param is not None:
+                params.setdefault(prefix + own, param)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            norms.append((prefix, module))
     with torch.no_grad():
         for key, path, kind, args in plan:
             if only is None or key in only:
                 init_tensor_(params[key], tensor_seed(seed, path), kind, **args)
-        for name, module in model.named_modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
-                only is None
-                or any(f"{name}.{p}" in only for p, _ in module.named_parameters())
-            ):
+        for prefix, module in norms:
+            if only is None or any(prefix + own in only for own in module._parameters):
                 module.reset_running_stats()
     return seed
 
