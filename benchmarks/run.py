@@ -291,6 +291,10 @@ def bench_sharded_init(width: int = 4096, layers: int = 14, vocab: int = 16384) 
     return [row(f"initialise {what} vs one process building it", ours["seconds"], full["seconds"], "ratio <= 0.7"),
             row(f"initialise {what} vs to_empty + PyTorch's reset_parameters", ours["seconds"],
                 results["torch"]["seconds"], "ratio <= 1.2"),
+            row("  each rank's processor time vs the one process's (its work, whatever the load)",
+                ours["cpu"], full["cpu"], "(time ratio's floor)"),
+            row("  each rank's processor time vs PyTorch's flow's",
+                ours["cpu"], results["torch"]["cpu"], "(time ratio's floor)"),
             row(f"  each rank's memory growth: {fraction:.2f} of the model ({model_bytes / 2**30:.1f} GiB); "
                 f"peak RSS {max(ours['peak']) / model_bytes:.2f}", ours["seconds"], None, "fraction <= 0.55")]
 
