@@ -18,6 +18,7 @@ from helpers import (
     BIASES,
     CONV_WEIGHTS,
     MATRICES,
+    assert_same_state,
     expected_state_key,
     initializer_specs,
     random_input,
@@ -549,6 +550,51 @@ def test_meta_device_initialises_nothing(init_calls, device):
     assert not [call for call in init_calls if not call[2]]
     assert [k for k, _ in model.named_parameters()] == [expected_state_key(t.path, t.role)
                                                          for t in spec.graph.tensors()]
+
+
+SEQUENCE = """
+nnspec: 1
+name: sequence
+input: {shape: [6], dtype: int64}
+layers:
+  - embedding: {num: 11, dim: 8}
+  - position_embedding: {length: 10}
+  - residual:
+      branch: [layernorm, {attention: {heads: 2, causal: true}}]
+  - rmsnorm
+  - prelu: {per_channel: true}
+  - linear: {out: 11, init: {weight: {trunc_normal: {std: 0.02}}}}
+"""
+
+
+@pytest.mark.parametrize("text", [EXPLICIT, SEQUENCE], ids=["explicit", "sequence"])
+def test_building_draws_nothing_from_the_global_generator(text):
+    """The modules are constructed without their default initialisation (which draws from torch's
+    global generator); every value comes from the tensors' own streams."""
+    spec = spec_from_text(text)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    model = nnspec.build(spec, "torch", seed=0)
+    assert torch.equal(torch.get_rng_state(), state)
+    again = nnspec.build(spec, "torch", seed=0)
+    assert_same_state(again.state_dict(), model.state_dict())
+
+
+def test_skip_default_init_only_while_active():
+    from nnspec.compiler.backends.torch_runtime import SkipDefaultInit
+
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    with SkipDefaultInit():
+        attention = nn.MultiheadAttention(8, 2)
+        table = nn.Embedding(4, 3)
+        noise = torch.randn(3, 2)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert noise.shape == (3, 2)
+    assert attention.in_proj_weight.shape == (24, 8)
+    assert table.weight.shape == (4, 3)
+    nn.Linear(3, 2)  # outside the mode the defaults draw again
+    assert not torch.equal(torch.get_rng_state(), state)
 
 
 @pytest.fixture
