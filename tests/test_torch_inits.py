@@ -580,6 +580,15 @@ def test_building_draws_nothing_from_the_global_generator(text):
     assert_same_state(again.state_dict(), model.state_dict())
 
 
+def test_build_inside_a_device_mode_builds_on_the_asked_device():
+    spec = spec_from_text(SEQUENCE)
+    plain = nnspec.build(spec, "torch", seed=0)
+    with torch.device("meta"):
+        inside = nnspec.build(spec, "torch", seed=0)
+    assert all(p.device.type == "cpu" for p in inside.parameters())
+    assert_same_state(inside.state_dict(), plain.state_dict())
+
+
 def test_skip_default_init_only_while_active():
     from nnspec.compiler.backends.torch_runtime import SkipDefaultInit
 

@@ -128,7 +128,9 @@ def _sequential(block) -> str:
 
 def _construction(target):
     """The modes modules are constructed under: the meta device for a skeleton; elsewhere the
-    target device (none needed for the CPU) with the modules' default initialisation skipped."""
+    target device (no device mode when it is already the default one, the CPU as a rule: that
+    mode's cost is a Python call per tensor operation) with the modules' default initialisation
+    skipped."""
     import contextlib
 
     import torch
@@ -136,7 +138,7 @@ def _construction(target):
     if target.type == "meta":
         return torch.device("meta")
     stack = contextlib.ExitStack()
-    if target.type != "cpu":
+    if torch.get_default_device() != target:  # another device, or a caller's own default or device mode
         stack.enter_context(torch.device(target))
     from nnspec.compiler.backends.torch_runtime import SkipDefaultInit
 
