@@ -1,4 +1,5 @@
-"""What users would otherwise write: ResNet-50 in plain PyTorch, initialised as torchvision does."""
+"""What users would otherwise write: ResNet-50 in plain PyTorch, initialised as torchvision does, and GPT-2
+small in plain PyTorch, initialised as GPT-2 is."""
 
 from __future__ import annotations
 
@@ -63,6 +64,59 @@ def torch_resnet50_by_hand():
             return self.fc(torch.flatten(self.avgpool(x), 1))
 
     return ResNet50()
+
+
+def torch_gpt2_by_hand(layers=12, width=768, heads=12, vocab=50257, positions=1024):
+    """GPT-2 small as people write it in plain PyTorch (nanoGPT's layout, without the tied LM head):
+    the modules' default initialisation in their constructors, then GPT-2's: normal(0.02) for every
+    linear and embedding weight, zero biases, and normal(0.02 / sqrt(2 * layers)) for the residual
+    projections (the attention's output and the MLP's second linear)."""
+    import math
+
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(width)
+            self.c_attn = nn.Linear(width, 3 * width)
+            self.c_proj = nn.Linear(width, width)
+            self.ln_2 = nn.LayerNorm(width)
+            self.c_fc = nn.Linear(width, 4 * width)
+            self.gelu = nn.GELU(approximate="tanh")
+            self.mlp_proj = nn.Linear(4 * width, width)
+
+        def forward(self, x):
+            b, t, c = x.shape
+            q, k, v = (part.view(b, t, heads, c // heads).transpose(1, 2)
+                       for part in self.c_attn(self.ln_1(x)).split(width, dim=2))
+            y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+            return x + self.mlp_proj(self.gelu(self.c_fc(self.ln_2(x))))
+
+    class GPT2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(vocab, width)
+            self.wpe = nn.Embedding(positions, width)
+            self.h = nn.ModuleList(Block() for _ in range(layers))
+            self.ln_f = nn.LayerNorm(width)
+            for name, module in self.named_modules():
+                if isinstance(module, nn.Linear):
+                    residual = name.endswith(("c_proj", "mlp_proj"))
+                    nn.init.normal_(module.weight, 0.0, 0.02 / math.sqrt(2 * layers) if residual else 0.02)
+                    nn.init.zeros_(module.bias)
+                elif isinstance(module, nn.Embedding):
+                    nn.init.normal_(module.weight, 0.0, 0.02)
+
+        def forward(self, ids):
+            x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1], device=ids.device))
+            for block in self.h:
+                x = block(x)
+            return self.ln_f(x)
+
+    return GPT2()
 
 
 def torchvision_models():

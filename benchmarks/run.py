@@ -25,6 +25,7 @@ sys.path.insert(0, HERE)
 PY = sys.executable
 RESNET50 = os.path.join(ROOT, "examples", "resnet50.yaml")
 HUGE = os.path.join(HERE, "specs", "huge.yaml")
+GPT2 = os.path.join(HERE, "specs", "gpt2_small.yaml")
 
 
 def timed(fn) -> float:
@@ -105,12 +106,12 @@ def bench_torch_build(repeats: int, spec_path: str) -> dict:
     return row("PyTorch build of ResNet-50 vs by hand (default init, then re-init)", ours, base, "ratio <= 0.75")
 
 
-ZOO_BUILDS = (("efficientnet_b0", "EfficientNet-B0"), ("convnext_tiny", "ConvNeXt-Tiny"))
+ZOO_BUILDS = (("efficientnet_b0", "EfficientNet-B0"), ("convnext_tiny", "ConvNeXt-Tiny"), ("vit_b_16", "ViT-B/16"))
 
 
 def bench_zoo_builds(repeats: int) -> list[dict]:
-    """PyTorch builds of torchvision's EfficientNet-B0 and ConvNeXt-Tiny: nnspec vs torchvision's own
-    constructors (which initialise every tensor twice: the modules' defaults, then torchvision's loop)."""
+    """PyTorch builds of torchvision's EfficientNet-B0, ConvNeXt-Tiny and ViT-B/16: nnspec vs torchvision's
+    own constructors (which initialise every tensor twice: the modules' defaults, then torchvision's loop)."""
     import torch
     from baselines import torchvision_models
 
@@ -130,6 +131,44 @@ def bench_zoo_builds(repeats: int) -> list[dict]:
         constructor()
         ours, base = alternate(lambda spec=spec: nnspec.build(spec, "torch", seed=0), constructor, repeats)
         rows.append(row(f"PyTorch build of {title} vs torchvision.models.{name}()", ours, base, "ratio <= 0.75"))
+    return rows
+
+
+def bench_gpt2_build(repeats: int) -> dict:
+    """PyTorch build of GPT-2 small (specs/gpt2_small.yaml) vs the same model written by hand in PyTorch and
+    initialised as GPT-2 is (the modules' default initialisation, then GPT-2's)."""
+    import torch
+    from baselines import torch_gpt2_by_hand
+
+    import nnspec
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    spec = nnspec.load(GPT2)
+    nnspec.build(spec, "torch", seed=0)  # warm up imports and caches
+    torch_gpt2_by_hand()
+    ours, base = alternate(lambda: nnspec.build(spec, "torch", seed=0), torch_gpt2_by_hand, repeats)
+    return row("PyTorch build of GPT-2 small vs by hand (default init, then GPT-2's)", ours, base, "ratio <= 0.75")
+
+
+def bench_check_gpt2(repeats: int) -> list[dict]:
+    """`nnspec check` of the GPT-2 spec against `nnspec check resnet50.yaml`: in one process (the command's
+    own entry point, output discarded) and in fresh processes, alternating."""
+    import contextlib
+    import io
+
+    from nnspec.cli import main as nnspec_main
+
+    def in_process(path):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            nnspec_main(["check", path])
+
+    in_process(GPT2), in_process(RESNET50)
+    ours, base = alternate(lambda: in_process(GPT2), lambda: in_process(RESNET50), repeats * 3)
+    rows = [row("check gpt2_small.yaml vs check resnet50.yaml, in process", ours, base, "ratio <= 1.2")]
+    run_cmd([PY, "-m", "nnspec", "check", GPT2])  # writes the bytecode caches, as a first run does
+    ours, base = alternate(lambda: run_cmd([PY, "-m", "nnspec", "check", GPT2]),
+                           lambda: run_cmd([PY, "-m", "nnspec", "check", RESNET50]), repeats)
+    rows.append(row("check gpt2_small.yaml vs check resnet50.yaml, fresh process", ours, base, "ratio <= 1.2"))
     return rows
 
 
@@ -252,6 +291,10 @@ def bench_sharded_init(width: int = 4096, layers: int = 14, vocab: int = 16384) 
     return [row(f"initialise {what} vs one process building it", ours["seconds"], full["seconds"], "ratio <= 0.7"),
             row(f"initialise {what} vs to_empty + PyTorch's reset_parameters", ours["seconds"],
                 results["torch"]["seconds"], "ratio <= 1.2"),
+            row("  each rank's processor time vs the one process's (its work, whatever the load)",
+                ours["cpu"], full["cpu"], "(time ratio's floor)"),
+            row("  each rank's processor time vs PyTorch's flow's",
+                ours["cpu"], results["torch"]["cpu"], "(time ratio's floor)"),
             row(f"  each rank's memory growth: {fraction:.2f} of the model ({model_bytes / 2**30:.1f} GiB); "
                 f"peak RSS {max(ours['peak']) / model_bytes:.2f}", ours["seconds"], None, "fraction <= 0.55")]
 
@@ -267,12 +310,14 @@ def main(argv=None) -> int:
     spec = os.path.join(ROOT, "examples", "cifar_resnet.yaml") if quick else RESNET50
     rows = [bench_check_startup(1 if quick else 15),
             bench_check_largest(1 if quick else 15),
+            *bench_check_gpt2(1 if quick else 15),
             bench_check_many(10 if quick else 500, 1 if quick else 5),
             bench_emit(reps, spec),
             *bench_graph(1 if quick else 9),
             *bench_huge(1 if quick else 5)]
     rows.append(bench_torch_build(reps, spec))
     rows.extend(bench_zoo_builds(reps))
+    rows.append(bench_gpt2_build(1 if quick else 5))
     rows.append(bench_keras_build(1 if quick else 3, spec))
     if not quick and not args.skip_sharded:
         rows += bench_sharded_init()

@@ -20,5 +20,7 @@ def test_benchmarks_run_quick():
     for what in ("check resnet50.yaml, fresh process", "specs in one call", "emit ResNet-50", "10.7e9-parameter",
                  "build --device meta", "PyTorch build", "Keras build", "nnspec graph",
                  "(largest example) vs check resnet50.yaml", "PyTorch build of EfficientNet-B0",
-                 "PyTorch build of ConvNeXt-Tiny"):
+                 "PyTorch build of ConvNeXt-Tiny", "PyTorch build of ViT-B/16", "PyTorch build of GPT-2 small",
+                 "check gpt2_small.yaml vs check resnet50.yaml, in process",
+                 "check gpt2_small.yaml vs check resnet50.yaml, fresh process"):
         assert any(what in line for line in lines), (what, proc.stdout)

@@ -18,6 +18,7 @@ from helpers import (
     BIASES,
     CONV_WEIGHTS,
     MATRICES,
+    assert_same_state,
     expected_state_key,
     initializer_specs,
     random_input,
@@ -475,15 +476,25 @@ INIT_FUNCTIONS = ["uniform_", "normal_", "trunc_normal_", "constant_", "ones_", 
                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_"]
 
 
+def _skipping_default_init() -> bool:
+    """Whether nnspec's construction mode is active: torch.nn.init's functions then draw nothing."""
+    from torch.overrides import _get_current_function_mode_stack
+
+    from nnspec.compiler.backends.torch_runtime import SkipDefaultInit
+
+    return any(isinstance(mode, SkipDefaultInit) for mode in _get_current_function_mode_stack())
+
+
 @pytest.fixture
 def init_calls(monkeypatch):
-    """Every call of a public torch.nn.init function: (name, tensor, on meta)."""
+    """Every call of a public torch.nn.init function: (name, tensor, draws nothing: on meta, or
+    under nnspec's construction mode, which skips the modules' default initialisation)."""
     calls = []
     for name in INIT_FUNCTIONS:
         original = getattr(nn.init, name)
 
         def wrapper(tensor, *args, _name=name, _original=original, **kwargs):
-            calls.append((_name, tensor, tensor.is_meta))
+            calls.append((_name, tensor, tensor.is_meta or _skipping_default_init()))
             return _original(tensor, *args, **kwargs)
 
         monkeypatch.setattr(nn.init, name, wrapper)
@@ -541,19 +552,75 @@ def test_meta_device_initialises_nothing(init_calls, device):
                                                          for t in spec.graph.tensors()]
 
 
+SEQUENCE = """
+nnspec: 1
+name: sequence
+input: {shape: [6], dtype: int64}
+layers:
+  - embedding: {num: 11, dim: 8}
+  - position_embedding: {length: 10}
+  - residual:
+      branch: [layernorm, {attention: {heads: 2, causal: true}}]
+  - rmsnorm
+  - prelu: {per_channel: true}
+  - linear: {out: 11, init: {weight: {trunc_normal: {std: 0.02}}}}
+"""
+
+
+@pytest.mark.parametrize("text", [EXPLICIT, SEQUENCE], ids=["explicit", "sequence"])
+def test_building_draws_nothing_from_the_global_generator(text):
+    """The modules are constructed without their default initialisation (which draws from torch's
+    global generator); every value comes from the tensors' own streams."""
+    spec = spec_from_text(text)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    model = nnspec.build(spec, "torch", seed=0)
+    assert torch.equal(torch.get_rng_state(), state)
+    again = nnspec.build(spec, "torch", seed=0)
+    assert_same_state(again.state_dict(), model.state_dict())
+
+
+def test_build_inside_a_device_mode_builds_on_the_asked_device():
+    spec = spec_from_text(SEQUENCE)
+    plain = nnspec.build(spec, "torch", seed=0)
+    with torch.device("meta"):
+        inside = nnspec.build(spec, "torch", seed=0)
+    assert all(p.device.type == "cpu" for p in inside.parameters())
+    assert_same_state(inside.state_dict(), plain.state_dict())
+
+
+def test_skip_default_init_only_while_active():
+    from nnspec.compiler.backends.torch_runtime import SkipDefaultInit
+
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    with SkipDefaultInit():
+        attention = nn.MultiheadAttention(8, 2)
+        table = nn.Embedding(4, 3)
+        noise = torch.randn(3, 2)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert noise.shape == (3, 2)
+    assert attention.in_proj_weight.shape == (24, 8)
+    assert table.weight.shape == (4, 3)
+    nn.Linear(3, 2)  # outside the mode the defaults draw again
+    assert not torch.equal(torch.get_rng_state(), state)
+
+
 @pytest.fixture
 def garbage_memory(monkeypatch):
-    """Fill every materialised tensor with NaN, so that anything left uninitialised shows."""
-    original = nn.Module.to_empty
+    """Fill every tensor of the model with NaN just before nnspec initialises it (the modules are
+    constructed without their default initialisation), so that anything left uninitialised shows."""
+    from nnspec.compiler.backends import torch_runtime
 
-    def to_empty(self, *args, **kwargs):
-        module = original(self, *args, **kwargs)
+    original = torch_runtime.initialize_
+
+    def initialize_(model, *args, **kwargs):
         with torch.no_grad():
-            for tensor in list(module.parameters()) + list(module.buffers()):
+            for tensor in list(model.parameters()) + list(model.buffers()):
                 tensor.fill_(float("nan") if tensor.is_floating_point() else 12345)
-        return module
+        return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(nn.Module, "to_empty", to_empty)
+    monkeypatch.setattr(torch_runtime, "initialize_", initialize_)
 
 
 FILL_CASES = [(name, layout, text)

@@ -2,8 +2,8 @@
 
 Both walk the IR once through `module_tree`, which turns every node into a
 constructor `Call` using the table in `torch_table`; building evaluates the
-calls (on the meta device, then materialises and initialises each tensor
-once), emitting renders them.
+calls (on the target device with the modules' default initialisation skipped,
+then initialises each tensor once; on meta, nothing), emitting renders them.
 """
 
 from __future__ import annotations
@@ -79,6 +79,16 @@ def init_plan(graph: Graph) -> tuple:
 
 
 def build_torch(spec, seed=None, device="cpu"):
+    """The spec's nn.Module, every tensor initialised once from its own stream.
+
+    On the meta device nothing is allocated or initialised. Elsewhere the modules are constructed
+    directly on `device` with their own default initialisation skipped (`torch_runtime.SkipDefaultInit`): they
+    allocate their tensors, which `initialize` then fills, so each tensor is drawn once and no
+    meta-to-device copy of the module tree is needed.
+    """
+    import gc
+    from collections import OrderedDict
+
     import torch
 
     from nnspec.compiler.backends import torch_runtime
@@ -87,25 +97,53 @@ def build_torch(spec, seed=None, device="cpu"):
     graph = spec.graph
     namespace = _namespace()
     seed = spec.seed if seed is None else check_seed(seed)
-    children = {}
-    with torch.device("meta"):
-        for item in graph.root.items:
-            children[item.name] = evaluate(module_tree(item, graph, lambda b: "sequential"), namespace, {})
+    target = torch.device(device)
     root_class = type(graph.class_name, (torch.nn.Sequential,), {
         "__module__": "nnspec.built",
         "initialize": torch_runtime.Initializable.initialize,
         "reset_parameters": torch_runtime.Initializable.reset_parameters,
     })
-    from collections import OrderedDict
-
-    with torch.device("meta"):
-        model = root_class(OrderedDict(children))
+    # Constructing allocates thousands of small objects that hold no cycles: the cyclic collector's
+    # passes over the (large) heap of the loaded spec would cost more than the construction itself.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with _construction(target):
+            children = OrderedDict((item.name, evaluate(module_tree(item, graph, _sequential), namespace, {}))
+                                   for item in graph.root.items)
+            model = root_class(children)
+    finally:
+        if collecting:
+            gc.enable()
     torch_runtime.attach_plan_(model, init_plan(graph), seed)
-    if torch.device(device).type == "meta":  # "meta" or torch.device("meta"): nothing to initialise
+    if target.type == "meta":  # nothing to initialise: shard, to_empty, then model.initialize()
         return model
-    model = model.to_empty(device=device)
     model.initialize(seed)
     return model
+
+
+def _sequential(block) -> str:
+    return "sequential"
+
+
+def _construction(target):
+    """The modes modules are constructed under: the meta device for a skeleton; elsewhere the
+    target device (no device mode when it is already the default one, the CPU as a rule: that
+    mode's cost is a Python call per tensor operation) with the modules' default initialisation
+    skipped."""
+    import contextlib
+
+    import torch
+
+    if target.type == "meta":
+        return torch.device("meta")
+    stack = contextlib.ExitStack()
+    if torch.get_default_device() != target:  # another device, or a caller's own default or device mode
+        stack.enter_context(torch.device(target))
+    from nnspec.compiler.backends.torch_runtime import SkipDefaultInit
+
+    stack.enter_context(SkipDefaultInit())
+    return stack
 
 
 def initialize(model, graph: Graph, seed=None) -> None:

@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from nnspec.compiler.backends.seeding import tensor_seed
 
@@ -269,6 +270,35 @@ class GRU(nn.GRU):
             return out
         dirs = 2 if self.bidirectional else 1
         return torch.cat(list(h[-dirs:]), dim=1)
+class SkipDefaultInit(TorchFunctionMode):
+    """While active, modules' constructors draw no random numbers for their default
+    initialisation, which the spec's initializers then overwrite: torch.nn.init's
+    functions that dispatch to torch function modes (PyTorch's override protocol;
+    looked up by the names they have in torch.nn.init when the mode is made) leave
+    their tensor as it is; the random draws that the others make with the tensor's
+    own methods become fills with a value of the distribution (uniform_: its low
+    end, normal_: its mean); torch.rand/randn only allocate. Everything else runs
+    unchanged."""
+
+    INIT_FUNCTIONS = ("uniform_", "normal_", "constant_", "kaiming_uniform_")
+    FIRST = {torch.Tensor.uniform_: "from", torch.Tensor.normal_: "mean"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped = {getattr(nn.init, name) for name in self.INIT_FUNCTIONS}
+        self.random = {torch.rand, torch.randn}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.skipped:
+            return args[0] if args else kwargs["tensor"]
+        if func in self.FIRST:
+            first = args[1] if len(args) > 1 else kwargs.get(self.FIRST[func], 0.0)
+            return args[0].fill_(first)
+        if func in self.random:
+            kwargs.pop("generator", None)
+            return torch.empty(*args, **kwargs)
+        return func(*args, **kwargs)
 
 
 def sequential(**layers: nn.Module) -> nn.Sequential:
@@ -296,18 +326,29 @@ def stream_block(seed: int, index: int, block: torch.Tensor, draw) -> None:
 
 
 def stream_range(seed, numel, start, stop, draw, out) -> None:
-    """Write elements start..stop of a tensor's stream (numel elements) into `out`."""
+    """Write elements start..stop of a tensor's stream (numel elements) into `out`.
+
+    The blocks are drawn with one intra-op thread: the draws themselves are serial,
+    and splitting a block's few element-wise operations (trunc_normal's) between
+    threads costs more than it saves, far more on a busy machine. The values do not
+    depend on the number of threads.
+    """
     size = 2**16
-    for index in range(start // size, (stop - 1) // size + 1):
-        first = index * size
-        length = min(size, numel - first)
-        lo, hi = max(start, first), min(stop, first + length)
-        if lo == first and hi == first + length:  # the whole block: drawn in place
-            stream_block(seed, index, out[lo - start : hi - start], draw)
-        else:
-            block = torch.empty(length, device=out.device, dtype=out.dtype)
-            stream_block(seed, index, block, draw)
-            out[lo - start : hi - start] = block[lo - first : hi - first]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for index in range(start // size, (stop - 1) // size + 1):
+            first = index * size
+            length = min(size, numel - first)
+            lo, hi = max(start, first), min(stop, first + length)
+            if lo == first and hi == first + length:  # the whole block: in place
+                stream_block(seed, index, out[lo - start : hi - start], draw)
+            else:
+                block = torch.empty(length, device=out.device, dtype=out.dtype)
+                stream_block(seed, index, block, draw)
+                out[lo - start : hi - start] = block[lo - first : hi - first]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def shard_indices(tensor: torch.Tensor) -> tuple[torch.Tensor, list | None]:
@@ -358,7 +399,8 @@ def strided_offsets(placement, length: int, chunks: int, rank: int) -> torch.Ten
         mode = types._StridedShardOffsetMode.ALL
         _, offsets = placement.local_shard_size_and_offset(length, chunks, rank, mode)
         return torch.tensor(offsets, dtype=torch.long)
-    parts = [p.chunk(chunks) for p in torch.arange(length).chunk(placement.split_factor)]
+    pieces = torch.arange(length).chunk(placement.split_factor)
+    parts = [piece.chunk(chunks) for piece in pieces]
     return torch.cat([torch.arange(0)] + [p[rank] for p in parts if rank < len(p)])
 
 
@@ -478,30 +520,31 @@ def fill_(local, index, shape, seed, kind, args) -> None:
             *([1] * (dim - 1)), -1
         )
     inner = inner.reshape(-1)
-    rows = index[0].tolist()
+    rows = index[0]
     out = (
         local.view(len(rows), -1)
         if local.is_contiguous()
         else local.reshape(len(rows), -1)
     )
+    # runs of consecutive rows (found without a Python loop over the rows) ...
+    breaks = ((rows[1:] - rows[:-1]) != 1).nonzero().flatten() + 1
+    firsts = [0, *breaks.tolist()]
+    lasts = [*firsts[1:], len(rows)]
     step = max(1, 2**18 // row)
-    start = 0
-    while start < len(rows):  # runs of consecutive rows, a few blocks at a time
-        stop = start + 1
-        while (
-            stop < len(rows)
-            and stop - start < step
-            and rows[stop] == rows[stop - 1] + 1
-        ):
-            stop += 1
-        lo, hi = rows[start] * row, (rows[stop - 1] + 1) * row
+    pieces = []  # ... cut into pieces of a few blocks
+    for first, last in zip(firsts, lasts):
+        start_row = int(rows[first])
+        for start in range(first, last, step):
+            stop = min(start + step, last)
+            pieces.append((start, stop, start_row + start - first))
+    for start, stop, first_row in pieces:
+        lo, hi = first_row * row, (first_row + stop - start) * row
         if len(inner) == row:
             stream_range(seed, numel, lo, hi, draw, out[start:stop].view(-1))
         else:
             buffer = torch.empty(hi - lo, device=device, dtype=dtype)
             stream_range(seed, numel, lo, hi, draw, buffer)
             out[start:stop] = buffer.view(stop - start, row)[:, inner.to(device)]
-        start = stop
     if not local.is_contiguous():
         local.copy_(out.view(local.shape))
 
@@ -530,16 +573,20 @@ def initialize_(
     limits both to those tensors and their norm layers. Returns the seed used.
     """
     seed = resolve_seed(seed)
-    params = dict(model.named_parameters())
+    params, norms = {}, []
+    for name, module in model.named_modules():  # one walk: parameters and norm layers
+        prefix = f"{name}." if name else ""
+        for own, param in module._parameters.items():
+            if param is not None:
+                params.setdefault(prefix + own, param)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            norms.append((prefix, module))
     with torch.no_grad():
         for key, path, kind, args in plan:
             if only is None or key in only:
                 init_tensor_(params[key], tensor_seed(seed, path), kind, **args)
-        for name, module in model.named_modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
-                only is None
-                or any(f"{name}.{p}" in only for p, _ in module.named_parameters())
-            ):
+        for prefix, module in norms:
+            if only is None or any(prefix + own in only for own in module._parameters):
                 module.reset_running_stats()
     return seed
 
