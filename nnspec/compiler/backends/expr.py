@@ -187,7 +187,8 @@ def render(expr, indent: int, prefix: str = "", suffix: str = "", bindings: dict
     inner = " " * (indent + 4)
     lines = [pad + prefix + head]
     body = ", ".join(_flat_arg(a, bindings) for a in items)
-    if not _has_comments(expr) and len(inner + body) <= LINE_LENGTH:
+    # a call's arguments stay on one line when they fit; a list or tuple that must split is one element per line
+    if not _has_comments(expr) and isinstance(expr, Call) and len(inner + body) <= LINE_LENGTH:
         return lines + [inner + body, pad + tail + suffix]
     sole = len(items) == 1 and items[0].keyword is None and not items[0].comment
     for a in items:

@@ -435,26 +435,23 @@ def _rule_lines(rules: list) -> list:
     uses_within = False
     for rule in rules:
         cls = rule.classes[0] if len(rule.classes) == 1 else "(" + ", ".join(rule.classes) + ")"
-        cond = f"isinstance(module, {cls}) and name == {json.dumps(rule.name)}"
         lines.append(f"    # {rule.comment}")
-        if rule.scope is None:
-            head = f"    if {cond}:"
-            if len(head) > LINE_LENGTH:
-                lines += ["    if (", f"        {cond}", "    ):"]
-            else:
-                lines.append(head)
-            lines += render(rule.code, 8, "plan = ")
-            continue
-        uses_within = True
-        within = Call("within", (Arg(Const("path", None)),) + tuple(Arg(p) for p in rule.scope))
-        operands = [f"isinstance(module, {cls})", f"name == {json.dumps(rule.name)}", flat(within, {})]
+        operands = [f"isinstance(module, {cls})", f"name == {json.dumps(rule.name)}"]
+        within = None
+        if rule.scope is not None:
+            uses_within = True
+            within = Call("within", (Arg(Const("path", None)),) + tuple(Arg(p) for p in rule.scope))
+            operands.append(flat(within, {}))
         one = f"    if {' and '.join(operands)}:"
         if len(one) <= LINE_LENGTH:
             lines.append(one)
         elif len(f"        {' and '.join(operands)}") <= LINE_LENGTH:
             lines += ["    if (", f"        {' and '.join(operands)}", "    ):"]
         else:
-            lines += ["    if ("] + [f"        {'and ' if i else ''}{o}" for i, o in enumerate(operands)] + ["    ):"]
+            lines += ["    if ("] + [f"        {'and ' if i else ''}{o}" for i, o in enumerate(operands[:2])]
+            if within is not None:
+                lines += render(within, 8, "and ")
+            lines.append("    ):")
         lines += render(rule.code, 8, "plan = ")
     lines.append("    return plan")
     if uses_within:
