@@ -11,10 +11,8 @@ emitted model is the built one, bit for bit.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
-from functools import cache
 
 from nnspec.compiler.backends import classes as cl
 from nnspec.compiler.backends import torch_rules, torch_table
@@ -83,17 +81,24 @@ def finish(tree):
     return tree
 
 
-@cache
-def _torch_defaults(func: str) -> dict:
-    from nnspec.compiler.backends.expr import resolve
-    from nnspec.compiler.backends.torch_backend import _namespace
+# The defaults of the constructor arguments that `torch_table` leaves out when they hold (PyTorch's own
+# signatures): calls of one block that differ only there still share a class. Not imported from torch, so
+# that emitting never loads it; an argument missing here only splits a class.
+_CONV = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
+TORCH_DEFAULTS = {
+    **{f"nn.Conv{n}d": _CONV for n in (1, 2, 3)},
+    **{f"nn.ConvTranspose{n}d": {**_CONV, "output_padding": 0} for n in (1, 2, 3)},
+    **{f"nn.BatchNorm{n}d": {"eps": 1e-5, "momentum": 0.1} for n in (1, 2, 3)},
+    **{f"nn.{k}Pool{n}d": {"padding": 0, "ceil_mode": False} for k in ("Max", "Avg") for n in (1, 2, 3)},
+    "nn.Linear": {"bias": True}, "nn.LayerNorm": {"eps": 1e-5}, "nn.GroupNorm": {"eps": 1e-5},
+    "ChannelLayerNorm": {"eps": 1e-5}, "nn.ELU": {"alpha": 1.0}, "nn.GELU": {"approximate": "none"},
+    "Residual": {"shortcut": None}, "Merge": {"dim": 1}, "GlobalPool": {"keep_dims": False, "tokens": False},
+    "SelfAttention": {"dropout": 0.0, "bias": True, "causal": False}, "Slice": {"dim": 1}, "Scale": {"dim": 1},
+}
 
-    try:
-        target = resolve(_namespace(), func)
-        params = inspect.signature(target).parameters.values()
-    except (KeyError, AttributeError, TypeError, ValueError):
-        return {}
-    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+def _torch_defaults(func: str) -> dict:
+    return TORCH_DEFAULTS.get(func, {})
 
 
 # -- source ------------------------------------------------------------------------
@@ -269,7 +274,20 @@ def _info(tensor):
             layer.path)
 
 
+_EXPECTED: dict = {}
+
+
 def _expected(tensor):
+    key = id(tensor)
+    if key in _EXPECTED and _EXPECTED[key][0] is tensor:
+        return _EXPECTED[key][1]
+    _EXPECTED.clear() if len(_EXPECTED) > 100_000 else None
+    value = _plan_of(tensor)
+    _EXPECTED[key] = (tensor, value)
+    return value
+
+
+def _plan_of(tensor):
     kind, args = torch_table.init_plan(tensor)
     return evaluate(Call("draw", (Arg(kind),) + tuple(Arg(v, k) for k, v in args.items())),
                     {"draw": torch_rules.draw, "spec_part": torch_rules.draw}, {})
