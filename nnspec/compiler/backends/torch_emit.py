@@ -139,13 +139,12 @@ def emit_torch(spec) -> str:
     body_text = "\n".join(children) + "\n".join("\n".join(b) for b in blocks)
     if "sequential(" in body_text:
         helpers.append(runtime_source(RUNTIME, "sequential"))
-    runtime = [runtime_source("nnspec.compiler.backends.seeding", "tensor_seed")]
-    runtime += [runtime_source(RULES, f) for f in ("draw", *formulas)]
+    runtime = [runtime_source(RULES, f) for f in ("draw", *formulas)]
     if any(t.init.name not in SIMPLE for t in graph.tensors()):
         runtime += [runtime_source(RUNTIME, h) for h in FULL_INIT]
         runtime.append(runtime_source(RUNTIME, "init_tensor_"))
     else:
-        runtime += [runtime_source(EMITTED, "shard_indices"), runtime_source(EMITTED, "init_tensor_")]
+        runtime.append(runtime_source(EMITTED, "init_tensor_"))
     runtime += [runtime_source(EMITTED, h) for h in ("initialize_", "init_plan_")]
     text = "\n".join(helpers + runtime + init_lines + body_text.splitlines())
     return render_template("torch.py.j2", {

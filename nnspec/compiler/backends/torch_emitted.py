@@ -9,12 +9,11 @@ bit for bit.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 
 import torch
 from torch import nn
-
-from nnspec.compiler.backends.seeding import tensor_seed
 
 LAYERS: tuple = ()  # in an emitted file: the classes of the layers that own tensors
 SPEC_ROLES: dict = {}  # in an emitted file: class -> {parameter name: spec role} where they differ
@@ -24,32 +23,26 @@ def spec_init(path: str, module: nn.Module, name: str, shape: tuple) -> tuple:
     raise NotImplementedError  # written into each emitted file from the spec's `init`
 
 
-def shard_indices(tensor: torch.Tensor) -> tuple:
-    """(local tensor, its global positions along each dim): a DTensor's shard, or all."""
-    index = [torch.arange(size) for size in tensor.shape]
-    if not hasattr(tensor, "placements") or not hasattr(tensor, "to_local"):
-        return tensor, index
-    from torch.distributed.tensor import placement_types as types
-
-    mesh, at = tensor.device_mesh, tensor.device_mesh.get_coordinate()
-    if at is None:  # this rank holds no part of it
-        return tensor.to_local(), [i[:0] for i in index]
-    for dim, p in enumerate(tensor.placements):
-        args = len(index[getattr(p, "dim", 0)]), mesh.size(dim), at[dim]
-        if isinstance(p, getattr(types, "_StridedShard", ())):  # FSDP2 over TP
-            mode = types._StridedShardOffsetMode.ALL
-            offsets = p.local_shard_size_and_offset(*args, mode)[1]
-            index[p.dim] = index[p.dim][torch.tensor(offsets, dtype=torch.long)]
-        elif isinstance(p, types.Shard):
-            size, offset = types.Shard.local_shard_size_and_offset(*args)
-            index[p.dim] = index[p.dim][offset : offset + size]
-    return tensor.to_local(), index
-
-
 def init_tensor_(tensor: torch.Tensor, seed: int, kind: str, **args) -> None:
-    """Fill `tensor` or this rank's shard: element i of the flattened tensor is from
-    block i // 2**16, nn.init's `kind` drawn with the generator seeded seed + block."""
-    local, index = shard_indices(tensor)
+    """Fill `tensor` or this rank's shard of a DTensor: element i of the flattened tensor
+    is from block i // 2**16, nn.init's `kind` drawn with a generator seeded seed + block."""
+    index, local = [torch.arange(size) for size in tensor.shape], tensor
+    if hasattr(tensor, "placements") and hasattr(tensor, "to_local"):
+        from torch.distributed.tensor import placement_types as types
+
+        mesh, local = tensor.device_mesh, tensor.to_local()
+        at = mesh.get_coordinate()
+        if at is None:  # this rank holds no part of it
+            index = [i[:0] for i in index]
+        for dim, p in enumerate(tensor.placements if at is not None else ()):
+            args_ = len(index[getattr(p, "dim", 0)]), mesh.size(dim), at[dim]
+            if isinstance(p, getattr(types, "_StridedShard", ())):  # FSDP2 over TP
+                mode = types._StridedShardOffsetMode.ALL
+                offsets = p.local_shard_size_and_offset(*args_, mode)[1]
+                index[p.dim] = index[p.dim][torch.tensor(offsets, dtype=torch.long)]
+            elif isinstance(p, types.Shard):
+                size, offset = types.Shard.local_shard_size_and_offset(*args_)
+                index[p.dim] = index[p.dim][offset : offset + size]
     if kind in ("zeros", "ones", "constant"):
         local.fill_(args.get("value", float(kind == "ones")))
         return
@@ -70,8 +63,8 @@ def init_tensor_(tensor: torch.Tensor, seed: int, kind: str, **args) -> None:
 
 
 def initialize_(model: nn.Module, plan: list, state: dict) -> None:
-    """Initialise the tensors of `plan` (key, spec path, kind, arguments) from their
-    streams with the seed in `state` (drawn on rank 0 if None); reset norm statistics."""
+    """Initialise the tensors of `plan` (key, spec path, kind, arguments) with the seed in
+    `state` (drawn on rank 0 when None); each tensor's stream is seeded from its path."""
     if state["seed"] is None:
         import torch.distributed as dist
 
@@ -82,7 +75,9 @@ def initialize_(model: nn.Module, plan: list, state: dict) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
         for key, path, kind, args in plan:
-            init_tensor_(params[key], tensor_seed(state["seed"], path), kind, **args)
+            digest = hashlib.sha256(f"{state['seed']}/{path}".encode()).digest()
+            seed = int.from_bytes(digest[:8], "little") >> 1  # 63 bits
+            init_tensor_(params[key], seed, kind, **args)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()

@@ -10,19 +10,16 @@ from __future__ import annotations
 import math
 
 
-def draw(kind: str, **args) -> tuple:
-    """An initializer: the kind `init_tensor_` draws and its arguments."""
+def draw(kind: str, **args) -> tuple:  # an initializer: what init_tensor_ draws
     return kind, args
 
 
-def fans(shape: tuple) -> tuple:
-    """torch.nn.init's (fan_in, fan_out) of a tensor of this shape."""
+def fans(shape: tuple) -> tuple:  # torch.nn.init's (fan_in, fan_out)
     receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
     return shape[1] * receptive, shape[0] * receptive
 
 
 def kaiming(shape: tuple, gain: float, mode: str = "fan_in", uniform: bool = False):
-    """torch.nn.init.kaiming_normal_ (kaiming_uniform_ if `uniform`) with this gain."""
     fan = fans(shape)[0 if mode == "fan_in" else 1]
     std = gain / math.sqrt(fan) if fan else 0.0
     if uniform:
@@ -31,7 +28,6 @@ def kaiming(shape: tuple, gain: float, mode: str = "fan_in", uniform: bool = Fal
 
 
 def xavier(shape: tuple, gain: float, uniform: bool = False):
-    """torch.nn.init.xavier_normal_ (xavier_uniform_ if `uniform`)."""
     fan_in, fan_out = fans(shape)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out)) if fan_in + fan_out else 0.0
     if uniform:
@@ -39,8 +35,7 @@ def xavier(shape: tuple, gain: float, uniform: bool = False):
     return draw("normal", mean=0.0, std=std)
 
 
-def bias_default(weight_shape: tuple):
-    """nn.Linear's and nn.ConvNd's bias: uniform in +-1 / sqrt(fan_in of the weight)."""
+def bias_default(weight_shape: tuple):  # nn.Linear's and nn.ConvNd's bias
     fan_in = fans(weight_shape)[0]
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     return draw("uniform", low=-bound, high=bound)
