@@ -112,6 +112,7 @@ def candidates(call: Sequence, names: dict, exprs: list, block: str) -> dict:
             env[code] = evaluate(text, call.args or {}, block)
         except (ExpressionError, TypeError, ValueError, ZeroDivisionError):
             pass
+    env[PATH] = call.path
     shape = call.in_shape
     if shape is not None and getattr(shape, "layout", None) is not None and len(shape):
         env[IN_CH] = shape.channels
@@ -175,13 +176,22 @@ def unify(trees: list, envs: list, defaults) -> Any:
     return leaf(trees, envs)
 
 
+PATH = "\0path"  # in a candidate environment: the path of the block call (Keras layer names start with it)
+
+
 def leaf(values: list, envs: list):
+    if all(isinstance(v, str) and PATH in env and v.startswith(env[PATH] + ".") for v, env in zip(values, envs)):
+        suffixes = {v[len(env[PATH]):] for v, env in zip(values, envs)}
+        if len(suffixes) == 1 and all(c.isalnum() or c in "._" for c in next(iter(suffixes))):
+            return Const('f"{name}' + suffixes.pop() + '"', None)
     if all(same(v, values[0]) for v in values):
         return values[0]
     for code in envs[0]:
+        if code == PATH:
+            continue
         if all(code in env and same(env[code], v) for env, v in zip(envs, values)):
             return Const(code, None)
-    raise Mismatch([repr(v) for v in values])
+    raise Mismatch([repr(v) for v in values])  # one call never gets here: its values are all the same
 
 
 def uses(tree, code: str) -> bool:
@@ -238,13 +248,14 @@ def block_calls(root) -> list:
     return sorted(calls, key=lambda c: heights[id(c)])
 
 
-def build_classes(graph, spec_blocks: dict, lower_body, defaults, class_name, taken: set) -> Classes:
+def build_classes(graph, spec_blocks: dict, lower_body, defaults, class_name, taken: set, key=None) -> Classes:
     """Classes for every block call of `graph`. `lower_body(call, classes)` gives the concrete
     [(child name, comment, tree)] of one call (nested calls as their classes' constructor calls)."""
     out = Classes(set(taken))
     groups: dict = {}
     for call in block_calls(graph.root):
-        groups.setdefault((call.block, tuple(c.name for c in call.items)), []).append(call)
+        extra = key(call) if key is not None else None
+        groups.setdefault((call.block, tuple(c.name for c in call.items), extra), []).append(call)
     # a group's calls may sit at different depths: classify a group once all calls nested in it are
     pending = list(groups.items())
     while pending:
@@ -273,6 +284,8 @@ def _classify(out, block, calls, args, names, exprs, lower_body, defaults, class
                     raise Mismatch([tuple(n for n, _, _ in b) for b in bodies])
                 body.append((name, comment, unify([b[i][2] for b in bodies], envs, defaults)))
         except Mismatch as exc:
+            if len(part) == 1:
+                raise AssertionError(f"one call of block `{block}` does not unify with itself") from exc
             split: dict = {}
             for call, k in zip(part, exc.keys):
                 split.setdefault(repr(k), []).append(call)
@@ -319,6 +332,8 @@ def constructor_call(cls: BlockClass, call: Sequence) -> Call:
     for name, _, default in cls.params:
         if name == IN_CH:
             args.append(Arg(call.in_shape.channels, IN_CH))
+            continue
+        if name.startswith("\0"):  # a backend's own leading parameters (Keras: the call's path)
             continue
         spec_name = next(k for k, v in cls.names.items() if v == name)
         value = call.args[spec_name]
