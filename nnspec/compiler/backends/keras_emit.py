@@ -40,8 +40,28 @@ def _label(step) -> str:
     return f"{step.target}|{','.join(step.inputs)}|{getattr(step, 'kind', 'layer') if step.layer is not None else 'copy'}"
 
 
+# Keyword arguments equal to the Keras layer's own default, left out of emitted calls (the same layer).
+_ONES, _ZEROS = Call("keras.initializers.Ones"), Call("keras.initializers.Zeros")
+KERAS_OMIT = {
+    "keras.layers.BatchNormalization": {"axis": -1, "gamma_initializer": _ONES, "beta_initializer": _ZEROS},
+    "keras.layers.LayerNormalization": {"axis": -1, "gamma_initializer": _ONES, "beta_initializer": _ZEROS},
+    "keras.layers.Dense": {"bias_initializer": _ZEROS},
+    **{f"keras.layers.Conv{n}D": {"bias_initializer": _ZEROS} for n in (1, 2, 3)},
+}
+
+
+def _trim(tree):
+    """`tree` without the keyword arguments that repeat a Keras default."""
+    if isinstance(tree, Call):
+        omit = KERAS_OMIT.get(tree.func, {})
+        args = tuple(Arg(_trim(a.value), a.keyword, a.comment) for a in tree.args
+                     if not (a.keyword in omit and a.value == omit[a.keyword]))
+        return Call(tree.func, args, tree.method)
+    return tree
+
+
 def _tree(step):
-    return kb._seed_calls(step.layer) if step.layer is not None else None
+    return _trim(kb._seed_calls(step.layer)) if step.layer is not None else None
 
 
 class _Emitter:
