@@ -191,6 +191,15 @@ def leaf(values: list, envs: list):
             continue
         if all(code in env and same(env[code], v) for env, v in zip(envs, values)):
             return Const(code, None)
+    if all(type(v) is int for v in values):  # a multiple of one (a fan-in: in_ch * 9)
+        for code in envs[0]:
+            if code == PATH or " " in code:
+                continue
+            bases = [env.get(code) for env in envs]
+            if all(type(b) is int and b > 0 and v % b == 0 for b, v in zip(bases, values)):
+                factors = {v // b for b, v in zip(bases, values)}
+                if len(factors) == 1:
+                    return Const(f"{code} * {factors.pop()}", None)
     raise Mismatch([repr(v) for v in values])  # one call never gets here: its values are all the same
 
 
