@@ -244,16 +244,22 @@ class Classes:
 
 
 def block_calls(root) -> list:
-    """Every block call (Sequence of kind "block") below `root`, innermost first."""
-    from nnspec.compiler.ir import iter_nodes
+    """Every block call (Sequence of kind "block") below `root`, innermost first (one pass)."""
+    from nnspec.compiler.ir import Merge
 
-    calls = [n for n in iter_nodes(root) if isinstance(n, Sequence) and n.kind == "block" and n is not root]
+    heights: dict = {}
+    calls: list = []
 
-    def height(node) -> int:
-        inner = [n for n in iter_nodes(node) if n is not node and isinstance(n, Sequence) and n.kind == "block"]
-        return 1 + max((height(n) for n in inner), default=0)
+    def visit(node) -> int:
+        children = node.items if isinstance(node, Sequence) else node.branches if isinstance(node, Merge) else ()
+        best = max((visit(c) for c in children), default=0)
+        if isinstance(node, Sequence) and node.kind == "block" and node is not root:
+            heights[id(node)] = best + 1
+            calls.append(node)
+            return best + 1
+        return best
 
-    heights = {id(c): height(c) for c in calls}
+    visit(root)
     return sorted(calls, key=lambda c: heights[id(c)])
 
 
@@ -267,9 +273,9 @@ def build_classes(graph, spec_blocks: dict, lower_body, defaults, class_name, ta
         groups.setdefault((call.block, tuple(c.name for c in call.items), extra), []).append(call)
     # a group's calls may sit at different depths: classify a group once all calls nested in it are
     pending = list(groups.items())
+    nested = {key: {id(n) for c in group for n in block_calls(c)} for key, group in pending}
     while pending:
-        index = next((i for i, (_, group) in enumerate(pending)
-                      if all(id(n) in out.by_call for c in group for n in block_calls(c))), 0)
+        index = next((i for i, (key, _) in enumerate(pending) if nested[key] <= out.by_call.keys()), 0)
         key, calls = pending.pop(index)
         block = key[0]
         definition = spec_blocks.get(block)
