@@ -487,3 +487,35 @@ def test_drop_path_drops_whole_samples_in_training():
     assert abs((~kept).mean() - 0.25) < 0.03
     x = np.random.default_rng(0).standard_normal((5, 4, 3)).astype("float32")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x, training=False)), x)
+
+
+def test_emitted_keras_has_a_function_per_block_and_loops(tmp_path):
+    spec = spec_from_text("""
+        nnspec: 1
+        name: blocks
+        input: [3, 8, 8]
+        blocks:
+          unit:
+            args: {ch: required}
+            layers:
+              - conv2d: {out: $ch, kernel: 3, padding: 1}
+              - relu
+          stage:
+            args: {ch: required, n: required}
+            layers:
+              - unit: {ch: $ch, name: first}
+              - unit: {ch: $ch, repeat: $n, name: rest}
+        layers:
+          - stage: {ch: 4, n: 2}
+          - stage: {ch: 6, n: 3}
+          - global_avg_pool
+    """, "blocks.yaml")
+    source = nnspec.emit(spec, "keras")
+    assert "def unit(x, name: str, seed: int, *, in_ch: int, ch: int) -> keras.KerasTensor:" in source
+    assert "fan_in=in_ch * 9" in source  # the bias's PyTorch default, from the block's input channels
+    assert "    for i in range(n):\n        x = unit(x, f\"{name}.rest.{i}\", seed, in_ch=ch, ch=ch)\n" in source
+    module = import_source(source, tmp_path, "emitted_blocks")
+    assert not ruff_problems(module.__file_path__)
+    emitted, built = module.build(4), nnspec.build(spec, "keras", seed=4)
+    assert [layer.name for layer in emitted.layers] == [layer.name for layer in built.layers]
+    assert all(np.array_equal(x, y) for x, y in zip(weights(emitted), weights(built)))

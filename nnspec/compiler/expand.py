@@ -83,6 +83,7 @@ class _Expander:
             if env is None and doc_path == ("layers",):
                 self.top_item = ipath
             try:
+                written = raw
                 if env is not None:
                     raw = self.substitute(raw, ipath, env)
                 else:
@@ -90,7 +91,7 @@ class _Expander:
                 kind, body = self.split_item(raw, ipath)
                 name = self.name_of(kind, body, ipath, counters, names)
                 path = f"{prefix}.{name}" if prefix else name
-                items.append(self.item(kind, body, ipath, name, path, env, inherited))
+                items.append(self.item(kind, body, ipath, name, path, env, inherited, _written_repeat(written)))
             except Abort:
                 # Keep going so that every problem (and every block call a body problem applies to) is
                 # reported; what follows has an unknown input shape.
@@ -150,7 +151,7 @@ class _Expander:
             raise Abort
         return kind, body
 
-    def item(self, kind, body, ipath, name, path, env, inherited):
+    def item(self, kind, body, ipath, name, path, env, inherited, count=None):
         repeat = body.get("repeat")
         if repeat is None:
             return self.one(kind, body, ipath, name, path, env, inherited)
@@ -159,7 +160,7 @@ class _Expander:
             raise Abort
         body = {k: v for k, v in body.items() if k != "repeat"}
         copies = [self.one(kind, body, ipath, str(i), f"{path}.{i}", env, inherited) for i in range(repeat)]
-        return GroupItem("repeat", name, path, self.doc.span(ipath), copies)
+        return GroupItem("repeat", name, path, self.doc.span(ipath), copies, count=repeat if count is None else count)
 
     def one(self, kind, body, ipath, name, path, env, inherited):
         self.expanded += 1
@@ -217,7 +218,7 @@ class _Expander:
         finally:
             self.calls.pop()
             self.block_stack.pop()
-        return GroupItem("block", name, path, self.doc.span(ipath), items, block=block_name)
+        return GroupItem("block", name, path, self.doc.span(ipath), items, block=block_name, args=env)
 
     def layer(self, kind_name, body, ipath, name, path, inherited):
         kind = KINDS[kind_name]
@@ -301,6 +302,15 @@ class _Expander:
             # substituted only with its own arguments, so nothing below is special.
             return {key: self.substitute(value, path + (key,), env) for key, value in raw.items()}
         return raw
+
+
+def _written_repeat(raw):
+    """The `repeat` of an item as written, before block arguments are substituted (`$n`), or None."""
+    if isinstance(raw, dict) and len(raw) == 1:
+        body = next(iter(raw.values()))
+        if isinstance(body, dict):
+            return body.get("repeat")
+    return None
 
 
 def _size(value) -> int:

@@ -112,6 +112,8 @@ class Sequence:
     out_shape: tuple
     span: Span
     block: Optional[str] = None
+    args: Optional[dict] = None  # a block call: the values of its arguments (provenance for emitted classes)
+    count: object = None  # a `repeat`: its count as written (`3`, or `$n` in a block body)
 
 
 @dataclass

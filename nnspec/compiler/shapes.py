@@ -81,7 +81,8 @@ class _Shapes:
         if item.kind == "repeat":
             return self.repeat(item, shape, dtype)
         nodes, out_shape, out_dtype = self.sequence(item.items, shape, dtype)
-        seq = Sequence(item.path, item.name, item.kind, nodes, shape, out_shape, item.span, block=item.block)
+        seq = Sequence(item.path, item.name, item.kind, nodes, shape, out_shape, item.span, block=item.block,
+                       args=item.args)
         seq.out_dtype = out_dtype
         return seq
 
@@ -93,7 +94,7 @@ class _Shapes:
                 return None
             copies.append(node)
             cur, cur_dtype = node.out_shape, getattr(node, "out_dtype", "float32")
-        seq = Sequence(group.path, group.name, "repeat", copies, shape, cur, group.span)
+        seq = Sequence(group.path, group.name, "repeat", copies, shape, cur, group.span, count=group.count)
         seq.out_dtype = cur_dtype
         return seq
 

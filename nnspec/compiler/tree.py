@@ -47,6 +47,8 @@ class GroupItem:
     span: Span
     items: list = field(default_factory=list)
     block: Optional[str] = None
+    args: Optional[dict] = None  # a block call: its arguments' values (defaults included), for emitted classes
+    count: object = None  # a `repeat`: the count as written in a block body (`$n`), for emitted loops
 
 
 @dataclass

@@ -52,6 +52,20 @@ class Call:
         return Call(func, tuple(items))
 
 
+@dataclass(frozen=True)
+class Comp:
+    """`*[item for _ in range(count)]`, or `range(start, count)`: the copies of a `repeat`."""
+
+    item: Any
+    count: Any
+    start: int = 0
+
+
+def _range(comp: Comp, bindings: dict) -> str:
+    count = flat(comp.count, bindings)
+    return f"for _ in range({comp.start}, {count})" if comp.start else f"for _ in range({count})"
+
+
 def call(func: str, *args, **kwargs) -> Call:
     return Call.of(func, *args, **kwargs)
 
@@ -126,6 +140,8 @@ def _parts(expr, bindings: dict):
 
 
 def flat(expr, bindings: dict) -> str:
+    if isinstance(expr, Comp):
+        return f"*[{flat(expr.item, bindings)} {_range(expr, bindings)}]"
     if isinstance(expr, Ref):
         return bindings[expr.name]
     if isinstance(expr, Const):
@@ -142,6 +158,8 @@ def _flat_arg(arg: Arg, bindings: dict) -> str:
 
 
 def _has_comments(expr) -> bool:
+    if isinstance(expr, Comp):
+        return _has_comments(expr.item)
     if isinstance(expr, Call):
         return any(a.comment or _has_comments(a.value) for a in expr.args)
     if isinstance(expr, (list, tuple)):
@@ -156,6 +174,10 @@ def render(expr, indent: int, prefix: str = "", suffix: str = "", bindings: dict
     one = pad + prefix + flat(expr, bindings) + suffix
     if len(one) <= LINE_LENGTH and not _has_comments(expr):
         return [one]
+    if isinstance(expr, Comp):
+        inner = " " * (indent + 4)
+        return ([pad + prefix + "*["] + render(expr.item, indent + 4, "", "", bindings)
+                + [inner + _range(expr, bindings), pad + "]" + suffix])
     parts = _parts(expr, bindings)
     if parts is None or not parts[1]:
         return [one]
@@ -165,13 +187,19 @@ def render(expr, indent: int, prefix: str = "", suffix: str = "", bindings: dict
     inner = " " * (indent + 4)
     lines = [pad + prefix + head]
     body = ", ".join(_flat_arg(a, bindings) for a in items)
-    if not _has_comments(expr) and len(inner + body) <= LINE_LENGTH:
+    # a call's arguments stay on one line when they fit; a list or tuple that must split is one element per line
+    if not _has_comments(expr) and isinstance(expr, Call) and len(inner + body) <= LINE_LENGTH:
         return lines + [inner + body, pad + tail + suffix]
     sole = len(items) == 1 and items[0].keyword is None and not items[0].comment
     for a in items:
-        if a.comment:
-            lines.append(inner + "# " + a.comment)
         kw = f"{a.keyword}=" if a.keyword else ""
-        lines += render(a.value, indent + 4, kw, "" if sole and _parts(a.value, bindings) else ",", bindings)
+        if a.comment:
+            trailing = f"{inner}{kw}{flat(a.value, bindings)},  # {a.comment}"
+            if len(trailing) <= LINE_LENGTH and not _has_comments(a.value):
+                lines.append(trailing)  # ruff keeps a comment at the end of a line that fits
+                continue
+            lines.append(inner + "# " + a.comment)
+        bracketed = _parts(a.value, bindings) or isinstance(a.value, Comp)
+        lines += render(a.value, indent + 4, kw, "" if sole and bracketed else ",", bindings)
     lines.append(pad + tail + suffix)
     return lines

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from nnspec.compiler.backends import keras_table as kt
 from nnspec.compiler.backends import seeding
 from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, Const, Ref, evaluate, flat, render
-from nnspec.compiler.backends.structure import comment_for, runtime_source
+from nnspec.compiler.backends.structure import comment_for
 from nnspec.compiler.ir import Graph, Layer, Merge, Sequence
 
 RUNTIME = "nnspec.compiler.backends.keras_runtime"
@@ -36,6 +36,7 @@ class Program:
     output: str = "x"
     output_layout: str = kt.PLAIN
     skips: int = 0
+    block_hook: object = None  # emitting: block calls and repeats as calls of emitted functions
 
 
 def keras_input_shape(shape: tuple, dtype: str) -> tuple:
@@ -61,6 +62,10 @@ def _walk(node, var: str, layout: str, prog: Program, graph: Graph) -> str:
     if isinstance(node, Layer):
         return _layer(node, var, layout, prog, graph)
     if isinstance(node, Sequence):
+        if prog.block_hook is not None and node.kind in ("block", "repeat"):
+            hooked = prog.block_hook(node, var, layout, prog)
+            if hooked is not None:
+                return hooked
         for child in node.items:
             layout = _walk(child, var, layout, prog, graph)
         return layout
@@ -202,43 +207,10 @@ def build_keras(spec, seed=None):
 
 
 def emit_keras(spec) -> str:
-    from nnspec.templates import render_template
-    from nnspec.version import __version__
+    """Standalone source of the spec's Keras model: a function per block, loops for repeats."""
+    from nnspec.compiler.backends.keras_emit import emit_keras as emit
 
-    graph = spec.graph
-    prog = program(graph)
-    bindings: dict = {}
-    lines = []
-    used = set()
-    for step in prog.steps:
-        if step.comment:
-            lines.append("    # " + step.comment)
-        if step.layer is None:
-            lines.append(f"    {step.target} = {step.inputs[0]}")
-            continue
-        used |= _names_in(step.layer)
-        arg = f"[{', '.join(step.inputs)}]" if len(step.inputs) > 1 else step.inputs[0]
-        lines += _render_step(Step(step.target, _seed_calls(step.layer), step.inputs), arg, bindings)
-    classes = [runtime_source(RUNTIME, n) for n in kt.CUSTOM_INITIALIZERS + kt.CUSTOM_LAYERS if n in used]
-    source_text = "\n".join(lines) + "\n" + "\n".join(classes)
-    return render_template("keras.py.j2", {
-        "version": __version__,
-        "spec_file": spec.file,
-        "spec_name": spec.name,
-        "seed": spec.seed,
-        "tensor_seed": runtime_source(SEEDING, "tensor_seed"),
-        "keras_seed": runtime_source(SEEDING, "keras_seed"),
-        "classes": "\n\n\n".join(classes),
-        "uses_math": "math." in source_text,
-        "uses_numpy": "np." in source_text,
-        "input_shape": prog.input_shape,
-        "input_dtype": prog.input_dtype,
-        "body": lines,
-        "output": prog.output,
-        "logical_input": list(graph.input_shape),
-        "logical_output": list(graph.output_shape),
-        "params": graph.params,
-    })
+    return emit(spec)
 
 
 def _render_step(step: Step, arg: str, bindings) -> list[str]:

@@ -12,11 +12,7 @@ import math
 
 from nnspec.compiler.backends import torch_table
 from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, evaluate, render
-from nnspec.compiler.backends.structure import (
-    comment_for,
-    merges_used,
-    runtime_source,
-)
+from nnspec.compiler.backends.structure import comment_for
 from nnspec.compiler.ir import Graph, Layer, Merge, Sequence
 
 RUNTIME = "nnspec.compiler.backends.torch_runtime"
@@ -156,99 +152,10 @@ def initialize(model, graph: Graph, seed=None) -> None:
 # -- emit ------------------------------------------------------------------------
 
 def emit_torch(spec) -> str:
-    from nnspec.names import class_name
-    from nnspec.templates import render_template
-    from nnspec.version import __version__
+    """Standalone source of the spec's model: a class per block, loops for repeats, init by rule."""
+    from nnspec.compiler.backends.torch_emit import emit_torch as emit
 
-    graph = spec.graph
-    model_class, classes, blocks = _classes(graph, class_name)
-    helpers = []
-    merges = merges_used(graph)
-    if any(m.residual for m in merges):
-        helpers.append(runtime_source(RUNTIME, "Residual"))
-    if any(not m.residual for m in merges):
-        helpers.append(runtime_source(RUNTIME, "Merge"))
-    for helper in torch_table.helpers_used(graph.layers()):
-        helpers.append(runtime_source(RUNTIME, helper))
-    helpers.append(runtime_source(RUNTIME, "sequential"))
-    helpers += [runtime_source(RUNTIME, helper) for helper in INIT_HELPERS]
-    attributes = []
-    for item in graph.root.items:
-        tree = module_tree(item, graph, lambda node: classes[_signature(node)])
-        attributes.append({"comment": comment_for(item, graph.file),
-                           "lines": _assign(f"self.{item.name}", tree, 8)})
-    plan = ["INITIALIZERS = ("]
-    for tensor in graph.tensors():
-        plan.append(f"    # {_comment(tensor, graph)}")
-        plan += render(torch_table.plan_entry(tensor), 4, suffix=",")
-    plan = plan + [")"] if len(plan) > 1 else ["INITIALIZERS = ()"]
-    return render_template("torch.py.j2", {
-        "version": __version__,
-        "spec_file": spec.file,
-        "spec_name": spec.name,
-        "class_name": model_class,
-        "seed": spec.seed,
-        "helpers": "\n\n\n".join(h.strip() for h in helpers),
-        "tensor_seed": runtime_source("nnspec.compiler.backends.seeding", "tensor_seed"),
-        "blocks": blocks,
-        "attributes": attributes,
-        "children": [item.name for item in graph.root.items],
-        "plan": plan,
-        "input_shape": list(graph.input_shape),
-        "output_shape": list(graph.output_shape),
-        "params": graph.params,
-    })
-
-
-# Module-level names of the emitted file that a generated class must not shadow.
-RESERVED_CLASS_NAMES = frozenset({"OrderedDict", "Residual", "Merge", "SEED", "INITIALIZERS", "Initializable",
-                                  "LayerReset", *torch_table.HELPERS_BY_KIND.values()})
-
-# torch_runtime helpers every emitted file carries: the tensor streams and `initialize`.
-INIT_HELPERS = ("spec_init", "spec_part", "stream_block", "stream_range", "shard_indices", "strided_offsets",
-                "deterministic", "whole",
-                "init_tensor_", "chunks_", "fill_", "resolve_seed", "initialize_", "path_tokens",
-                "path_match", "select_", "LayerReset", "attach_plan_", "Initializable")
-
-
-def _signature(node: Sequence) -> tuple:
-    """A block call's class key: calls whose children are named differently (`name: $arg`) need two classes."""
-    return (node.block, tuple(child.name for child in node.items))
-
-
-def _classes(graph: Graph, class_name) -> tuple[str, dict, list]:
-    """(model class name, block signature -> class name, template entries of the block classes).
-
-    Class names come from the spec's names; one that would shadow a name of the emitted file, or
-    another class (`a_b` and `aB` are both `AB`), gets a numeric suffix instead of breaking the file.
-    """
-    taken = set(RESERVED_CLASS_NAMES)
-
-    def claim(base: str) -> str:
-        name, n = base, 2
-        while name in taken:
-            name, n = f"{base}{n}", n + 1
-        taken.add(name)
-        return name
-
-    model_class = claim(graph.class_name if graph.class_name not in taken else graph.class_name + "Model")
-    classes, blocks = {}, []
-
-    def walk(node):
-        if isinstance(node, Sequence):
-            if node.kind == "block" and _signature(node) not in classes:
-                classes[_signature(node)] = claim(class_name(node.block))
-                blocks.append({"name": node.block, "class_name": classes[_signature(node)],
-                               "children": [child.name for child in node.items],
-                               "line": graph.blocks[node.block].line})
-            for child in node.items:
-                walk(child)
-        elif isinstance(node, Merge):
-            for branch in node.branches:
-                walk(branch)
-
-    walk(graph.root)
-    return model_class, classes, blocks
+    return emit(spec)
 
 
 def _assign(target: str, expr, indent: int) -> list[str]:
@@ -262,17 +169,3 @@ def _assign(target: str, expr, indent: int) -> list[str]:
         if all(len(line) <= LINE_LENGTH for line in wrapped):
             return wrapped
     return lines
-
-
-def _comment(tensor, graph: Graph) -> str:
-    import json
-
-    return json.dumps(f"{tensor.path}: {tensor.init.describe()} ({_where(tensor, graph)})", ensure_ascii=True)[1:-1]
-
-
-def _where(tensor, graph: Graph) -> str:
-    import os
-
-    if tensor.origin_span is None:
-        return "default"
-    return f"{os.path.basename(graph.file)}:{tensor.origin_span.line}"
