@@ -73,7 +73,7 @@ def test_findings_page(chromium, tmp_path):
         assert {"finding", "error"} <= set(box.get_attribute("class").split())
         assert "examples/bad_choices.yaml:18" in box.get_attribute("title")
         assert "NS201" in box.locator(".badge").inner_text()
-        assert p.page.locator(".layer.finding").count() == 12
+        assert p.page.locator(".layer.finding").count() == 14
         assert "finding" not in p.page.locator("#n-relu_1").get_attribute("class")
         box.click()
         panel = p.page.locator("#panel").inner_text()
