@@ -4,7 +4,9 @@
 
 1. Built on the GPU, initialised on the GPU: `nnspec.build(spec, device="cuda")` equals, bit for
    bit, the model built on `meta`, moved with `to_empty(device="cuda")` and given
-   `nnspec.initialize` (the torchtitan recipe), for the reference examples.
+   `nnspec.initialize` (the torchtitan recipe), and the emitted file's `build(device="cuda")`,
+   for the reference examples (convnets, ViT, GPT-2, the recurrent ones on cuDNN), whose
+   forward pass then runs on the GPU.
 2. Sharded on the GPU: FSDP2 (`fully_shard`), tensor parallelism (Colwise/Rowwise) and a 2-D mesh:
    each rank's local shards, initialised by nnspec on the GPU, equal bit for bit to the same
    positions of the single-process GPU build. The ranks are simulated one after the other in one
@@ -101,14 +103,26 @@ def check_meta_recipe(paths: list[str]) -> None:
         model = nnspec.build(spec, "torch", device="meta")
         model.to_empty(device=DEVICE)
         nnspec.initialize(model, seed=11)
+        namespace: dict = {}
+        exec(compile(nnspec.emit(spec, "torch"), f"{spec.name}_emitted.py", "exec"), namespace)
+        emitted = namespace["build"](seed=11, device=DEVICE)
         sync()
         state = direct.state_dict()
+        problems = differences(state, model.state_dict())
+        problems += [f"emitted: {p}" for p in differences(state, emitted.state_dict())]
+        from nnspec.parity import random_batch
+
+        x = torch.from_numpy(random_batch(spec, 2, 0)).to(DEVICE)
+        with torch.no_grad():
+            y, y_emitted = direct.eval()(x), emitted.eval()(x)
+        if not torch.isfinite(y).all() or not torch.allclose(y, y_emitted, rtol=1e-5, atol=1e-6):
+            problems.append("the forward pass on the device is not finite or differs from the emitted model's")
         on_cpu = nnspec.build(spec, "torch", seed=11).state_dict()
         same_as_cpu = sum(torch.equal(state[k].cpu(), on_cpu[k]) for k in state)
-        verdict(f"meta recipe {os.path.basename(path)}", differences(state, model.state_dict()),
+        verdict(f"meta recipe and emitted {os.path.basename(path)}", problems,
                 f"({sum(v.numel() for v in state.values()):,} values; built on the device in {built:.2f} s; "
                 f"{same_as_cpu} of {len(state)} tensors equal to the CPU build's: the deterministic ones)")
-        del direct, model
+        del direct, model, emitted
 
 
 def shard(model, mode: str, world: int):
@@ -252,8 +266,9 @@ def main() -> None:
         sys.exit("no CUDA GPU: this script checks what needs one (--cpu tries the script itself)")
     else:
         print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}", flush=True)
-    examples = ["resnet50", "efficientnet_b0", "vit_b_16", "convnext_tiny"]
-    check_meta_recipe([os.path.join(ROOT, "examples", f"{name}.yaml") for name in examples[:2 if args.quick else 4]])
+    examples = ["resnet50", "efficientnet_b0", "vit_b_16", "convnext_tiny", "gpt2_small", "lstm_classifier",
+                "gru_tagger"]
+    check_meta_recipe([os.path.join(ROOT, "examples", f"{name}.yaml") for name in (examples[:2] + examples[-2:] if args.quick else examples)])
     check_sharded({"fsdp": 2, "tp": 2, "2d": 4})
     if DEVICE == "cuda":
         check_fused_attention()

@@ -316,7 +316,7 @@ def test_emitted_classes(tmp_path):
     assert isinstance(model.down, module.Stage)
     assert isinstance(model.unit_1[0], module.Unit)
     assert issubclass(module.Structure, nn.Sequential) and issubclass(module.Unit, nn.Sequential)
-    assert "def initialize(self, seed: int | None = None, only=None) -> None:" in source
+    assert "def initialize(self, seed: int | None = None) -> None:" in source
 
 
 EDGE_SPECS = {

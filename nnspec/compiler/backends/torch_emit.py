@@ -173,8 +173,8 @@ SIMPLE = {"zeros", "ones", "constant", "uniform", "normal", "trunc_normal", "xav
           "kaiming_uniform", "kaiming_normal", "variance_scaling", "glorot_uniform", "glorot_normal", "he_uniform",
           "he_normal", "lecun_uniform", "lecun_normal", "torch_default"}
 FULL_INIT = ("stream_block", "stream_range", "shard_indices", "deterministic", "whole", "chunks_", "fill_")
-# what every emitted file carries beside its init runtime: `initialize(only=...)`, FSDP2 over TP
-PATHS_AND_SHARDS = ("path_tokens", "path_match", "select_", "strided_offsets")
+# what every emitted file carries beside its init runtime: FSDP2-over-TP shards on any torch
+PATHS_AND_SHARDS = ("strided_offsets",)
 
 
 def _class_lines(cls: cl.BlockClass, graph: Graph) -> list:
@@ -394,8 +394,9 @@ def _init_rules(graph: Graph):
     roles: dict = {}
     for t in tensors:
         cls, name, _ = infos[id(t)]
-        if name != t.role:
-            roles.setdefault(cls, {})[name] = t.role
+        spec_name = t.path.rpartition(".")[2]  # its role, or its own name (lstm's weight_ih_l0)
+        if name != spec_name:
+            roles.setdefault(cls, {})[name] = spec_name
     groups: dict = {}
     for t in tensors:
         groups.setdefault((_group_key(t, graph), infos[id(t)][1]), []).append(t)

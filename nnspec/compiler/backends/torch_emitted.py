@@ -15,10 +15,10 @@ import os
 import torch
 from torch import nn
 
-from nnspec.compiler.backends.torch_runtime import select_, strided_offsets  # copied beside these
+from nnspec.compiler.backends.torch_runtime import strided_offsets  # copied beside these
 
 LAYERS: tuple = ()  # in an emitted file: the classes of the layers that own tensors
-SPEC_ROLES: dict = {}  # in an emitted file: class -> {parameter name: spec role} where they differ
+SPEC_ROLES: dict = {}  # in an emitted file: class -> {parameter name: spec name} where they differ
 
 
 def spec_init(path: str, module: nn.Module, name: str, shape: tuple) -> tuple:
@@ -62,11 +62,9 @@ def init_tensor_(tensor: torch.Tensor, seed: int, kind: str, **args) -> None:
     local.copy_(out.view(local.shape))
 
 
-def initialize_(model: nn.Module, plan: list, state: dict, only=None) -> None:
+def initialize_(model: nn.Module, plan: list, state: dict) -> None:
     """Initialise the tensors of `plan` (key, spec path, kind, arguments) with the seed in
-    `state` (drawn on rank 0 when None); each tensor's stream is seeded from its path.
-    `only` (a path pattern or a list: `head.*`): just the matching tensors and their norms."""
-    keys = None if only is None else select_(plan, only)
+    `state` (drawn on rank 0 when None); each tensor's stream is seeded from its path."""
     if state["seed"] is None:
         import torch.distributed as dist
 
@@ -77,16 +75,12 @@ def initialize_(model: nn.Module, plan: list, state: dict, only=None) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
         for key, path, kind, args in plan:
-            if keys is not None and key not in keys:
-                continue
             digest = hashlib.sha256(f"{state['seed']}/{path}".encode()).digest()
             seed = int.from_bytes(digest[:8], "little") >> 1  # 63 bits
             init_tensor_(params[key], seed, kind, **args)
-    for name, module in model.named_modules():
+    for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            own = [f"{name}.{p}" if name else p for p in module._parameters]
-            if keys is None or any(key in keys for key in own):
-                module.reset_running_stats()
+            module.reset_running_stats()
 
 
 def init_plan_(model: nn.Module, seed: int | None) -> None:
