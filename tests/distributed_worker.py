@@ -72,6 +72,9 @@ def run(rank: int, out: str, world: int, port: int, jobs: list) -> None:
         results = {job: run_job(*job.rsplit(":", 2)[:2], int(job.rsplit(":", 1)[1]), world) for job in jobs}
         if rank == 0:
             torch.save(results, out)
+        # no rank tears its connections down while another still reads from them (under load a
+        # rank that left early made the other abort inside gloo)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
