@@ -242,31 +242,3 @@ def test_model_initialize_only_refuses_as_nnspec_initialize_does():
             assert (type(ours.value), str(ours.value)) == (type(theirs.value), str(theirs.value))
         for key, value in model.state_dict().items():
             assert torch.equal(value, before[key])
-
-
-def test_the_runtime_matcher_is_the_compilers():
-    """The matcher that built and emitted models carry (torch_runtime.path_match) decides every pattern and
-    path as nnspec.compiler.paths does, and refuses the same patterns with the same reasons."""
-    import random
-
-    from nnspec.compiler.backends import torch_runtime
-    from nnspec.compiler.paths import pattern_problem
-
-    rng = random.Random(0)
-    parts = ["a", "b", "ab", "0", "1", "*", "**", "a*", "*b", "a**b", "*a*", "**a", "_", "bn1", ""]
-    for _ in range(4000):
-        pattern = ".".join(rng.choice(parts) for _ in range(rng.randint(1, 5)))
-        if rng.random() < 0.05:
-            pattern += rng.choice(["\n", "-", " ", "é"])
-        problem = pattern_problem(pattern)
-        if problem:
-            with pytest.raises(ValueError) as exc:
-                torch_runtime.path_tokens(pattern)
-            assert str(exc.value) == problem, pattern
-            continue
-        tokens = torch_runtime.path_tokens(pattern)
-        compiled = compile_pattern(pattern)
-        for _ in range(10):
-            path = ".".join(rng.choice(["a", "b", "ab", "0", "1", "ba", "bn1", "aab"])
-                            for _ in range(rng.randint(1, 6)))
-            assert torch_runtime.path_match(tokens, path) == compiled.match(path), (pattern, path)

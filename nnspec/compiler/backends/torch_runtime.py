@@ -591,98 +591,19 @@ def initialize_(
     return seed
 
 
-def path_tokens(pattern) -> list:
-    """A tensor path pattern as tokens for `path_match`; ValueError if it is not one.
-
-    Dotted segments; `*` matches within one segment, `**` as a whole segment any
-    number of whole segments (at the end: one or more characters), `**` inside a
-    segment anything, dots included (nnspec.compiler.paths, the same patterns).
-    """
-    if not isinstance(pattern, str) or not pattern:
-        raise ValueError(
-            "a path pattern is non-empty text such as `head.*` or `layer4.**.bn3.gamma`"
-        )
-    allowed = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_*"
-    segments = pattern.split(".")
-    tokens = []
-    for i, segment in enumerate(segments):
-        body = segment.removesuffix("\n")
-        if not body or body.strip(allowed):  # (all allowed: nothing is left)
-            raise ValueError(
-                f"the segment `{segment or '(empty)'}` of `{pattern}` is not a name, a "
-                "number, `*` or `**`: a path pattern is dotted names, numbers and "
-                "`*`/`**`"
-            )
-        last = i == len(segments) - 1
-        if segment == "**":
-            tokens.append(("any+",) if last else ("segments",))
-            continue
-        run = ""
-        for c in segment + ".":  # the dot ends the last run of stars
-            if c == "*":
-                run += "*"
-                continue
-            if run:
-                tokens.append(("star",) if run == "*" else ("any",))
-                run = ""
-            if c != "." or not last:
-                tokens.append(("lit", c))
-    return tokens
-
-
-def path_match(tokens: list, path: str) -> bool:
-    """Whether `path` matches the pattern `tokens` (over sets of positions: linear in
-    the pattern, at most quadratic in the path)."""
-    n = len(path)
-    reach = {0}
-    for token in tokens:
-        if not reach:
-            return False
-        kind = token[0]
-        if kind == "lit":
-            reach = {j + 1 for j in reach if j < n and path[j] == token[1]}
-        elif kind == "star":
-            nxt = set()
-            for j in sorted(reach):
-                k = j
-                while k not in nxt:
-                    nxt.add(k)
-                    if k >= n or path[k] == ".":
-                        break
-                    k += 1
-            reach = nxt
-        elif kind in ("any", "any+"):
-            reach = set(range(min(reach) + (kind == "any+"), n + 1))
-        else:  # segments
-            low = min(reach)
-            reach = reach | {k + 1 for k in range(low, n) if path[k] == "."}
-    return n in reach
-
-
 def select_(plan, only) -> set:
     """The keys of the `plan` entries whose spec path or state_dict key matches
-    `only` (a path pattern or a list of them); ValueError, naming it, for a pattern
-    that is malformed or matches no tensor."""
-    items = [only] if isinstance(only, str) else list(only)
-    if not items:
-        raise ValueError(
-            "`only` is empty: give a pattern such as 'head.*' or a list of them"
-        )
-    patterns = []
-    for item in items:
-        try:
-            patterns.append((item, path_tokens(item)))
-        except ValueError as exc:
-            raise ValueError(f"only={item!r}: {exc}") from None
+    `only` (a path pattern or a list of them, nnspec.compiler.paths); ValueError,
+    naming it, for a pattern that is malformed or matches no tensor."""
+    from nnspec.compiler.paths import compile_patterns
+
     keys, idle = set(), []
-    for item, tokens in patterns:
+    for pattern in compile_patterns(only):
         hits = {
-            key
-            for key, path, _, _ in plan
-            if path_match(tokens, path) or path_match(tokens, key)
+            key for key, path, _, _ in plan if pattern.match(path) or pattern.match(key)
         }
         if not hits:
-            idle.append(item)
+            idle.append(pattern.pattern)
         keys |= hits
     if idle:
         example = plan[0][1] if plan else "head.weight"
