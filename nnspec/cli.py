@@ -187,6 +187,21 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     w.add_argument("--no-strict", dest="strict", action="store_false",
                    help="convert what matches even when keys are left over or shapes differ")
 
+    t = command("transfer", "carry PyTorch weights into the spec's Keras model and save it (same function)")
+    t.add_argument("spec", help="the spec file")
+    t.add_argument("--from", dest="source", required=True, metavar="FILE",
+                   help="the PyTorch weights: a .pt/.pth/.bin/.ckpt file (a state dict, read with "
+                        "weights_only=True) or a .safetensors file, matched to the spec as `nnspec weights` does")
+    t.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the Keras file to write: OUT.weights.h5 (the weights) or OUT.keras (the whole model)")
+    t.add_argument("--rename", action="append", default=[], metavar="REGEX=REPL",
+                   help="rewrite source keys before matching by name (re.sub; the first rule that applies); "
+                        "repeatable")
+    t.add_argument("--no-strict", dest="strict", action="store_false",
+                   help="carry what matches even when keys are left over or shapes differ (the rest keeps the "
+                        "spec's initial values)")
+    t.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+
     im = command("import", "write the spec of an existing PyTorch module or Keras model")
     im.add_argument("framework", choices=("torch", "keras"), help="the framework the model is written in")
     im.add_argument("target", metavar="MODULE:CALLABLE",
@@ -500,6 +515,61 @@ def cmd_weights(args) -> int:
     return EXIT_OK
 
 
+def cmd_transfer(args) -> int:
+    """PyTorch weights -> the spec's PyTorch model (matched as `weights` does) -> its Keras model
+    (nnspec.transfer: layouts, gate orders and biases mapped) -> a Keras file."""
+    import tempfile
+
+    import nnspec
+    from nnspec.weights import match, parse_rename, read_source
+
+    spec, code = _load_or_report(args.spec)
+    if spec is None:
+        return code
+    out = args.output
+    if not out.endswith((".weights.h5", ".keras")):
+        return _usage_error(f"{out}: write OUT.weights.h5 (the weights) or OUT.keras (the whole model)")
+    if os.path.lexists(out) and (not os.path.isfile(out) or not args.force):
+        return _usage_error(f"{out} exists; use --force to overwrite it" if os.path.isfile(out)
+                            else f"{out} exists and is not a regular file")
+    try:
+        rules = parse_rename(args.rename)
+        tensors, name = read_source(args.source)
+    except (ValueError, OSError, ImportError) as exc:
+        return _usage_error(str(exc))
+    torch_model = nnspec.build(spec, "torch")
+    report = match(torch_model.state_dict(), tensors, rules, name)
+    print(report)
+    if args.strict and not report.ok:
+        print(f"nnspec: error: the weights of {name} do not fit the spec `{spec.name}`; nothing was written "
+              "(--no-strict carries what matches)", file=sys.stderr)
+        return EXIT_FOUND
+    import torch
+
+    with torch.no_grad():
+        state = torch_model.state_dict()
+        for key, source_key, _, _ in report.matches:
+            state[key].copy_(tensors[source_key].reshape(state[key].shape))
+    keras_model = nnspec.build(spec, "keras")
+    nnspec.transfer(torch_model, keras_model, spec)
+    suffix = ".weights.h5" if out.endswith(".weights.h5") else ".keras"
+    directory = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=".nnspec-", suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        if suffix == ".keras":
+            keras_model.save(tmp, overwrite=True)
+        else:
+            keras_model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    print(f"carried {len(report.matches)} tensor(s) into the Keras model of `{spec.name}`; wrote {out}")
+    return EXIT_OK
+
+
 def cmd_parity(args) -> int:
     from nnspec import formats
     from nnspec.diagnostics import SpecError
@@ -652,12 +722,12 @@ def cmd_import(args) -> int:
     return run(args)
 
 
-FRAMEWORK_COMMANDS = ("build", "parity", "import")
+FRAMEWORK_COMMANDS = ("build", "parity", "import", "transfer")
 
 COMMANDS = {"check": cmd_check, "rule": cmd_rule, "inits": cmd_inits, "schema": cmd_schema,
             "initializers": cmd_initializers, "compile": cmd_compile, "build": cmd_build, "parity": cmd_parity,
             "probe": cmd_probe, "graph": cmd_graph, "weights": cmd_weights,
-            "import": cmd_import}
+            "import": cmd_import, "transfer": cmd_transfer}
 
 
 def main(argv: list[str] | None = None) -> int:
