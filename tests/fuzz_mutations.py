@@ -220,6 +220,8 @@ def _vocabulary() -> list[bytes]:
             "add multiply concat branches channels tokens features map layout keep_dims start stop size parts "
             "over last output_padding ceil_mode per_channel $a*2 ($k-1)//2 $w/0")
     keys += " heads causal length in_weight in_bias out_weight out_bias token"  # attention and the token kinds
+    keys += (" hidden bidirectional sequence weight_ih weight_hh bias_ih bias_hh weight_ih_l0 weight_hh_l1_reverse"
+             " lstm_1.weight_hh_l0")  # the recurrent kinds
     words = list(KINDS) + list(REGISTRY) + list(ROLES) + list(CODES) + keys.split()
     return [w.encode() for w in words]
 
