@@ -23,7 +23,7 @@ def module_tree(node, graph: Graph, block_class) -> Call:
     if isinstance(node, Layer):
         return torch_table.LAYERS[node.kind](node)
     if isinstance(node, Merge):
-        return _merge(node, graph, block_class)
+        return merge_call(node, lambda seq: _named(seq, graph, block_class))
     if node.kind == "repeat":
         return Call("nn.Sequential", tuple(Arg(module_tree(c, graph, block_class)) for c in node.items))
     if node.kind == "block":
@@ -31,15 +31,17 @@ def module_tree(node, graph: Graph, block_class) -> Call:
     return _named(node, graph, block_class)
 
 
-def _merge(node: Merge, graph: Graph, block_class) -> Call:
+def merge_call(node: Merge, lower) -> Call:
+    """The Residual or Merge call of a merge node, its branches lowered by `lower` (a Sequence ->
+    an expression): the one lowering of merges, for building and for emitting."""
     if node.residual:
         branch, shortcut = node.branches
-        kwargs = [Arg(_named(branch, graph, block_class), "branch")]
+        args = [Arg(lower(branch))]
         if shortcut.items:
-            kwargs.append(Arg(_named(shortcut, graph, block_class), "shortcut"))
-        return Call("Residual", tuple(kwargs))
+            args.append(Arg(lower(shortcut), "shortcut"))
+        return Call("Residual", tuple(args))
     args = [Arg(node.op), Arg([b.name for b in node.branches])]
-    args += [Arg(_named(b, graph, block_class) if b.items else None) for b in node.branches]
+    args += [Arg(lower(b) if b.items else None) for b in node.branches]
     dim = merge_dim(node)
     return Call("Merge", tuple(args + ([Arg(dim, "dim")] if dim != 1 else [])))
 

@@ -37,18 +37,9 @@ def concrete(node, graph: Graph, classes: cl.Classes):
     if isinstance(node, Layer):
         return torch_table.LAYERS[node.kind](node)
     if isinstance(node, Merge):
-        if node.residual:
-            branch, shortcut = node.branches
-            args = [Arg(_branch(branch, graph, classes))]
-            if shortcut.items:
-                args.append(Arg(_branch(shortcut, graph, classes), "shortcut"))
-            return Call("Residual", tuple(args))
-        from nnspec.compiler.backends.torch_backend import merge_dim
+        from nnspec.compiler.backends.torch_backend import merge_call
 
-        args = [Arg(node.op), Arg([b.name for b in node.branches])]
-        args += [Arg(_branch(b, graph, classes) if b.items else None) for b in node.branches]
-        dim = merge_dim(node)
-        return Call("Merge", tuple(args + ([Arg(dim, "dim")] if dim != 1 else [])))
+        return merge_call(node, lambda seq: _branch(seq, graph, classes))
     if node.kind == "repeat":
         copies = [concrete(c, graph, classes) for c in node.items]
         looped = cl.loop_of(copies, len(copies))
