@@ -91,14 +91,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+PORT_TAKEN = ("address already in use", "eaddrinuse", "errno 98")
+
+
+def _run_on_a_free_port(command, **kwargs) -> subprocess.CompletedProcess:
+    """Run `command(port)`; again on another port when the one picked was taken in between (another
+    test process can bind it after _free_port let it go)."""
+    for _ in range(3):
+        result = subprocess.run(command(_free_port()), **kwargs)
+        if result.returncode == 0 or not any(t in (result.stderr + result.stdout).lower() for t in PORT_TAKEN):
+            return result
+    return result
+
+
 def run_worker(jobs: list, tmp_path: Path, world: int = 2, timeout: int = 300) -> dict:
     """Run (mode, spec path, seed) jobs in one group of `world` processes; {(mode, path, seed): result}."""
     out = tmp_path / f"results-{world}.pt"
     env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(nnspec.__file__).parent.parent), str(WORKER.parent)]))
     args = [f"{mode}:{path}:{seed}" for mode, path, seed in jobs]
-    result = subprocess.run([sys.executable, str(WORKER), str(out), str(world), str(_free_port()), *args],
-                            capture_output=True, text=True, timeout=timeout, env=env)
+    result = _run_on_a_free_port(lambda port: [sys.executable, str(WORKER), str(out), str(world), str(port), *args],
+                                 capture_output=True, text=True, timeout=timeout, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     saved = torch.load(out, weights_only=False)
     return {job: saved[arg] for job, arg in zip(jobs, args)}
@@ -249,11 +262,11 @@ def test_distributed_example_runs_on_two_processes(tmp_path):
     script = Path(nnspec.__file__).parent.parent / "examples" / "distributed" / "gpt.py"
     env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1",
                PYTHONPATH=str(Path(nnspec.__file__).parent.parent))
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                             "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(script),
-                             "--width", "16", "--layers", "2", "--vocab", "32", "--context", "4", "--steps", "2",
-                             "--checkpoint", str(tmp_path / "ckpt")],
-                            capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    result = _run_on_a_free_port(
+        lambda port: [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                      "127.0.0.1", "--master-port", str(port), str(script), "--width", "16", "--layers", "2",
+                      "--vocab", "32", "--context", "4", "--steps", "2", "--checkpoint", str(tmp_path / "ckpt")],
+        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     assert "on 2 ranks" in result.stdout and "step 1: loss" in result.stdout
     assert "saved a distributed checkpoint" in result.stdout
