@@ -27,6 +27,14 @@ module) and pairs each of its tensors with one of the model's state_dict keys:
      (`layer1.1` for `layer1.blocks.0` of examples/resnet50.yaml, MobileNetV2's
      `features.0.0` for `features_0.conv2d_1`);
    - the last segment is the tensor's own name (`weight`, `running_mean`).
+   A number is read only where both sides number the same modules: a position
+   where the source's numbered children holding tensors are the positions of
+   the sequence's items holding tensors (no layer added or left out); a name
+   ending in a number (`layer2_0`, a copy of `denselayer1`) where the numbers
+   that the names of its siblings stand for (their copies counted on) are, once
+   each, those of the source's modules written alike. nnspec's default names
+   count from 1 and a Sequential from 0: `linear_1` does not pair with
+   `linear.1`, nor copy 0 of a repeat `unit_1` with `unit.1`.
    A step by a joined name, a copy number or a position is a derived step. A
    source key pairs with the model key it reaches with the fewest derived steps
    when that is one key, no earlier tier took it, and no other source key
@@ -235,7 +243,7 @@ def match(target: dict, source: dict, rename=None, source_name: str = "the sourc
                     pairs[renamed] = (key, "rename")
                     taken.add(key)
                 break
-    through = _names_through_tree(target, [k for k in source if k not in taken], set(pairs), model)
+    through = _names_through_tree(target, [k for k in source if k not in taken], set(pairs), model, list(source))
     for t, s in through.items():  # by name, read through nnspec's module tree
         pairs[t] = (s, "name")
         taken.add(s)
@@ -310,7 +318,11 @@ class _Tree:
             self.tensors.setdefault(module, {})[local] = key
         self.repeats = {path for path, kids in self.children.items()
                         if kids and all(n.isdigit() for n, _ in kids) and path not in self.merges}
+        self.tensors_below = {".".join(key.split(".")[:i]) for key in target for i in range(key.count(".") + 1)}
         self._visible: dict = {}
+
+    def visible_of(self, path: str) -> list:
+        return self.visible_merge(path) if path in self.merges else self.visible(path)
 
     def visible(self, path: str) -> list:
         """The children that names can reach from `path`: a merge and its branch sequences are seen through."""
@@ -336,12 +348,77 @@ class _Tree:
         return out
 
 
-def _walk(tree: _Tree, segments: list) -> dict:
+class _Numbering:
+    """Whether a numbered reading accounts for the source's numbering where it is made: a reading by
+    position, or by a name whose number the source writes as a segment of its own or continues in a
+    repeat's copies, holds only where both sides number the same modules (those holding tensors)."""
+
+    def __init__(self, tree: _Tree, source_keys) -> None:
+        self.tree = tree
+        self.modules: dict = {}  # source module path (a tuple) -> its child modules' names
+        for key in source_keys:
+            parts = key.split(".")[:-1]
+            for i in range(len(parts)):
+                self.modules.setdefault(tuple(parts[:i]), set()).add(parts[i])
+        self._cache: dict = {}
+
+    def positions(self, path: str, prefix: tuple) -> bool:
+        """A number in the source for the item at that position of the sequence `path`: the numbered
+        children of `prefix` that hold tensors must be the positions of the items that hold tensors."""
+        key = ("pos", path, prefix)
+        if key not in self._cache:
+            theirs = {int(c) for c in self.modules.get(prefix, ()) if c.isdigit()}
+            ours = {n for n, item in enumerate(self.tree.items(path)) if item in self.tree.tensors_below}
+            self._cache[key] = theirs == ours
+        return self._cache[key]
+
+    def names(self, path: str, stem_of_ours: str, prefix: tuple, stem_of_theirs: str) -> bool:
+        """Names that end in a number (`layer2_0` read as `layer2.0`, copy 1 of `denselayer1` as
+        `denselayer2`): the numbers the children of `path` named `stem_of_ours<n>` stand for (a repeat's
+        copies counted on from its number) must be, once each, the numbers of the source modules
+        `stem_of_theirs<n>` below `prefix` that hold tensors."""
+        from nnspec.importing.structure import numbered
+
+        key = ("names", path, stem_of_ours, prefix, stem_of_theirs)
+        if key not in self._cache:
+            theirs = set()
+            for c in self.modules.get(prefix, ()):
+                m = re.fullmatch(re.escape(stem_of_theirs) + r"([0-9]+)", c)
+                if m:
+                    theirs.add(int(m.group(1)))
+            whole, inside = [], set()  # numbers a child stands for; numbers a child stands inside of
+            for name, child in self.tree.visible_of(path):
+                m = re.fullmatch(re.escape(stem_of_ours) + r"([0-9]+)(_.*)?", name)
+                if m is None or child not in self.tree.tensors_below:
+                    continue
+                n = int(m.group(1))
+                if m.group(2):  # `features_2_0`: inside `features.2`
+                    inside.add(n)
+                    continue
+                copies = len(self.tree.children[child]) if child in self.tree.repeats else 1
+                whole += [int(numbered(str(n), j)) for j in range(copies)]
+            self._cache[key] = (len(whole) == len(set(whole)) and not inside & set(whole)
+                                and set(whole) | inside == theirs)
+        return self._cache[key]
+
+
+def _stem(text: str) -> str:
+    return re.sub(r"[0-9]+$", "", text)
+
+
+def _walk(tree: _Tree, numbering: _Numbering, segments: list) -> dict:
     """model key -> the fewest derived steps it is reached with from the source key `segments`."""
     from nnspec.importing.structure import numbered
 
     found: dict = {}
     last = len(segments) - 1
+
+    def numbers_agree(path: str, name: str, i: int, k: int) -> bool:
+        """A derived name that ends in a number, matched to segments i .. i+k-1: the numbering agrees."""
+        end = segments[i + k - 1]
+        if _stem(name) == name or _stem(end) == end:
+            return True  # no number at the end: nothing numbered
+        return numbering.names(path, _stem(name), tuple(segments[:i + k - 1]), _stem(end))
 
     def step(path: str, i: int, cost: int) -> None:
         if i == last:
@@ -349,18 +426,20 @@ def _walk(tree: _Tree, segments: list) -> dict:
             if key is not None and cost < found.get(key, cost + 1):
                 found[key] = cost
             return
-        kids = tree.visible_merge(path) if path in tree.merges else tree.visible(path)
-        for name, child in kids:
+        for name, child in tree.visible_of(path):
             for k, extra in _spans(name, segments, i, last):
-                step(child, i + k, cost + extra)
-            if child in tree.repeats:  # a repeat named after its first copy
+                if extra == 0 or numbers_agree(path, name, i, k):
+                    step(child, i + k, cost + extra)
+            if child in tree.repeats and not name.isdigit():  # a repeat named after its first copy
                 for j, (_, copy) in enumerate(tree.children[child]):
-                    bumped = None if name.isdigit() else numbered(name, j)
+                    bumped = numbered(name, j)
                     if bumped is None:
                         break
                     for k, extra in _spans(bumped, segments, i, last):
-                        step(copy, i + k, cost + 1 + extra)
-        if segments[i].isdigit() and path in tree.sequences:  # a number: the item at that position
+                        if numbers_agree(path, bumped, i, k):
+                            step(copy, i + k, cost + 1 + extra)
+        if segments[i].isdigit() and path in tree.sequences \
+                and numbering.positions(path, tuple(segments[:i])):  # a number: the item at that position
             items = tree.items(path)
             n = int(segments[i])
             if n < len(items):
@@ -385,15 +464,16 @@ def _spans(name: str, segments: list, i: int, last: int):
             return
 
 
-def _names_through_tree(target: dict, source_keys: list, taken: set, model) -> dict:
+def _names_through_tree(target: dict, source_keys: list, taken: set, model, all_source=()) -> dict:
     """model key -> source key for every source key that reaches exactly one model key at the fewest derived
     steps, that model key reached by no other source key at as few (ties fall to the next tier)."""
     if not source_keys:
         return {}
     tree = _Tree(target, model)
+    numbering = _Numbering(tree, all_source or source_keys)
     best: dict = {}  # model key -> [(cost, source key)]
     for key in source_keys:
-        found = _walk(tree, key.split("."))
+        found = _walk(tree, numbering, key.split("."))
         if not found:
             continue
         low = min(found.values())
