@@ -83,6 +83,23 @@ def test_torchvision_round_trip(name):
     round_trip(source, text, (3, 64, 64))
 
 
+def test_the_emitted_model_loads_by_name_too():
+    """The emitted file's model carries its own copies of the merge classes; the names read the same."""
+    import types
+
+    torch.set_num_threads(1)
+    source, text = imported("resnet18")
+    module = types.ModuleType("emitted_resnet18")
+    exec(compile(nnspec.emit(nnspec.loads(text)), "emitted_resnet18", "exec"), module.__dict__)
+    model = module.build().eval()
+    report = nnspec.load_weights(model, source)
+    assert report.ok and {how for _, _, how, _ in report.matches} == {"name"}
+    assert report.mapping()["layer2_1.residual_1.branch.conv2.weight"] == "layer2.1.conv2.weight"
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), source(x), atol=1e-5)
+
+
 def test_resnet50_uses_blocks_and_repeat_in_under_80_lines():
     _, text = imported("resnet50")
     assert len(text.splitlines()) < 80

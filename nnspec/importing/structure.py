@@ -9,7 +9,9 @@ module classes (`instance`, with the items of their body). Then:
    are what differs between them (innermost classes first; instances whose bodies differ in structure
    become variants `name`, `name_2`, ...);
 3. `compress`: runs of identical block calls become one call with `repeat`;
-4. `assign_names`: the module's names where they are identifiers, otherwise nnspec's default names;
+4. `assign_names`: each item named after its source module's path below the scope, `_` for `.`, where that
+   is an identifier (a run after its first module), otherwise nnspec's default names: the names
+   `load_weights` reads back (nnspec/weights.py);
 5. `tensor_paths`: every source tensor's spec path, walked by the naming rules of the expansion pass.
 """
 
