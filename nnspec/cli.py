@@ -499,8 +499,8 @@ def cmd_weights(args) -> int:
         tensors, name = read_source(args.source)
     except (ValueError, OSError, ImportError) as exc:
         return _usage_error(str(exc))
-    target = nnspec.build(spec, device="meta").state_dict()  # keys and shapes only
-    report = match(target, tensors, rules, name)
+    skeleton = nnspec.build(spec, device="meta")  # keys, shapes and the module tree only
+    report = match(skeleton.state_dict(), tensors, rules, name, model=skeleton)
     print(report)
     if args.strict and not report.ok:
         print(f"nnspec: error: the weights of {name} do not fit the spec `{spec.name}`; nothing was saved "
@@ -538,7 +538,7 @@ def cmd_transfer(args) -> int:
     except (ValueError, OSError, ImportError) as exc:
         return _usage_error(str(exc))
     torch_model = nnspec.build(spec, "torch")
-    report = match(torch_model.state_dict(), tensors, rules, name)
+    report = match(torch_model.state_dict(), tensors, rules, name, model=torch_model)
     print(report)
     if args.strict and not report.ok:
         print(f"nnspec: error: the weights of {name} do not fit the spec `{spec.name}`; nothing was written "

@@ -8,8 +8,45 @@ module) and pairs each of its tensors with one of the model's state_dict keys:
 2. by an explicit `rename` rule: a list of `(regex, replacement)` pairs (or
    `"REGEX=REPLACEMENT"` texts); the first rule whose regex is found in a source
    key rewrites it with `re.sub`, and the rewritten key is looked up;
-3. by structure: the keys left on both sides, each in its module-tree order
+3. by name, read through nnspec's module tree (`match(..., model=)`; `load_weights`
+   and `nnspec weights` pass the model): each source key, split at its dots, is
+   walked down the model's modules, a step for each module on its path:
+   - a merge (an instance of nnspec's `Residual` or `Merge`: `residual_1`,
+     `add_1`, `concat_1`) and its branch sequences (`branch`, `shortcut`, `0`,
+     `1`, or the branches' names) take no segment: their layers are reached as
+     if they sat beside the merge;
+   - a model name stands for the source segment that equals it, or for several
+     segments joined by `_` (`layer2_0` for `layer2.0`, `features_conv0` for
+     `features.conv0`: the names `nnspec import torch` writes);
+   - a repeat's copies are `NAME.0`, `NAME.1`, ...; when NAME ends in a number
+     the repeat is also read as named after its first copy, copy j standing for
+     that number plus j (`layer1_1` copy 1 for `layer1.2`, `denselayer1` copy 5
+     for `denselayer6`);
+   - a number stands for the item at that position in a sequence, every item
+     counted (layers without tensors too) and a repeat counted as its copies
+     (`layer1.1` for `layer1.blocks.0` of examples/resnet50.yaml, MobileNetV2's
+     `features.0.0` for `features_0.conv2d_1`);
+   - the last segment is the tensor's own name (`weight`, `running_mean`).
+   A number is read only where both sides number the same modules: a position
+   where the source's numbered children holding tensors are the positions of
+   the sequence's items holding tensors (no layer added or left out); a name
+   ending in a number (`layer2_0`, a copy of `denselayer1`) where the numbers
+   that the names of its siblings stand for (their copies counted on) are, once
+   each, those of the source's modules written alike. nnspec's default names
+   count from 1 and a Sequential from 0: `linear_1` does not pair with
+   `linear.1`, nor copy 0 of a repeat `unit_1` with `unit.1`.
+   A step by a joined name, a copy number or a position is a derived step. A
+   source key pairs with the model key it reaches with the fewest derived steps
+   when that is one key, no earlier tier took it, and no other source key
+   reaches it with as few; otherwise (two model keys at the fewest, two source
+   keys for one model key) the key is left to the next tier. Without the model
+   the keys alone are walked: no merges are known and numbers are names only;
+4. by structure: the keys left on both sides, each in its module-tree order
    (state_dict order), are paired one to one when both sides have as many.
+
+Tiers 1 and 3 are reported as "name", 2 as "rename", 4 as "structure"; a note
+counts the pairs of tier 3. A pair of different shapes is a mismatch, whichever
+tier made it: never loaded, reported with both keys and both shapes.
 
 The report lists every pair and how it was made, every key left unmatched on
 either side, and every pair whose shapes differ (both keys and both shapes).
@@ -184,14 +221,15 @@ def _state_dict(obj, where: str) -> dict:
     return tensors
 
 
-def match(target: dict, source: dict, rename=None, source_name: str = "the source") -> WeightReport:
+def match(target: dict, source: dict, rename=None, source_name: str = "the source", model=None) -> WeightReport:
     """Pair source tensors with the model's keys (see the module text). `target` and `source`: key -> tensor
-    (or anything with `.shape`), both in module-tree order."""
+    (or anything with `.shape`), both in module-tree order; `model`, the module `target` is the state dict of,
+    lets the name tier see its tree (merges, repeats, positions); without it names pair as the keys say."""
     rules = parse_rename(rename)
     report = WeightReport(source=source_name)
     pairs = {}  # target key -> (source key, how)
     taken = set()
-    for key in source:  # by name
+    for key in source:  # by name: the same key
         if key in target:
             pairs[key] = (key, "name")
             taken.add(key)
@@ -205,6 +243,13 @@ def match(target: dict, source: dict, rename=None, source_name: str = "the sourc
                     pairs[renamed] = (key, "rename")
                     taken.add(key)
                 break
+    through = _names_through_tree(target, [k for k in source if k not in taken], set(pairs), model, list(source))
+    for t, s in through.items():  # by name, read through nnspec's module tree
+        pairs[t] = (s, "name")
+        taken.add(s)
+    if through:
+        report.notes.append(f"{len(through)} of the pairs by name read nnspec's module tree (merges seen through, "
+                            "`_` for `.`, repeat copies and positions numbered); the others are the same key")
     rest_target = [k for k in target if k not in pairs]
     rest_source = [k for k in source if k not in taken]
     if rest_target and len(rest_target) == len(rest_source):  # by structure
@@ -231,6 +276,218 @@ def match(target: dict, source: dict, rename=None, source_name: str = "the sourc
     return report
 
 
+# -- by name through nnspec's module tree --------------------------------------------------
+
+MERGE_CLASSES = ("Residual", "Merge")
+RUNTIME = "nnspec.compiler.backends.torch_runtime"
+
+
+class _Tree:
+    """The model's modules as the name tier walks them: module path -> its children (name, path) in order,
+    its tensors (local name -> state_dict key); which modules are merges (seen through, with their branch
+    sequences), repeats (children numbered 0, 1, ...) and sequences (their items have positions)."""
+
+    def __init__(self, target: dict, model=None) -> None:
+        self.children: dict = {}
+        self.tensors: dict = {}
+        self.merges: set = set()
+        self.sequences: set = set()
+        if model is not None:
+            from torch import nn
+
+            # nnspec's merges: the runtime's classes, or an emitted file's own copies (a model nnspec built or
+            # emitted carries its initialisation plan)
+            own = (RUNTIME, type(model).__module__) if hasattr(model, "_nnspec_plan") else (RUNTIME,)
+            for path, module in model.named_modules(remove_duplicate=False):
+                self.children[path] = [(n, f"{path}.{n}" if path else n) for n, _ in module.named_children()]
+                cls = type(module)
+                if cls.__name__ in MERGE_CLASSES and cls.__module__ in own:
+                    self.merges.add(path)
+                elif isinstance(module, nn.Sequential):
+                    self.sequences.add(path)
+        else:  # the keys alone: no merges, and no positions (modules without tensors are not in the keys)
+            for key in target:
+                parts = key.split(".")[:-1]
+                for i in range(len(parts)):
+                    parent, path = ".".join(parts[:i]), ".".join(parts[:i + 1])
+                    kids = self.children.setdefault(parent, [])
+                    if (parts[i], path) not in kids:
+                        kids.append((parts[i], path))
+        for key in target:
+            module, _, local = key.rpartition(".")
+            self.tensors.setdefault(module, {})[local] = key
+        self.repeats = {path for path, kids in self.children.items()
+                        if kids and all(n.isdigit() for n, _ in kids) and path not in self.merges}
+        self.tensors_below = {".".join(key.split(".")[:i]) for key in target for i in range(key.count(".") + 1)}
+        self._visible: dict = {}
+
+    def visible_of(self, path: str) -> list:
+        return self.visible_merge(path) if path in self.merges else self.visible(path)
+
+    def visible(self, path: str) -> list:
+        """The children that names can reach from `path`: a merge and its branch sequences are seen through."""
+        if path not in self._visible:
+            out = []
+            for name, child in self.children.get(path, ()):
+                if child in self.merges:
+                    for _, branch in self.children.get(child, ()):
+                        out += self.visible(branch) if branch not in self.merges else self.visible_merge(branch)
+                else:
+                    out.append((name, child))
+            self._visible[path] = out
+        return self._visible[path]
+
+    def visible_merge(self, path: str) -> list:
+        return [item for _, branch in self.children.get(path, ()) for item in self.visible(branch)]
+
+    def items(self, path: str) -> list:
+        """The items of a sequence by position: every child, a repeat counted as its copies."""
+        out = []
+        for _, child in self.children.get(path, ()):
+            out += [c for _, c in self.children[child]] if child in self.repeats else [child]
+        return out
+
+
+class _Numbering:
+    """Whether a numbered reading accounts for the source's numbering where it is made: a reading by
+    position, or by a name whose number the source writes as a segment of its own or continues in a
+    repeat's copies, holds only where both sides number the same modules (those holding tensors)."""
+
+    def __init__(self, tree: _Tree, source_keys) -> None:
+        self.tree = tree
+        self.modules: dict = {}  # source module path (a tuple) -> its child modules' names
+        for key in source_keys:
+            parts = key.split(".")[:-1]
+            for i in range(len(parts)):
+                self.modules.setdefault(tuple(parts[:i]), set()).add(parts[i])
+        self._cache: dict = {}
+
+    def positions(self, path: str, prefix: tuple) -> bool:
+        """A number in the source for the item at that position of the sequence `path`: the numbered
+        children of `prefix` that hold tensors must be the positions of the items that hold tensors."""
+        key = ("pos", path, prefix)
+        if key not in self._cache:
+            theirs = {int(c) for c in self.modules.get(prefix, ()) if c.isdigit()}
+            ours = {n for n, item in enumerate(self.tree.items(path)) if item in self.tree.tensors_below}
+            self._cache[key] = theirs == ours
+        return self._cache[key]
+
+    def names(self, path: str, stem_of_ours: str, prefix: tuple, stem_of_theirs: str) -> bool:
+        """Names that end in a number (`layer2_0` read as `layer2.0`, copy 1 of `denselayer1` as
+        `denselayer2`): the numbers the children of `path` named `stem_of_ours<n>` stand for (a repeat's
+        copies counted on from its number) must be, once each, the numbers of the source modules
+        `stem_of_theirs<n>` below `prefix` that hold tensors."""
+        from nnspec.importing.structure import numbered
+
+        key = ("names", path, stem_of_ours, prefix, stem_of_theirs)
+        if key not in self._cache:
+            theirs = set()
+            for c in self.modules.get(prefix, ()):
+                m = re.fullmatch(re.escape(stem_of_theirs) + r"([0-9]+)", c)
+                if m:
+                    theirs.add(int(m.group(1)))
+            whole, inside = [], set()  # numbers a child stands for; numbers a child stands inside of
+            for name, child in self.tree.visible_of(path):
+                m = re.fullmatch(re.escape(stem_of_ours) + r"([0-9]+)(_.*)?", name)
+                if m is None or child not in self.tree.tensors_below:
+                    continue
+                n = int(m.group(1))
+                if m.group(2):  # `features_2_0`: inside `features.2`
+                    inside.add(n)
+                    continue
+                copies = len(self.tree.children[child]) if child in self.tree.repeats else 1
+                whole += [int(numbered(str(n), j)) for j in range(copies)]
+            self._cache[key] = (len(whole) == len(set(whole)) and not inside & set(whole)
+                                and set(whole) | inside == theirs)
+        return self._cache[key]
+
+
+def _stem(text: str) -> str:
+    return re.sub(r"[0-9]+$", "", text)
+
+
+def _walk(tree: _Tree, numbering: _Numbering, segments: list) -> dict:
+    """model key -> the fewest derived steps it is reached with from the source key `segments`."""
+    from nnspec.importing.structure import numbered
+
+    found: dict = {}
+    last = len(segments) - 1
+
+    def numbers_agree(path: str, name: str, i: int, k: int) -> bool:
+        """A derived name that ends in a number, matched to segments i .. i+k-1: the numbering agrees."""
+        end = segments[i + k - 1]
+        if _stem(name) == name or _stem(end) == end:
+            return True  # no number at the end: nothing numbered
+        return numbering.names(path, _stem(name), tuple(segments[:i + k - 1]), _stem(end))
+
+    def step(path: str, i: int, cost: int) -> None:
+        if i == last:
+            key = tree.tensors.get(path, {}).get(segments[i])
+            if key is not None and cost < found.get(key, cost + 1):
+                found[key] = cost
+            return
+        for name, child in tree.visible_of(path):
+            for k, extra in _spans(name, segments, i, last):
+                if extra == 0 or numbers_agree(path, name, i, k):
+                    step(child, i + k, cost + extra)
+            if child in tree.repeats and not name.isdigit():  # a repeat named after its first copy
+                for j, (_, copy) in enumerate(tree.children[child]):
+                    bumped = numbered(name, j)
+                    if bumped is None:
+                        break
+                    for k, extra in _spans(bumped, segments, i, last):
+                        if numbers_agree(path, bumped, i, k):
+                            step(copy, i + k, cost + 1 + extra)
+        if segments[i].isdigit() and path in tree.sequences \
+                and numbering.positions(path, tuple(segments[:i])):  # a number: the item at that position
+            items = tree.items(path)
+            n = int(segments[i])
+            if n < len(items):
+                step(items[n], i + 1, cost + 1)
+
+    step("", 0, 0)
+    return found
+
+
+def _spans(name: str, segments: list, i: int, last: int):
+    """(how many source segments from i the model name stands for, the derived steps it costs): the same
+    segment (0), or several joined by `_` (1)."""
+    if name == segments[i]:
+        yield 1, 0
+    joined = segments[i]
+    for k in range(2, last - i + 1):
+        joined += "_" + segments[i + k - 1]
+        if len(joined) > len(name):
+            return
+        if joined == name:
+            yield k, 1
+            return
+
+
+def _names_through_tree(target: dict, source_keys: list, taken: set, model, all_source=()) -> dict:
+    """model key -> source key for every source key that reaches exactly one model key at the fewest derived
+    steps, that model key reached by no other source key at as few (ties fall to the next tier)."""
+    if not source_keys:
+        return {}
+    tree = _Tree(target, model)
+    numbering = _Numbering(tree, all_source or source_keys)
+    best: dict = {}  # model key -> [(cost, source key)]
+    for key in source_keys:
+        found = _walk(tree, numbering, key.split("."))
+        if not found:
+            continue
+        low = min(found.values())
+        winners = [k for k, c in found.items() if c == low]
+        if len(winners) == 1 and winners[0] not in taken:  # a key taken by an earlier tier: not another
+            best.setdefault(winners[0], []).append((low, key))
+    out = {}
+    for t, claims in best.items():
+        claims.sort()
+        if len(claims) == 1 or claims[0][0] < claims[1][0]:
+            out[t] = claims[0][1]
+    return out
+
+
 def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> WeightReport:
     """Load `source` into `model` (a PyTorch module, usually built by nnspec; None builds one from `spec`)
     and return the report (`print(report)` shows it; `report.model` is the model). See the module text."""
@@ -250,7 +507,7 @@ def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> 
         _check_against_spec(model, spec)
     tensors, name = read_source(source)
     target = model.state_dict()
-    report = match(target, tensors, rename, name)
+    report = match(target, tensors, rename, name, model=model)
     report.model = model
     if strict and not report.ok:
         report.loaded = 0

@@ -63,6 +63,10 @@ def round_trip(source, text, shape, atol=1e-5):
     assert sum(p.numel() for p in built.parameters()) == sum(p.numel() for p in source.parameters())
     report = nnspec.load_weights(built, source)
     assert report.ok and len(report.matches) == len(theirs)
+    by = {}
+    for ours_key, their_key, how, _ in report.matches:
+        by.setdefault(how, []).append(f"{their_key} -> {ours_key}")
+    assert set(by) == {"name"}, {how: keys[:5] for how, keys in by.items()}  # every tensor by name
     x = torch.randn(2, *shape)
     with torch.no_grad():
         assert torch.allclose(built(x), source(x), atol=atol)
@@ -77,6 +81,23 @@ def test_torchvision_round_trip(name):
     torch.set_num_threads(1)
     source, text = imported(name)
     round_trip(source, text, (3, 64, 64))
+
+
+def test_the_emitted_model_loads_by_name_too():
+    """The emitted file's model carries its own copies of the merge classes; the names read the same."""
+    import types
+
+    torch.set_num_threads(1)
+    source, text = imported("resnet18")
+    module = types.ModuleType("emitted_resnet18")
+    exec(compile(nnspec.emit(nnspec.loads(text)), "emitted_resnet18", "exec"), module.__dict__)
+    model = module.build().eval()
+    report = nnspec.load_weights(model, source)
+    assert report.ok and {how for _, _, how, _ in report.matches} == {"name"}
+    assert report.mapping()["layer2_1.residual_1.branch.conv2.weight"] == "layer2.1.conv2.weight"
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), source(x), atol=1e-5)
 
 
 def test_resnet50_uses_blocks_and_repeat_in_under_80_lines():
@@ -134,7 +155,9 @@ def test_densenet_dense_blocks_are_running_concats():
     dense layer is `concat: [[], [...]]`, the layers of a block one call with `repeat`."""
     _, text = imported("densenet121")
     assert "  dense_layer:\n    layers:\n      - concat:\n          - []" in text
-    assert "dense_block: {n: 24, name: denseblock3}" in text and len(text.splitlines()) < 80
+    assert "dense_block: {n: 24, name: features_denseblock3}" in text and len(text.splitlines()) < 80
+    # the run of denselayer1, denselayer2, ... is named after its first: copy j stands for denselayer(1 + j)
+    assert "dense_layer: {repeat: $n, name: denselayer1}" in text
 
 
 class ListCall(nn.Module):
@@ -239,7 +262,7 @@ def test_a_class_used_several_times_is_a_block_with_arguments():
     text = from_torch(source, (3, 16, 16))
     assert "  stage:\n    args: {out: 16, stride: 2}" in text  # the defaults: what most calls give
     assert "stage: {out: 8, stride: 1, name: s1}" in text
-    assert "stage: {repeat: 3}" in text  # s2, s3 and s4 take the same arguments: a run (named by none of them)
+    assert "stage: {repeat: 3, name: s2}" in text  # s2, s3 and s4 take the same arguments: a run, named s2
     round_trip(source, text, (3, 16, 16))
     round_trip(Shared().eval(), from_torch(Shared().eval(), (3, 16, 16)), (3, 16, 16))
 

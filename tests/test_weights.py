@@ -60,19 +60,57 @@ def _same_output(reference, model):
         assert torch.equal(reference(x), model(x))
 
 
-def test_plain_resnet50_loads_by_structure_with_a_full_report(resnet50_pair):
+DOWNSAMPLE = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
+
+
+def _by_how(report) -> dict:
+    out = {}
+    for target, source, how, _ in report.matches:
+        out.setdefault(how, {})[target] = source
+    return out
+
+
+def _check_example_pairs(report):
+    """examples/resnet50.yaml follows torchvision's names (conv1, bn1, layer1..4, fc; a block's conv1..bn3):
+    every tensor pairs by name through the module tree but the projection shortcuts', which the example leaves
+    unnamed (conv2d_1, batchnorm_1 against torchvision's downsample.0, downsample.1): those 24 by structure."""
+    by = _by_how(report)
+    assert set(by) == {"name", "structure"} and len(by["name"]) == 296
+    assert sorted(by["structure"].values()) == sorted(
+        f"layer{i}.0.downsample.{k}.{role}" for i in range(1, 5) for k, roles in ((0, {"weight"}), (1, DOWNSAMPLE))
+        for role in roles)
+    assert all(".shortcut." in target for target in by["structure"])
+    names = by["name"]
+    assert names["layer1.block0.residual_1.branch.conv1.weight"] == "layer1.0.conv1.weight"  # merges seen through
+    assert names["layer1.blocks.0.residual_1.branch.conv1.weight"] == "layer1.1.conv1.weight"  # position 1
+    assert names["layer4.blocks.1.residual_1.branch.bn3.running_var"] == "layer4.2.bn3.running_var"
+    assert names["fc.weight"] == "fc.weight" and names["conv1.weight"] == "conv1.weight"
+
+
+def test_plain_resnet50_loads_by_name_with_a_full_report(resnet50_pair):
     reference, model = resnet50_pair
     report = nnspec.load_weights(model, reference.state_dict(), spec=RESNET50)
     assert report.ok and report.loaded == 320 and report.model is model
-    hows = {how for _, _, how, _ in report.matches}
-    assert hows == {"name", "structure"}
-    pairs = report.mapping()
-    assert pairs["layer1.block0.residual_1.branch.conv1.weight"] == "layer1.0.conv1.weight"
-    assert pairs["layer1.block0.residual_1.shortcut.batchnorm_1.running_var"] == "layer1.0.downsample.1.running_var"
+    _check_example_pairs(report)
     text = str(report)
-    assert "320 tensor(s) of the state dict matched (8 by name, 312 by structure); nothing left over; 320 loaded" \
+    assert "320 tensor(s) of the state dict matched (296 by name, 24 by structure); nothing left over; 320 loaded" \
         in text
+    assert "note: 288 of the pairs by name read nnspec's module tree" in text
     assert "layer4.blocks.1.residual_1.branch.bn3.weight" in text and "layer4.2.bn3.weight" in text
+    _same_output(reference, model)
+
+
+def test_the_example_with_named_shortcut_layers_loads_every_tensor_by_name():
+    reference = _torchvision_resnet50()
+    text = RESNET50.read_text().replace(
+        "- conv2d: {out: $ch, kernel: 1, stride: $stride, bias: false}",
+        "- conv2d: {out: $ch, kernel: 1, stride: $stride, bias: false, name: downsample_0}").replace(
+        "            - batchnorm\n", "            - batchnorm: {name: downsample_1}\n")
+    assert text.count("downsample_") == 2
+    model = nnspec.build(nnspec.loads(text)).eval()
+    report = nnspec.load_weights(model, reference)
+    assert report.ok and {how for _, _, how, _ in report.matches} == {"name"} and report.loaded == 320
+    assert report.mapping()["layer3.block0.residual_1.shortcut.downsample_1.weight"] == "layer3.0.downsample.1.weight"
     _same_output(reference, model)
 
 
@@ -81,6 +119,7 @@ def test_torchvision_resnet50_state_dict_loads_with_the_same_output():
     model = nnspec.build(RESNET50).eval()
     report = nnspec.load_weights(model, reference.state_dict())
     assert report.ok and report.loaded == len(reference.state_dict())
+    _check_example_pairs(report)
     _same_output(reference, model)
 
 
@@ -174,7 +213,7 @@ def test_cli_converts_to_nnspec_keys(tmp_path, resnet50_pair):
     run = subprocess.run([sys.executable, "-m", "nnspec", "weights", str(RESNET50), "--from", str(tmp_path / "r50.pt"),
                           "--save", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
-    assert "8 by name, 312 by structure" in run.stdout and "saved 320 tensor(s)" in run.stdout
+    assert "296 by name, 24 by structure" in run.stdout and "saved 320 tensor(s)" in run.stdout
     converted = torch.load(out, weights_only=True)
     model = nnspec.build(RESNET50).eval()
     model.load_state_dict(converted)  # strict: every key of the model, nnspec's names
@@ -192,3 +231,121 @@ def test_cli_converts_to_nnspec_keys(tmp_path, resnet50_pair):
                           "--no-strict", "--rename", "^fc\\.=fc.", "--save", str(tmp_path / "some.safetensors")],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0 and "saved 319 tensor(s)" in run.stdout
+
+
+# -- the name tier reads nnspec's module tree ------------------------------------------------------------
+
+TREE = """nnspec: 1
+name: t
+input: [4]
+blocks:
+  unit:
+    layers:
+      - residual:
+          - linear: {out: 4, name: fc}
+      - relu
+layers:
+  - unit: {repeat: 2, name: layer1}
+  - unit: {name: layer2_0}
+  - unit: {repeat: 2, name: layer2_1}
+  - linear: {out: 3, name: head}
+"""
+
+
+def _zeros_like(model, rename):
+    return {rename[k]: torch.full_like(v, float(i)) for i, (k, v) in enumerate(model.state_dict().items())}
+
+
+def test_names_are_read_through_merges_joins_repeat_copies_and_positions():
+    model = nnspec.build(nnspec.loads(TREE))
+    keys = list(model.state_dict())
+    expected = {  # model key -> the source key that names the same tensor
+        "layer1.0.residual_1.branch.fc.weight": "layer1.0.fc.weight",  # the residual and its branch: no segment
+        "layer1.1.residual_1.branch.fc.bias": "layer1.1.fc.bias",
+        "layer2_0.residual_1.branch.fc.weight": "layer2.0.fc.weight",  # `_` for `.`; not copy 1 of layer1
+        "layer2_1.0.residual_1.branch.fc.weight": "layer2.1.fc.weight",  # a repeat named after its first copy
+        "layer2_1.1.residual_1.branch.fc.bias": "layer2.2.fc.bias",  # copy 1: the number plus 1
+        "head.weight": "head.weight",
+    }
+    rename = {k: expected.get(k, k.replace("residual_1.branch.", "").replace("layer2_1.1", "layer2.2")
+                             .replace("layer2_1.0", "layer2.1").replace("layer2_0", "layer2.0")) for k in keys}
+    source = _zeros_like(model, rename)
+    report = nnspec.load_weights(model, source)
+    assert report.ok and report.loaded == len(keys) == 12
+    assert {how for _, _, how, _ in report.matches} == {"name"}
+    assert all(report.mapping()[t] == s for t, s in expected.items())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, source[rename[key]]), key
+    # a pair by name of another shape is a mismatch with both keys and shapes, and nothing is loaded
+    source["layer2.2.fc.weight"] = torch.zeros(4, 5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(WeightsError) as info:
+        nnspec.load_weights(model, source)
+    assert info.value.report.mismatched == [
+        ("layer2_1.1.residual_1.branch.fc.weight", (4, 4), "layer2.2.fc.weight", (4, 5))]
+    assert "layer2_1.1.residual_1.branch.fc.weight [4, 4] <- layer2.2.fc.weight [4, 5]" in str(info.value)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_a_number_pairs_only_where_both_sides_number_the_same_modules():
+    # positions: the source's numbered modules with tensors are the items with tensors of the sequence
+    spec = nnspec.loads("nnspec: 1\nname: t\ninput: [4]\nlayers:\n  - linear: {out: 4, name: a}\n"
+                        "  - relu\n  - linear: {out: 4, name: b}\n  - linear: {out: 4, name: c}\n")
+    model = nnspec.build(spec)
+    lin = torch.nn.Linear
+    same = torch.nn.Sequential(lin(4, 4), torch.nn.ReLU(), lin(4, 4), lin(4, 4))
+    report = nnspec.load_weights(model, same)
+    assert {how for _, _, how, _ in report.matches} == {"name"} and report.mapping()["c.bias"] == "3.bias"
+    shifted = torch.nn.Sequential(lin(4, 4), lin(4, 4), lin(4, 4))  # no relu: position 2 is not `b`
+    report = nnspec.load_weights(model, shifted)
+    assert {how for _, _, how, _ in report.matches} == {"structure"}
+    assert report.mapping() == {"a.weight": "0.weight", "a.bias": "0.bias", "b.weight": "1.weight",
+                                "b.bias": "1.bias", "c.weight": "2.weight", "c.bias": "2.bias"}
+    # names that end in a number: nnspec's default names count from 1, a Sequential from 0
+    spec = nnspec.loads("nnspec: 1\nname: t\ninput: [4]\nblocks:\n  unit:\n    layers:\n"
+                        "      - linear: {out: 4, name: fc}\nlayers:\n  - unit: {repeat: 3}\n"
+                        "  - linear: {out: 4}\n  - linear: {out: 4}\n")
+    model = nnspec.build(spec)
+    assert list(model.state_dict())[0] == "unit_1.0.fc.weight"
+    source = {f"unit.{i}.fc.{r}": torch.zeros(4, 4) if r == "weight" else torch.zeros(4)
+              for i in range(3) for r in ("weight", "bias")}
+    source |= {f"linear.{i}.{r}": torch.zeros(4, 4) if r == "weight" else torch.zeros(4)
+               for i in range(2) for r in ("weight", "bias")}
+    report = match(model.state_dict(), source, model=model)
+    # `unit.1` is not copy 0 of `unit_1`, nor `linear.1` the layer `linear_1`: structure pairs them in order
+    assert {how for _, _, how, _ in report.matches} == {"structure"} and report.ok
+    assert report.mapping()["unit_1.0.fc.weight"] == "unit.0.fc.weight"
+    assert report.mapping()["linear_1.weight"] == "linear.0.weight"
+
+
+def test_an_ambiguous_name_falls_to_the_next_tier():
+    # two residuals hold a layer `fc`: the source's `fc` could be either, so it does not pair by name
+    model = nnspec.build(nnspec.loads("nnspec: 1\nname: t\ninput: [4]\nlayers:\n"
+                                      "  - residual: [{linear: {out: 4, name: fc}}]\n"
+                                      "  - residual: [{linear: {out: 4, name: fc}}]\n"))
+    source = {"fc.weight": torch.ones(4, 4), "fc.bias": torch.ones(4)}
+    report = match(model.state_dict(), source, model=model)
+    assert report.matches == [] and len(report.missing) == 4 and len(report.unexpected) == 2
+    # two source keys for one model key at as few derived steps: neither pairs by name
+    target = {"a_b_c.weight": torch.zeros(2)}
+    report = match(target, {"a.b_c.weight": torch.ones(2), "a_b.c.weight": torch.ones(2)})
+    assert report.matches == [] and len(report.unexpected) == 2
+    # one of them alone pairs; the same key always wins over a derived one
+    assert [m[:3] for m in match(target, {"a.b_c.weight": torch.ones(2)}).matches] == [
+        ("a_b_c.weight", "a.b_c.weight", "name")]
+    report = match({"a_b.weight": torch.zeros(2), "a.b.weight": torch.zeros(2)}, {"a.b.weight": torch.ones(2)})
+    assert [m[:3] for m in report.matches] == [("a.b.weight", "a.b.weight", "name")]
+
+
+def test_a_rename_rule_comes_before_names_read_through_the_tree():
+    model = nnspec.build(nnspec.loads(TREE))
+    source = {k.replace("residual_1.branch.", "").replace("layer2_1.1", "layer2.2").replace("layer2_1.0", "layer2.1")
+              .replace("layer2_0", "layer2.0"): v for k, v in model.state_dict().items()}
+    report = match(model.state_dict(), source, model=model)
+    assert report.ok and {how for _, _, how, _ in report.matches} == {"name"}
+    report = match(model.state_dict(), source, rename=[(r"^layer2\.0\.fc\.", "layer2_0.residual_1.branch.fc.")],
+                   model=model)
+    hows = {t: how for t, _, how, _ in report.matches}
+    assert report.ok and [t for t, how in hows.items() if how == "rename"] == [
+        "layer2_0.residual_1.branch.fc.weight", "layer2_0.residual_1.branch.fc.bias"]
+    assert {how for t, how in hows.items() if not t.startswith("layer2_0")} == {"name"}

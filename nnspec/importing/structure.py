@@ -9,7 +9,9 @@ module classes (`instance`, with the items of their body). Then:
    are what differs between them (innermost classes first; instances whose bodies differ in structure
    become variants `name`, `name_2`, ...);
 3. `compress`: runs of identical block calls become one call with `repeat`;
-4. `assign_names`: the module's names where they are identifiers, otherwise nnspec's default names;
+4. `assign_names`: each item named after its source module's path below the scope, `_` for `.`, where that
+   is an identifier (a run after its first module), otherwise nnspec's default names: the names
+   `load_weights` reads back (nnspec/weights.py);
 5. `tensor_paths`: every source tensor's spec path, walked by the naming rules of the expansion pass.
 """
 
@@ -37,7 +39,7 @@ class Item:
     tensors: dict = field(default_factory=dict)  # layers: role -> source tensor
     buffers: dict = field(default_factory=dict)  # layers: PyTorch buffer name -> value (batchnorm statistics)
     source: str = ""  # the source module or layer path, for messages
-    seq: Optional[tuple] = None  # (container name, index) of an unrolled Sequential, for names
+    rel: Optional[tuple] = None  # the source module's path below the module whose body holds the item, for names
     repeat: int = 1
     copies: Optional[list] = None  # a compressed run: the items it stands for, in order
     is_call: bool = False
@@ -91,8 +93,10 @@ def _splice(items: list, counts: Counter) -> list:
             body = item.body
             if len(body) == 1 and body[0].name is None:
                 body[0].name = item.name
-            if item.seq is not None and len(body) == 1:
-                body[0].seq = item.seq
+            if item.rel is not None:  # the body's paths were below the instance; now below its parent
+                for inner in body:
+                    if inner.rel is not None or len(body) == 1:
+                        inner.rel = item.rel + (inner.rel or ())
             out += body
         else:
             out.append(item)
@@ -206,7 +210,7 @@ def _arg_name(position: tuple, used: set) -> str:
 
 
 def _signature(items: list):
-    return tuple((i.kind, i.name, i.seq, i.is_call,
+    return tuple((i.kind, i.name, i.rel, i.is_call,
                   None if i.branches is None else tuple(_signature(b) for b in i.branches))
                  for i in items)
 
@@ -255,17 +259,32 @@ def compress(items: list) -> None:
         for item in lst:
             last = out[-1] if out else None
             if (last is not None and item.is_call and last.is_call and last.kind == item.kind
-                    and last.args == item.args and item.repeat == 1
-                    and (last.seq or (None,))[0] == (item.seq or (None,))[0]):
+                    and last.args == item.args and item.repeat == 1 and _container(last) == _container(item)):
                 if last.copies is None:
                     last.copies = [copy.copy(last)]
                 last.copies.append(item)
-                if item.name != last.name and item.seq is None:
-                    last.name = None  # denselayer1, denselayer2, ...: the run is none of them
+                if item.name != last.name and numbered(last.name, len(last.copies) - 1) != item.name:
+                    last.name = None  # the run is none of them
+                if last.rel is not None and (item.rel is None or numbered(last.rel[-1], len(last.copies) - 1)
+                                             != item.rel[-1]):
+                    last.rel = None  # not numbered in order: nnspec's default name
                 last.repeat = len(last.copies)
                 continue
             out.append(item)
         lst[:] = out
+
+
+def _container(item: Item):
+    """The source container of an item (its path less the last segment), None for no module."""
+    return None if item.rel is None else item.rel[:-1]
+
+
+def numbered(name, j: int):
+    """The name of copy j of a repeat named after its first copy: the trailing number plus j (`layer1_1`,
+    copy 2: `layer1_3`; `denselayer1`: `denselayer3`; a Sequential's `0`: `2`); None without a trailing number. `load_weights` reads
+    a repeat's copies by the same rule."""
+    m = re.fullmatch(r"(.*?)([0-9]+)", name) if isinstance(name, str) else None
+    return None if m is None else f"{m.group(1)}{int(m.group(2)) + j}"
 
 
 # -- 4. names ------------------------------------------------------------------------
@@ -276,12 +295,17 @@ def assign_names(items: list, blocks: dict) -> None:
 
 
 def _name_scope(items: list) -> None:
-    by_seq = Counter((i.seq or (None,))[0] for i in items)
+    """Each item named after the source module it stands for, its path below the scope joined by `_`
+    (`features.3` -> `features_3`, `features.2.0` -> `features_2_0`); a repeat that is a whole Sequential's
+    children from 0 takes the Sequential's name (`layer1`: copies `layer1.0`, `layer1.1`, as the source's)."""
+    by_container = Counter(_container(i) for i in items if i.rel is not None)
     taken = set()
     for item in items:
         wanted = item.name
-        if item.seq is not None and item.seq[0]:
-            wanted = item.seq[0] if by_seq[item.seq[0]] == 1 else f"{item.seq[0]}_{item.seq[1]}"
+        if item.rel is not None:
+            wanted = "_".join(item.rel)
+            if item.copies and len(item.rel) > 1 and item.rel[-1] == "0" and by_container[item.rel[:-1]] == 1:
+                wanted = "_".join(item.rel[:-1])
         if item.kind in MERGE_KINDS or not (item.has_tensors or item.is_call):
             wanted = None  # merges and layers without tensors keep nnspec's default names
         if wanted is not None and (identifier_problem(wanted) or wanted in taken

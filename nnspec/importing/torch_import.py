@@ -273,16 +273,21 @@ class _Converter:
             item.source = where
             return [item]
         if type(m) is nn.Sequential:
-            items = []
-            for child_name, child in m.named_children():
-                for item in self.module(child, f"{where}.{child_name}" if where else child_name):
-                    if item.name is None and child_name.isidentifier():
-                        item.name = child_name
-                    items.append(item)
-            return items
+            return self.children(m, where)
         if isinstance(m, (nn.ModuleList, nn.ModuleDict)) and type(m).forward is nn.Module.forward:
             raise ImportProblem(where or type(m).__name__, f"{type(m).__name__} is called, but it has no forward")
         return [self.instance(m, where)]
+
+    def children(self, m, where: str) -> list:
+        """The items of a Sequential's children in order, each with its path below the Sequential."""
+        items = []
+        for child_name, child in m.named_children():
+            for item in self.module(child, f"{where}.{child_name}" if where else child_name):
+                if item.name is None and child_name.isidentifier():
+                    item.name = child_name
+                item.rel = (child_name,) + (item.rel or ())
+                items.append(item)
+        return items
 
     def _leaf(self, m):
         for cls in type(m).__mro__:
@@ -302,13 +307,7 @@ class _Converter:
         self.class_names[key] = cls.__name__
         if isinstance(m, nn.Sequential):  # a Sequential subclass with the plain forward: its children in order
             if cls.forward is nn.Sequential.forward:
-                body = []
-                for child_name, child in m.named_children():
-                    for item in self.module(child, f"{where}.{child_name}" if where else child_name):
-                        if item.name is None and child_name.isidentifier():
-                            item.name = child_name
-                        body.append(item)
-                return Item("instance", body=body, cls=key, source=where)
+                return Item("instance", body=self.children(m, where), cls=key, source=where)
         graph = self._trace(m, where)
         body = self.graph(m, graph, where)
         return Item("instance", body=body, cls=key, source=where)
@@ -390,6 +389,8 @@ class _Converter:
                     sub = self.m.get_submodule(n.target)
                     self.list_called.add(id(sub))
                     body = self.module(sub, f"{self.where}.{n.target}" if self.where else n.target)
+                    for item in body:
+                        item.rel = tuple(n.target.split(".")) + (item.rel or ())
                     if len(body) == 1 and body[0].kind == "instance":  # the concat goes inside the layer's block
                         body[0].body = [Item("concat", branches=[[], body[0].body])]
                         items += body
@@ -539,13 +540,10 @@ class _Converter:
             local = node.target.split(".")[-1]
             if len(items) == 1 and items[0].name is None and local.isidentifier():
                 items[0].name = local
-            elif node.target.split(".")[0].isidentifier() and len(node.target.split(".")) == 1 \
-                    and type(sub).__name__ == "Sequential":
-                for index, item in enumerate(items):
-                    if item.name is None:  # numbered children (`layer1.0`): named after the Sequential
-                        item.seq = (local, index)
             if len(items) == 1 and items[0].kind == "instance":
                 items[0].name = local if local.isidentifier() else None
+            for item in items:  # the module's path in this one, for names (`layer1.0` -> `layer1_0`)
+                item.rel = tuple(node.target.split(".")) + (item.rel or ())
             return items
         if node.op not in ("call_function", "call_method"):
             raise ImportProblem(self.label, f"`{node.op} {node.target}`: a parameter or attribute used in forward "
