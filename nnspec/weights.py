@@ -394,9 +394,8 @@ def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> 
 
         model = nnspec.build(spec)
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"load_weights loads into a PyTorch module, not a {type(model).__name__}; for a Keras "
-                        "model build the spec for torch, load into it, then nnspec.transfer(torch_model, "
-                        "keras_model, spec)")
+        raise TypeError(f"load_weights loads into a PyTorch module, or a Keras model built from `spec` (through "
+                        f"its PyTorch model and nnspec.transfer), not a {type(model).__name__}")
     if spec is not None:
         _check_against_spec(model, spec)
     tensors, name = read_source(source, spec)
