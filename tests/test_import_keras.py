@@ -7,6 +7,7 @@ named diagnostic."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -127,6 +128,34 @@ def test_preprocessing_is_a_rescale():
     assert "rescale: {scale: 0.003921569}" in text and "rescale: {scale: [2.0, 1.0, 0.5], offset: 0.25}" in text
     assert "rescale: {scale: 0.5, offset: -0.25}" in text
     assert text.count("rescale:") == 5
+
+
+def test_pad_and_rescale_emitted_and_saved(tmp_path):
+    # the imported spec's emitted files (both targets) and its saved Keras model compute what the source does
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from helpers import import_source
+
+    inputs = keras.Input((8, 8, 3))
+    x = L.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.052, 0.05, 0.051])(L.Rescaling(1 / 255)(inputs))
+    x = L.Conv2D(4, 3, strides=2, padding="same", activation="relu")(x)
+    outputs = L.Conv2D(2, 3)(L.ZeroPadding2D(((1, 2), (0, 1)))(x))
+    model = keras.Model(inputs, outputs)
+    spec = nnspec.loads(from_keras(model))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = np.asarray(model(x))
+    emitted = import_source(nnspec.emit(spec, "keras"), tmp_path, "keras_emitted").build()
+    nnspec.load_weights(emitted, model, spec=spec)
+    np.testing.assert_allclose(np.asarray(emitted(x)), expected, rtol=1e-5, atol=1e-5)
+    emitted.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(tmp_path / "m.keras")(x)), expected, rtol=1e-5,
+                               atol=1e-5)
+    torch_model = import_source(nnspec.emit(spec), tmp_path, "torch_emitted").build().eval()
+    nnspec.load_weights(torch_model, model)
+    with torch.no_grad():
+        got = torch_model(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
+    np.testing.assert_allclose(np.moveaxis(got, 1, -1), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_squeeze_excitation_and_drop_connect():

@@ -256,7 +256,7 @@ EMIT_CASES = {**{name: KIND_FIXTURES[name] for name in ("conv1d", "conv3d", "res
                                                          "embedding_conv1d", "linear_layernorm_softmax",
                                                          "conv_transpose2d", "upsample_adaptive_ceil",
                                                          "norms_activations", "vit_like", "gpt_like",
-                                                         "recurrent", "recurrent_tokens")},
+                                                         "recurrent", "recurrent_tokens", "pad_rescale")},
               "every_custom": EVERY_CUSTOM}
 
 
