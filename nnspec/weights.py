@@ -33,6 +33,8 @@ Keras model's variables back in the PyTorch layout, the inverse of
 
 PyTorch's `num_batches_tracked` (a batchnorm step counter) has no Keras
 counterpart: with a Keras source or model it is left as it is, not matched.
+Keras files are sources too: a saved model (`.keras`) and the weights of the
+spec's Keras model (`.weights.h5`, which needs `spec`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+KERAS_SUFFIXES = (".keras", ".weights.h5")
 WRAPPERS = ("state_dict", "model_state_dict", "model")
 
 
@@ -150,6 +153,8 @@ def read_source(source, spec=None) -> tuple[dict, str]:
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no such weights file: {path}")
+        if path.endswith(KERAS_SUFFIXES):
+            return _read_keras_file(path, spec)
         if path.endswith(".safetensors"):
             try:
                 from safetensors.torch import load_file
@@ -159,7 +164,7 @@ def read_source(source, spec=None) -> tuple[dict, str]:
             return dict(sorted(load_file(path).items(), key=lambda item: _tree_key(item[0]))), path
         if not path.endswith(TORCH_SUFFIXES):
             raise ValueError(f"{path}: unknown weights format; nnspec reads {', '.join(TORCH_SUFFIXES)} "
-                             "(torch.save) and .safetensors")
+                             "(torch.save), .safetensors, and Keras's .keras and .weights.h5")
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -169,6 +174,44 @@ def read_source(source, spec=None) -> tuple[dict, str]:
         return _state_dict(source, "the state dict"), "the state dict"
     raise TypeError(f"cannot read weights from a {type(source).__name__}; give a state dict, a .pt/.pth or "
                     ".safetensors path, a PyTorch module or a Keras model")
+
+
+def keras_side(source) -> bool:
+    """Whether `source` is a Keras model or file (whose batchnorm layers have no num_batches_tracked)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source).endswith(KERAS_SUFFIXES)
+    return is_keras(source)
+
+
+def _read_keras_file(path: str, spec) -> tuple[dict, str]:
+    """A saved Keras model (.keras; nnspec's own layers are registered first), or the weights of the spec's
+    Keras model (.weights.h5, which holds no architecture: `spec` is needed)."""
+    try:
+        import keras
+
+        from nnspec.compiler.backends import keras_runtime  # noqa: F401 - registers nnspec's Keras classes
+    except ImportError:
+        raise ImportError(f"{path}: reading a Keras file needs Keras (pip install 'nnspec[keras]')") from None
+    if path.endswith(".weights.h5"):
+        if spec is None:
+            raise ValueError(f"{path}: a .weights.h5 file holds no architecture; give the spec whose Keras model "
+                             "saved it")
+        import nnspec
+        from nnspec import _as_spec
+
+        spec = _as_spec(spec)
+        model = nnspec.build(spec, "keras")
+        try:
+            model.load_weights(path)
+        except Exception as exc:
+            raise ValueError(f"{path}: not the weights of the spec `{spec.name}`'s Keras model: {exc}") from None
+        return keras_state_dict(model, spec), path
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: keras.saving.load_model cannot read it: {exc}") from None
+    tensors, _ = _read_keras(model, spec)
+    return tensors, path
 
 
 def is_keras(obj) -> bool:
@@ -400,9 +443,9 @@ def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> 
         _check_against_spec(model, spec)
     tensors, name = read_source(source, spec)
     target = model.state_dict()
-    keras_source = is_keras(source)
+    keras_source = keras_side(source)
     if keras_source:
-        target = _without_step_counters(target)
+        target = without_step_counters(target)
     report = match(target, tensors, rename, name)
     if keras_source:
         report.notes.append(NO_STEP_COUNTER)
@@ -422,7 +465,7 @@ NO_STEP_COUNTER = ("num_batches_tracked (PyTorch's batchnorm step counter) has n
                    "left as it is")
 
 
-def _without_step_counters(state: dict) -> dict:
+def without_step_counters(state: dict) -> dict:
     return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
 
 
@@ -442,8 +485,8 @@ def _load_into_keras(keras_model, source, spec, rename, strict) -> WeightReport:
     torch_model = nnspec.build(spec)
     torch_model.load_state_dict(keras_state_dict(keras_model, spec), strict=False)  # the Keras model's values
     tensors, name = read_source(source, spec)
-    tensors = _without_step_counters(tensors)
-    target = _without_step_counters(torch_model.state_dict())
+    tensors = without_step_counters(tensors)
+    target = without_step_counters(torch_model.state_dict())
     report = match(target, tensors, rename, name)
     report.notes.append(NO_STEP_COUNTER)
     report.model = keras_model

@@ -144,3 +144,30 @@ def test_what_load_weights_refuses_with_keras():
     # a Keras model of nnspec read without its spec: not a graph the import reads, and the message says so
     with pytest.raises(ValueError, match="give the spec it was built from"):
         nnspec.load_weights(nnspec.build(spec), nnspec.build(LSTM, "keras"))
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])
+def test_cli_converts_a_keras_file_to_pytorch_keys(suffix, tmp_path, capsys):
+    from nnspec.cli import main
+
+    spec = _spec(SMALL_CNN)
+    torch_model = _torch_model(spec, 7)
+    keras_model = nnspec.build(spec, "keras", seed=3)
+    nnspec.transfer(torch_model, keras_model, spec)
+    saved = tmp_path / f"model{suffix}"
+    keras_model.save(saved) if suffix == ".keras" else keras_model.save_weights(saved)
+    out = tmp_path / "out.safetensors"
+    assert main(["weights", str(SMALL_CNN), "--from", str(saved), "--save", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "nothing left over" in printed
+    assert f"saved 11 tensor(s) under nnspec's keys to {out} (and 1 num_batches_tracked at 0)" in printed
+    loaded = nnspec.build(spec, "torch", seed=11).eval()
+    assert nnspec.load_weights(loaded, out).ok  # a whole state dict: the step counters as a fresh model's
+    x = torch.from_numpy(random_batch(spec, 2, 0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), torch_model(x))
+    # the same file as load_weights' source, and a .weights.h5 without a spec: refused with the reason
+    assert nnspec.load_weights(nnspec.build(spec), saved, spec=spec).ok
+    if suffix == ".weights.h5":
+        with pytest.raises(ValueError, match="holds no architecture"):
+            nnspec.load_weights(nnspec.build(spec), saved)
