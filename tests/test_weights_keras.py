@@ -171,3 +171,9 @@ def test_cli_converts_a_keras_file_to_pytorch_keys(suffix, tmp_path, capsys):
     if suffix == ".weights.h5":
         with pytest.raises(ValueError, match="holds no architecture"):
             nnspec.load_weights(nnspec.build(spec), saved)
+    if suffix == ".keras":  # nnspec transfer reads it too: Keras to Keras through the spec
+        out = tmp_path / "again.weights.h5"
+        assert main(["transfer", str(SMALL_CNN), "--from", str(saved), "-o", str(out)]) == 0
+        again = nnspec.build(spec, "keras", seed=9)
+        again.load_weights(out)
+        assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), keras_model.get_weights()))
