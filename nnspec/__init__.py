@@ -143,9 +143,10 @@ def initialize(model, spec: Union[Spec, str, os.PathLike, None] = None, seed: Op
 
 def load_weights(model, source, spec: Union[Spec, str, os.PathLike, None] = None, rename=None,
                  strict: bool = True):
-    """Load weights from `source` (a state dict, a .pt/.pth or .safetensors file, or a PyTorch model)
-    into a PyTorch model built by nnspec, matching keys by name, else by structure, else by `rename`
-    rules; return the report (`nnspec.weights.WeightReport`). See `nnspec.weights.load_weights`."""
+    """Load weights from `source` (a state dict, a .pt/.pth or .safetensors file, a PyTorch model or a
+    Keras model) into a PyTorch model built by nnspec, or a Keras model built from `spec`, matching keys
+    by name, else by structure, else by `rename` rules; return the report
+    (`nnspec.weights.WeightReport`). See `nnspec.weights.load_weights`."""
     from nnspec.weights import load_weights as load
 
     return load(model, source, spec, rename, strict)

@@ -178,7 +178,8 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     w.add_argument("spec", help="the spec file")
     w.add_argument("--from", dest="source", required=True, metavar="FILE",
                    help="the weights: a .pt/.pth/.bin/.ckpt file (torch.save of a state dict, read with "
-                        "weights_only=True) or a .safetensors file")
+                        "weights_only=True), a .safetensors file, a saved Keras model (.keras) or the weights "
+                        "of the spec's Keras model (.weights.h5)")
     w.add_argument("--save", metavar="OUT", help="write the matched tensors under nnspec's keys to OUT "
                                                  "(.safetensors or .pt/.pth)")
     w.add_argument("--rename", action="append", default=[], metavar="REGEX=REPL",
@@ -489,29 +490,40 @@ def cmd_build(args) -> int:
 
 def cmd_weights(args) -> int:
     import nnspec
-    from nnspec.weights import match, parse_rename, read_source, save_weights
+    from nnspec.weights import keras_side, match, parse_rename, read_source, save_weights, without_step_counters
 
     spec, code = _load_or_report(args.spec)
     if spec is None:
         return code
     try:
         rules = parse_rename(args.rename)
-        tensors, name = read_source(args.source)
+        tensors, name = read_source(args.source, spec)
     except (ValueError, OSError, ImportError) as exc:
         return _usage_error(str(exc))
     skeleton = nnspec.build(spec, device="meta")  # keys, shapes and the module tree only
-    report = match(skeleton.state_dict(), tensors, rules, name, model=skeleton)
+    target = skeleton.state_dict()
+    if keras_side(args.source):  # Keras keeps no num_batches_tracked
+        target = without_step_counters(target)
+    report = match(target, tensors, rules, name, model=skeleton)
     print(report)
     if args.strict and not report.ok:
         print(f"nnspec: error: the weights of {name} do not fit the spec `{spec.name}`; nothing was saved "
               "(--no-strict converts what matches)", file=sys.stderr)
         return EXIT_FOUND
     if args.save:
+        out = {t: tensors[s] for t, s, _, _ in report.matches}
+        counters = []
+        if keras_side(args.source):  # a whole PyTorch state dict: batchnorm step counters as a fresh model's
+            import torch
+
+            counters = [k for k in nnspec.build(spec, device="meta").state_dict() if k.endswith("num_batches_tracked")]
+            out.update({k: torch.zeros((), dtype=torch.long) for k in counters})
         try:
-            save_weights({t: tensors[s] for t, s, _, _ in report.matches}, args.save)
+            save_weights(out, args.save)
         except (ValueError, OSError, ImportError) as exc:
             return _usage_error(str(exc))
-        print(f"saved {len(report.matches)} tensor(s) under nnspec's keys to {args.save}")
+        print(f"saved {len(report.matches)} tensor(s) under nnspec's keys to {args.save}"
+              + (f" (and {len(counters)} num_batches_tracked at 0)" if counters else ""))
     return EXIT_OK
 
 
@@ -521,7 +533,7 @@ def cmd_transfer(args) -> int:
     import tempfile
 
     import nnspec
-    from nnspec.weights import match, parse_rename, read_source
+    from nnspec.weights import keras_side, match, parse_rename, read_source, without_step_counters
 
     spec, code = _load_or_report(args.spec)
     if spec is None:
@@ -534,11 +546,13 @@ def cmd_transfer(args) -> int:
                             else f"{out} exists and is not a regular file")
     try:
         rules = parse_rename(args.rename)
-        tensors, name = read_source(args.source)
+        tensors, name = read_source(args.source, spec)
     except (ValueError, OSError, ImportError) as exc:
         return _usage_error(str(exc))
     torch_model = nnspec.build(spec, "torch")
-    report = match(torch_model.state_dict(), tensors, rules, name, model=torch_model)
+    target = torch_model.state_dict()
+    target = without_step_counters(target) if keras_side(args.source) else target
+    report = match(target, tensors, rules, name, model=torch_model)
     print(report)
     if args.strict and not report.ok:
         print(f"nnspec: error: the weights of {name} do not fit the spec `{spec.name}`; nothing was written "

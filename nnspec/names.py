@@ -38,7 +38,7 @@ train training type xpu zero_grad
 # Names the generated code itself uses.
 GENERATED_NAMES = frozenset("""
 torch nn math hashlib keras np numpy self x y inputs outputs model build seed super OrderedDict Residual
-GlobalPool Merge Slice ToTokens ToMap ChannelShuffle ConstantPad initialize reset_parameters INITIALIZERS Initializable
+GlobalPool Merge Slice ToTokens ToMap ChannelShuffle ConstantPad Rescale initialize reset_parameters INITIALIZERS Initializable
 LayerReset spec_init tensor_seed generator layers ops initializers params branch shortcut
 weight bias gamma beta
 """.split())

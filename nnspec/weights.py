@@ -1,8 +1,9 @@
 """Weights from elsewhere into a model built by nnspec: `load_weights` and its report.
 
 `load_weights(model, source, spec=None, rename=None, strict=True)` reads `source`
-(a state dict, a `.pt`/`.pth`/`.bin` file, a `.safetensors` file, or a PyTorch
-module) and pairs each of its tensors with one of the model's state_dict keys:
+(a state dict, a `.pt`/`.pth`/`.bin` file, a `.safetensors` file, a PyTorch
+module, or a Keras model) and pairs each of its tensors with one of the model's
+state_dict keys:
 
 1. by name: the same key on both sides;
 2. by an explicit `rename` rule: a list of `(regex, replacement)` pairs (or
@@ -54,8 +55,23 @@ With `strict=True` (the default) any unmatched key or shape mismatch raises
 `WeightsError`, which carries the report, and nothing is loaded; with
 `strict=False` the pairs of equal shapes are loaded and the rest reported.
 
-Keras models are reached through the PyTorch one: build the spec for torch,
-`load_weights` into it, then `nnspec.transfer(torch_model, keras_model, spec)`.
+Keras models are reached through the PyTorch one (`keras_state_dict` reads a
+Keras model's variables back in the PyTorch layout, the inverse of
+`nnspec.transfer`):
+
+- `model` a Keras model built from `spec` (required then): the spec's PyTorch
+  model is built and given the Keras model's own values, `source` is loaded into
+  it as above, and the result is transferred into the Keras model; `report.model`
+  is the Keras model.
+- `source` a Keras model: with `spec` given and the source built from it (its
+  layers named by the spec's paths), its variables under the spec's PyTorch keys;
+  any other Keras model is read as the spec `nnspec import keras` writes of it
+  (`nnspec.importing.keras_import.state_dict`), under that spec's keys.
+
+PyTorch's `num_batches_tracked` (a batchnorm step counter) has no Keras
+counterpart: with a Keras source or model it is left as it is, not matched.
+Keras files are sources too: a saved model (`.keras`) and the weights of the
+spec's Keras model (`.weights.h5`, which needs `spec`).
 """
 
 from __future__ import annotations
@@ -66,6 +82,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+KERAS_SUFFIXES = (".keras", ".weights.h5")
 WRAPPERS = ("state_dict", "model_state_dict", "model")
 
 
@@ -160,20 +177,21 @@ def parse_rename(rules) -> list:
     return out
 
 
-def read_source(source) -> tuple[dict, str]:
-    """(state dict of tensors, a description) from any accepted source."""
+def read_source(source, spec=None) -> tuple[dict, str]:
+    """(state dict of tensors, a description) from any accepted source; a Keras model is read by `spec` when
+    it was built from it, else as the spec `nnspec import keras` writes of it."""
     import torch
 
     if isinstance(source, torch.nn.Module):
         return dict(source.state_dict()), f"{type(source).__name__} (a PyTorch module)"
-    if type(source).__module__.split(".")[0] in ("keras", "tf_keras", "tensorflow"):
-        raise TypeError("load_weights reads PyTorch weights; for a Keras model built by nnspec, load into the "
-                        "PyTorch model of the same spec and copy with nnspec.transfer(torch_model, keras_model, "
-                        "spec)")
+    if is_keras(source):
+        return _read_keras(source, spec)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no such weights file: {path}")
+        if path.endswith(KERAS_SUFFIXES):
+            return _read_keras_file(path, spec)
         if path.endswith(".safetensors"):
             try:
                 from safetensors.torch import load_file
@@ -183,7 +201,7 @@ def read_source(source) -> tuple[dict, str]:
             return dict(sorted(load_file(path).items(), key=lambda item: _tree_key(item[0]))), path
         if not path.endswith(TORCH_SUFFIXES):
             raise ValueError(f"{path}: unknown weights format; nnspec reads {', '.join(TORCH_SUFFIXES)} "
-                             "(torch.save) and .safetensors")
+                             "(torch.save), .safetensors, and Keras's .keras and .weights.h5")
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -192,7 +210,180 @@ def read_source(source) -> tuple[dict, str]:
     if isinstance(source, dict):
         return _state_dict(source, "the state dict"), "the state dict"
     raise TypeError(f"cannot read weights from a {type(source).__name__}; give a state dict, a .pt/.pth or "
-                    ".safetensors path, or a PyTorch module")
+                    ".safetensors path, a PyTorch module or a Keras model")
+
+
+def keras_side(source) -> bool:
+    """Whether `source` is a Keras model or file (whose batchnorm layers have no num_batches_tracked)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source).endswith(KERAS_SUFFIXES)
+    return is_keras(source)
+
+
+def _read_keras_file(path: str, spec) -> tuple[dict, str]:
+    """A saved Keras model (.keras; nnspec's own layers are registered first), or the weights of the spec's
+    Keras model (.weights.h5, which holds no architecture: `spec` is needed)."""
+    try:
+        import keras
+
+        from nnspec.compiler.backends import keras_runtime  # noqa: F401 - registers nnspec's Keras classes
+    except ImportError:
+        raise ImportError(f"{path}: reading a Keras file needs Keras (pip install 'nnspec[keras]')") from None
+    if path.endswith(".weights.h5"):
+        if spec is None:
+            raise ValueError(f"{path}: a .weights.h5 file holds no architecture; give the spec whose Keras model "
+                             "saved it")
+        import nnspec
+        from nnspec import _as_spec
+
+        spec = _as_spec(spec)
+        model = nnspec.build(spec, "keras")
+        try:
+            model.load_weights(path)
+        except Exception as exc:
+            raise ValueError(f"{path}: not the weights of the spec `{spec.name}`'s Keras model: {exc}") from None
+        return keras_state_dict(model, spec), path
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: keras.saving.load_model cannot read it: {exc}") from None
+    tensors, _ = _read_keras(model, spec)
+    return tensors, path
+
+
+def is_keras(obj) -> bool:
+    """Whether `obj` is a Keras model (without importing Keras)."""
+    return any(cls.__module__.split(".")[0] in ("keras", "tf_keras") for cls in type(obj).__mro__) and \
+        hasattr(obj, "get_layer")
+
+
+def _read_keras(source, spec) -> tuple[dict, str]:
+    name = getattr(source, "name", type(source).__name__)
+    if spec is not None:
+        from nnspec import _as_spec
+
+        spec = _as_spec(spec)
+        if built_from(source, spec):
+            return keras_state_dict(source, spec), f"the Keras model `{name}` (by the spec `{spec.name}`)"
+    from nnspec.importing import ImportProblem
+    from nnspec.importing.keras_import import state_dict
+
+    try:
+        tensors = state_dict(source)
+    except ImportProblem as exc:
+        raise ValueError(f"cannot read the weights of the Keras model `{name}`: "
+                         + ("its layers are not named by the spec's paths, and " if spec is not None else "")
+                         + f"it does not import as a spec ({exc}); give the spec it was built from as `spec`") \
+            from None
+    return tensors, f"the Keras model `{name}` (as `nnspec import keras` reads it)"
+
+
+def _keras_layer_names(layer) -> list:
+    """The Keras layers that hold a spec layer's variables (a stacked recurrent layer: one per layer)."""
+    if layer.kind in ("lstm", "gru"):
+        top = layer.args["layers"] - 1
+        return [layer.path if k == top else f"{layer.path}.l{k}" for k in range(layer.args["layers"])]
+    return [layer.path]
+
+
+def built_from(keras_model, spec) -> bool:
+    """Whether every spec layer with tensors has its Keras layer (by path) with as many variables."""
+    for layer in spec.graph.layers():
+        if not layer.tensors:
+            continue
+        for name in _keras_layer_names(layer):
+            try:
+                keras_layer = keras_model.get_layer(name)
+            except ValueError:
+                return False
+            if layer.kind not in ("lstm", "gru"):
+                expected = len(layer.tensors) + (2 if layer.kind == "batchnorm" else 0)
+                if len(keras_layer.weights) != expected:
+                    return False
+    return True
+
+
+def from_keras_layout(array, tensor):
+    """A Keras variable of the spec's Keras model as its logical (PyTorch-layout) tensor: the inverse of
+    `keras_table.to_keras_layout`."""
+    import numpy as np
+
+    from nnspec.compiler.backends import keras_table as kt
+
+    array = np.asarray(array)
+    if tensor.layer.kind == "prelu":
+        return array.reshape(tensor.shape)
+    if tensor.role != "weight" or tensor.layer.kind in kt.TORCH_LAYOUT_KINDS:
+        return array
+    if array.ndim == 2:
+        return array.T
+    perm = list(range(2, array.ndim)) + [1, 0]
+    return np.transpose(array, np.argsort(perm))
+
+
+def keras_state_dict(keras_model, spec) -> dict:
+    """The variables of a Keras model built from `spec`, under the spec's PyTorch state_dict keys and in the
+    PyTorch layout, in the PyTorch model's order (no `num_batches_tracked`): the inverse of `nnspec.transfer`.
+    An LSTM's two biases, summed in Keras, come back as `bias_ih` (the sum) and `bias_hh` (zeros)."""
+    import numpy as np
+    import torch
+
+    from nnspec import _as_spec
+    from nnspec.compiler.backends.torch_table import torch_path
+
+    spec = _as_spec(spec)
+    out = {}
+    for layer in spec.graph.layers():
+        if not layer.tensors:
+            continue
+        if layer.kind in ("lstm", "gru"):
+            values = _recurrent_from_keras(layer, keras_model)
+        else:
+            weights = keras_model.get_layer(layer.path).get_weights()
+            tensors = list(layer.tensors.values())
+            values = {torch_path(t): from_keras_layout(w, t) for t, w in zip(tensors, weights)}
+            if layer.kind == "batchnorm":
+                values[f"{layer.path}.running_mean"] = weights[len(tensors)]
+                values[f"{layer.path}.running_var"] = weights[len(tensors) + 1]
+        out.update({key: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+                    for key, value in values.items()})
+    return out
+
+
+def _recurrent_from_keras(layer, keras_model) -> dict:
+    """Keras's kernel, recurrent_kernel and bias of each layer and direction as PyTorch's weight_ih, weight_hh,
+    bias_ih and bias_hh: gate blocks back in PyTorch's order, transposed; GRU's stacked biases as rows."""
+    import numpy as np
+
+    from nnspec.compiler.backends import keras_table as kt
+    from nnspec.vocabulary.kinds import recurrent_tensor_names
+
+    order = kt.KERAS_GATES[layer.kind]
+
+    def torch_value(value):
+        if order is not None:
+            blocks = np.split(value, len(order), axis=-1)
+            value = np.concatenate([blocks[order.index(i)] for i in range(len(order))], axis=-1)
+        return value.T if value.ndim == 2 else value
+
+    names = _keras_layer_names(layer)
+    out = {}
+    directions = recurrent_tensor_names(layer.args)
+    per_layer = len(directions) // layer.args["layers"]
+    for k, name in enumerate(names):
+        weights = keras_model.get_layer(name).get_weights()
+        for j, (_, sfx) in enumerate(directions[k * per_layer:(k + 1) * per_layer]):
+            kernel, recurrent, bias = weights[3 * j:3 * j + 3]
+            tail = f"_l{k}{sfx}"
+            if layer.kind == "gru":
+                bias_ih, bias_hh = bias[0], bias[1]
+            else:
+                bias_ih, bias_hh = bias, np.zeros_like(bias)
+            out.update({f"{layer.path}.weight_ih{tail}": torch_value(kernel),
+                        f"{layer.path}.weight_hh{tail}": torch_value(recurrent),
+                        f"{layer.path}.bias_ih{tail}": torch_value(bias_ih),
+                        f"{layer.path}.bias_hh{tail}": torch_value(bias_hh)})
+    return out
 
 
 ROLE_ORDER = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3, "num_batches_tracked": 4}
@@ -489,10 +680,13 @@ def _names_through_tree(target: dict, source_keys: list, taken: set, model, all_
 
 
 def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> WeightReport:
-    """Load `source` into `model` (a PyTorch module, usually built by nnspec; None builds one from `spec`)
-    and return the report (`print(report)` shows it; `report.model` is the model). See the module text."""
+    """Load `source` into `model` (a PyTorch module, usually built by nnspec; a Keras model built from
+    `spec`; None builds a PyTorch one from `spec`) and return the report (`print(report)` shows it;
+    `report.model` is the model). See the module text."""
     import torch
 
+    if model is not None and is_keras(model):
+        return _load_into_keras(model, source, spec, rename, strict)
     if model is None:
         if spec is None:
             raise ValueError("load_weights needs a model or a spec to build one from")
@@ -500,14 +694,18 @@ def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> 
 
         model = nnspec.build(spec)
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"load_weights loads into a PyTorch module, not a {type(model).__name__}; for a Keras "
-                        "model build the spec for torch, load into it, then nnspec.transfer(torch_model, "
-                        "keras_model, spec)")
+        raise TypeError(f"load_weights loads into a PyTorch module, or a Keras model built from `spec` (through "
+                        f"its PyTorch model and nnspec.transfer), not a {type(model).__name__}")
     if spec is not None:
         _check_against_spec(model, spec)
-    tensors, name = read_source(source)
+    tensors, name = read_source(source, spec)
     target = model.state_dict()
+    keras_source = keras_side(source)
+    if keras_source:
+        target = without_step_counters(target)
     report = match(target, tensors, rename, name, model=model)
+    if keras_source:
+        report.notes.append(NO_STEP_COUNTER)
     report.model = model
     if strict and not report.ok:
         report.loaded = 0
@@ -516,6 +714,49 @@ def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> 
     with torch.no_grad():
         for t, s, _, _ in report.matches:
             target[t].copy_(tensors[s])
+    report.loaded = len(report.matches)
+    return report
+
+
+NO_STEP_COUNTER = ("num_batches_tracked (PyTorch's batchnorm step counter) has no Keras counterpart: not matched, "
+                   "left as it is")
+
+
+def without_step_counters(state: dict) -> dict:
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def _load_into_keras(keras_model, source, spec, rename, strict) -> WeightReport:
+    """Through the spec's PyTorch model: given the Keras model's own values, `source` loaded into it, then
+    transferred into the Keras model (nothing, when strict refuses)."""
+    if spec is None:
+        raise ValueError("load_weights into a Keras model needs the spec it was built from: "
+                         "load_weights(keras_model, source, spec=SPEC)")
+    import nnspec
+    from nnspec import _as_spec
+
+    spec = _as_spec(spec)
+    if not built_from(keras_model, spec):
+        raise ValueError(f"the Keras model `{keras_model.name}` was not built from the spec `{spec.name}`: its "
+                         "layers are not named by the spec's paths")
+    torch_model = nnspec.build(spec)
+    torch_model.load_state_dict(keras_state_dict(keras_model, spec), strict=False)  # the Keras model's values
+    tensors, name = read_source(source, spec)
+    tensors = without_step_counters(tensors)
+    target = without_step_counters(torch_model.state_dict())
+    report = match(target, tensors, rename, name)
+    report.notes.append(NO_STEP_COUNTER)
+    report.model = keras_model
+    if strict and not report.ok:
+        report.loaded = 0
+        raise WeightsError(f"the weights of {name} do not fit the Keras model `{keras_model.name}` (strict); "
+                           "nothing was loaded", report)
+    import torch
+
+    with torch.no_grad():
+        for t, s, _, _ in report.matches:
+            target[t].copy_(tensors[s])
+    nnspec.transfer(torch_model, keras_model, spec)
     report.loaded = len(report.matches)
     return report
 

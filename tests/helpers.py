@@ -124,8 +124,10 @@ def expected_module_class(layer):
     if layer.kind in ("lstm", "gru"):
         return nn.LSTM if layer.kind == "lstm" else nn.GRU  # nnspec's LSTM/GRU are ones, with their keys
     if layer.kind in ("global_avg_pool", "global_max_pool", "slice", "to_tokens", "to_map", "scale", "drop_path",
-                      "class_token", "position_embedding"):
+                      "class_token", "position_embedding", "rescale"):
         return nn.Module  # nnspec's own helper modules
+    if layer.kind == "pad":
+        return getattr(nn, f"ZeroPad{len(layer.in_shape) - 1}d")
     if layer.kind == "layernorm" and layer.args["over"] == "channels" and layer.in_shape.layout == "map":
         return nn.Module  # nnspec's ChannelLayerNorm
     if layer.kind == "prelu":

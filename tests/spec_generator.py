@@ -403,7 +403,7 @@ class SpecGenerator:
         c = self.c
         n = len(shape) - 1
         groups = {"activation": list(ACTIVATIONS), "norm": ["layernorm", "batchnorm", "rmsnorm", "scale", "prelu"],
-                  "other": ["identity", "dropout"]}
+                  "other": ["identity", "dropout", "rescale"]}
         if 1 <= n <= 3:
             groups["norm"] += ["groupnorm", "layernorm_channels"]
         if not preserving:
@@ -418,6 +418,8 @@ class SpecGenerator:
                 groups["pool"] = [f"maxpool{n}d", f"avgpool{n}d", "adaptive_avg_pool", "adaptive_max_pool"]
                 if any(size * 2 <= MAX_SPATIAL for size in shape[1:]):
                     groups["reshape"].append("upsample")
+                if all(size + 2 <= MAX_SPATIAL for size in shape[1:]):
+                    groups["pool"].append("pad")  # zero padding, often before a pool
         else:
             groups["linear"] = ["linear_same"]
             if 1 <= n <= 3:
@@ -478,6 +480,22 @@ class SpecGenerator:
             out = (stop - start, *shape[1:])
         elif kind == "channel_shuffle":
             args, out = {"groups": c.pick([g for g in (2, 3) if shape[0] % g == 0])}, shape
+        elif kind == "pad":  # one integer, or per axis an integer or [before, after]
+            pads = [(c.integer(0, 1), c.integer(0, 1)) for _ in shape[1:]]
+            if c.chance(0.3):
+                args = {"padding": pads[0][0]}
+                pads = [(pads[0][0], pads[0][0])] * n
+            else:
+                args = {"padding": [b if b == a and c.chance() else [b, a] for b, a in pads]}
+            out = (shape[0], *(size + b + a for size, (b, a) in zip(shape[1:], pads)))
+        elif kind == "rescale":  # constants, one for all or one per channel
+            channels = shape[-1] if n == 0 else shape[0]
+            args = {}
+            for name in ("scale", "offset"):
+                if c.chance():
+                    args[name] = ([round(0.25 + 0.5 * c.integer(0, 4), 2) for _ in range(channels)] if c.chance()
+                                  else c.pick([0.5, 2.0, -1.0]))
+            out = shape
         elif kind == "tokens_roundtrip":  # a map as tokens [prod(S), C], a layer on the tokens, back to the map
             inner = self.on_tokens(shape)
             # a slice of the positions forgets the grid: to_map is given it

@@ -235,7 +235,7 @@ INPUTS = {"conv1d": "[3, 16]", "conv2d": "[3, 16, 16]", "conv3d": "[2, 8, 8, 8]"
           "to_map": "{shape: [8, 4], layout: tokens}", "conv_transpose1d": "[3, 16]", "conv_transpose3d": "[2, 4, 4, 4]",
           "class_token": "{shape: [8, 24], layout: tokens}", "position_embedding": "{shape: [8, 24], layout: tokens}",
           "attention": "{shape: [8, 24], layout: tokens}", "lstm": "{shape: [8, 24], layout: tokens}",
-          "gru": "{shape: [8, 24], layout: tokens}"}
+          "gru": "{shape: [8, 24], layout: tokens}", "rescale": "[3, 16, 16]"}
 
 
 def test_every_kind_has_an_example_that_validates_and_checks(validator):

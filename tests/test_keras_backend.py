@@ -65,7 +65,7 @@ KERAS_CLASS = {"linear": "Dense", "batchnorm": "BatchNormalization", "layernorm"
                "embedding": "Embedding", "relu": "ReLU", "relu6": "ReLU", "leaky_relu": "LeakyReLU",
                "tanh": "Activation", "sigmoid": "Activation", "silu": "Activation", "elu": "ELU",
                "softmax": "Softmax", "identity": "Identity", "dropout": "Dropout", "flatten": "Flatten",
-               "slice": "Slice", "channel_shuffle": "ChannelShuffle", "to_tokens": "Reshape", "to_map": "Reshape",
+               "slice": "Slice", "channel_shuffle": "ChannelShuffle", "rescale": "Rescaling", "to_tokens": "Reshape", "to_map": "Reshape",
                "hardswish": "Activation", "hardsigmoid": "Activation", "softplus": "Activation",
                "mish": "Mish", "prelu": "PReLU", "groupnorm": "GroupNormalization", "rmsnorm": "RMSNorm",
                "scale": "LayerScale", "drop_path": "DropPath", "adaptive_avg_pool": "AdaptivePool",
@@ -87,6 +87,8 @@ def expected_class(layer) -> str:
     n = layer.kind[-2]
     if layer.kind == "upsample":
         return f"UpSampling{len(layer.in_shape) - 1}D"
+    if layer.kind == "pad":
+        return f"ZeroPadding{len(layer.in_shape) - 1}D"
     if layer.kind.startswith("conv_transpose"):
         g = layer.geometry  # Keras's own has no groups, and adds fewer than `stride` positions past the output
         past = [op - p for op, p in zip(g["output_padding"], g["padding"])]
@@ -254,7 +256,7 @@ EMIT_CASES = {**{name: KIND_FIXTURES[name] for name in ("conv1d", "conv3d", "res
                                                          "embedding_conv1d", "linear_layernorm_softmax",
                                                          "conv_transpose2d", "upsample_adaptive_ceil",
                                                          "norms_activations", "vit_like", "gpt_like",
-                                                         "recurrent", "recurrent_tokens")},
+                                                         "recurrent", "recurrent_tokens", "pad_rescale")},
               "every_custom": EVERY_CUSTOM}
 
 

@@ -418,6 +418,24 @@ KIND_FIXTURES["recurrent_tokens"] = """
       - lstm: {hidden: 2, layers: 2, bidirectional: true, output: last}
 """
 KIND_FIXTURES["merges"] = (Path(__file__).parent / "fixtures" / "torch" / "merges.yaml").read_text()
+# constant preprocessing per channel and for all, on a map, tokens and features; zero padding, also
+# one side more than the other (Keras's 'same' with stride 2), before a conv and a max pool
+KIND_FIXTURES["pad_rescale"] = """
+    nnspec: 1
+    name: pad_rescale
+    input: [3, 9, 8]
+    layers:
+      - rescale: {scale: [0.5, 2.0, 1.5], offset: [0.1, -0.2, 0.3]}
+      - pad: {padding: [[0, 1], [1, 0]]}
+      - conv2d: {out: 4, kernel: 3, stride: 2}
+      - pad: {padding: 1}
+      - maxpool2d: {kernel: 2}
+      - pad: {padding: [2, [0, 1]]}
+      - to_tokens
+      - rescale: {scale: 0.25, offset: [1.0, 2.0, 3.0, 4.0]}
+      - global_avg_pool
+      - rescale: {offset: -1.0}
+"""
 # a small ViT: conv patchify, class token, learned positions, pre-norm blocks, the class token's head
 KIND_FIXTURES["vit_like"] = """
     nnspec: 1

@@ -206,6 +206,8 @@ KIND_CASES = {
     "global_max_pool": ("[7, 5, 5]", "{keep_dims: true}", (7, 1, 1)),
     "slice": ("[7, 5, 5]", "{start: 2, stop: 6}", (4, 5, 5)),
     "channel_shuffle": ("[6, 5, 5]", "{groups: 3}", (6, 5, 5)),
+    "pad": ("[3, 5, 6]", "{padding: [[0, 1], 2]}", (3, 6, 10)),
+    "rescale": ("[3, 5, 6]", "{scale: [0.5, 1.0, 2.0], offset: -1.0}", (3, 5, 6)),
     "to_tokens": ("[7, 5, 4]", "null", (20, 7)),
     "to_map": ("{shape: [12, 7], layout: tokens}", "{size: [3, 4]}", (7, 3, 4)),
     "conv_transpose1d": ("[4, 7]", "{out: 6, kernel: 4, stride: 3, padding: 2, output_padding: 2, groups: 2}",

@@ -6,6 +6,10 @@ kernel [kh, kw, in, out] -> [out, in, kh, kw], a Dense kernel [in, out] -> [out,
 after a Flatten of a map has its rows reordered from Keras's (H, W, C) order to the spec's (C, H, W).
 Keras's batchnorm momentum is the weight of the old statistics, PyTorch's (the spec's) that of the new:
 `momentum = 1 - keras momentum`.
+
+Padding: a symmetric ZeroPadding folds into the conv after it (or the max pool after a ReLU); any other
+ZeroPadding, and Keras's 'same' that pads one side more (stride 2 on an even size), is a `pad` item.
+Rescaling and Normalization are constants, `rescale: {scale, offset}`.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class _Converter:
         self.model = model
         self.pending_pad = {}  # id(layer) -> symmetric zero padding to fold into the next conv or max pool
         self.flatten_from = {}  # id(Flatten layer) -> (C, H, W) it flattens
+        self.absorbed = set()  # id(layer) of layers written as part of the one before (a pool's Reshape)
 
     # -- the graph ------------------------------------------------------------------
     def graph(self):
@@ -151,16 +156,14 @@ class _Converter:
         name = layer.name
         parent = self.parents[id(layer)][0]
         pad = self.pending_pad.pop(id(parent), None)
-        if pad is not None and not isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.MaxPooling2D)):
-            raise ImportProblem(parent.name, "ZeroPadding2D not followed by a conv or a max pool: nnspec pads "
-                                             "inside the layer that follows")
-        if isinstance(layer, L.ZeroPadding2D):
-            (top, bottom), (left, right) = layer.padding
-            if len({top, bottom, left, right}) != 1:
-                raise ImportProblem(name, f"ZeroPadding2D({layer.padding}): asymmetric padding has no nnspec "
-                                          "construct (nnspec's layers pad every side alike)")
-            self.pending_pad[id(layer)] = (top, parent)
+        if id(layer) in self.absorbed:
             return []
+        if isinstance(layer, (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)):
+            pads = _pad_pairs(layer)
+            if len({side for pair in pads for side in pair}) == 1 and self._folds(layer, parent, pads[0][0]):
+                self.pending_pad[id(layer)] = (pads[0][0], parent)  # into the conv or max pool that follows
+                return []
+            return [_pad_item(pads)]
         if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv2D)) and \
                 not isinstance(layer, (L.Conv2DTranspose, L.Conv1DTranspose, L.Conv3DTranspose)):
             return self.conv(layer, pad)
@@ -208,13 +211,23 @@ class _Converter:
                 return [Item("relu6")]
             raise ImportProblem(name, f"ReLU(max_value={layer.max_value}) has no nnspec kind (relu6 has 6)")
         if isinstance(layer, L.Softmax):
-            return [Item("softmax")]
+            axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+            if axis not in (-1, len(layer.input.shape) - 1):
+                raise ImportProblem(name, f"Softmax(axis={layer.axis}): the import reads a softmax over the last "
+                                          "axis (the channels, channels last)")
+            return [Item("softmax", {} if len(layer.input.shape) == 2 else {"axis": 0})]
         if isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D, L.MaxPooling1D, L.AveragePooling1D)):
             return self.pool(layer, pad, parent)
         if isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalAveragePooling1D, L.GlobalMaxPooling2D,
                               L.GlobalMaxPooling1D)):
             kind = "global_avg_pool" if "Average" in type(layer).__name__ else "global_max_pool"
-            return [Item(kind, {"keep_dims": True} if layer.keepdims else {})]
+            keep = bool(layer.keepdims)
+            users = self.users.get(id(layer), [])
+            if not keep and len(users) == 1 and isinstance(users[0], L.Reshape) and \
+                    tuple(users[0].target_shape) == (1,) * (len(layer.input.shape) - 2) + (layer.input.shape[-1],):
+                keep = True  # GlobalAveragePooling2D then Reshape((1, 1, C)): squeeze-excitation's pool
+                self.absorbed.add(id(users[0]))
+            return [Item(kind, {"keep_dims": True} if keep else {})]
         if isinstance(layer, L.Flatten):
             shape = layer.input.shape[1:]
             if len(shape) >= 2:
@@ -225,10 +238,18 @@ class _Converter:
                                               "C) order and the spec in (C, H, W)")
             return [Item("flatten")]
         if isinstance(layer, (L.Dropout, L.SpatialDropout2D)):
-            return [Item("dropout", {} if layer.rate == 0.5 else {"p": float(layer.rate)})]
-        missing = {"Rescaling": "a fixed scale and offset of the input",
-                   "Normalization": "input normalisation with stored mean and variance",
-                   "Reshape": "an arbitrary reshape", "Permute": "a transpose", "Lambda": "arbitrary code",
+            noise = getattr(layer, "noise_shape", None)
+            if isinstance(layer, L.Dropout) and noise is not None:
+                if not (len(noise) == len(layer.input.shape) and noise[0] is None and all(n == 1 for n in noise[1:])):
+                    raise ImportProblem(name, f"Dropout(noise_shape={tuple(noise)}): the import reads whole-sample "
+                                              "dropout (None, 1, ...) as drop_path, other noise shapes have no kind")
+                return [Item("drop_path", {"p": _rate(layer.rate)})]  # stochastic depth (EfficientNet's)
+            return [Item("dropout", {} if layer.rate == 0.5 else {"p": _rate(layer.rate)})]
+        if isinstance(layer, L.Rescaling):
+            return [_rescale_item(layer, np.asarray(layer.scale, "float64"), np.asarray(layer.offset, "float64"))]
+        if isinstance(layer, L.Normalization):
+            return [self.normalization(layer)]
+        missing = {"Reshape": "an arbitrary reshape", "Permute": "a transpose", "Lambda": "arbitrary code",
                    "Cropping2D": "cropping", "UpSampling2D": "", "Conv2DTranspose": ""}
         what = missing.get(type(layer).__name__, "")
         raise ImportProblem(name, f"{type(layer).__name__}" + (f" ({what})" if what else "") + " has no nnspec kind",
@@ -254,7 +275,7 @@ class _Converter:
         args = {"out": out, "kernel": _pair(layer.kernel_size)}
         if _pair(layer.strides) != 1:
             args["stride"] = _pair(layer.strides)
-        padding = self._padding(layer, pad)
+        padding, before = self._padding(layer, pad)
         if padding not in (0, "valid"):
             args["padding"] = padding
         if _pair(layer.dilation_rate) != 1:
@@ -266,47 +287,89 @@ class _Converter:
             tensors["bias"] = layer.bias.numpy()
         else:
             args["bias"] = False
-        return [Item(f"conv{n}d", args, tensors=tensors, source=name)] + _activation(layer, layer.activation)
+        return before + [Item(f"conv{n}d", args, tensors=tensors, source=name)] + \
+            _activation(layer, layer.activation)
 
-    def _padding(self, layer, pad):
-        name = layer.name
+    def _padding(self, layer, pad) -> tuple:
+        """(the conv's `padding`, the items before it): Keras's 'same' pads the extra row of an odd total at
+        the end, written as a `pad` before the conv."""
         if pad is not None:
             if layer.padding != "valid":
-                raise ImportProblem(name, "ZeroPadding2D before a layer that pads itself")
-            return pad[0]
+                raise ImportProblem(layer.name, "ZeroPadding2D before a layer that pads itself")
+            return pad[0], []
         if layer.padding == "valid":
-            return 0
-        kernel = layer.kernel_size if hasattr(layer, "kernel_size") else layer.pool_size
-        strides = layer.strides
+            return 0, []
+        pads = self._same_pads(layer)
+        if any(b != a for b, a in pads):
+            return 0, [_pad_item(pads)]
+        kernel, strides = layer.kernel_size, layer.strides
         dilation = getattr(layer, "dilation_rate", (1,) * len(kernel))
-        sizes = layer.input.shape[1:-1]
-        pads = set()
-        for size, k, s, d in zip(sizes, kernel, strides, dilation):
+        if all(s == 1 for s in strides) and all(s == 1 for s in dilation) and all(k % 2 for k in kernel):
+            return ("same" if any(b for b, _ in pads) else 0), []
+        return _pair([b for b, _ in pads]), []
+
+    @staticmethod
+    def _same_pads(layer) -> list:
+        """(before, after) per spatial axis of Keras's padding 'same'."""
+        kernel = layer.kernel_size if hasattr(layer, "kernel_size") else layer.pool_size
+        dilation = getattr(layer, "dilation_rate", (1,) * len(kernel))
+        pads = []
+        for size, k, s, d in zip(layer.input.shape[1:-1], kernel, layer.strides, dilation):
             span = (k - 1) * d + 1
             total = max((-(-size // s) - 1) * s + span - size, 0)
-            if total % 2:
-                raise ImportProblem(name, f"padding 'same' with stride {s} on {size} pads {total // 2} before and "
-                                          f"{total - total // 2} after: asymmetric padding has no nnspec construct",
-                                    "Keras's 'same' pads the extra row at the end; nnspec pads every side alike")
-            pads.add(total // 2)
-        if all(s == 1 for s in strides) and all(s == 1 for s in dilation) and all(k % 2 for k in kernel):
-            return "same" if pads != {0} else 0
-        return pads.pop() if len(pads) == 1 else sorted(pads)
+            pads.append((total // 2, total - total // 2))
+        return pads
+
+    def _folds(self, layer, parent, pad: int) -> bool:
+        """Whether a symmetric ZeroPadding folds into the one layer after it: a conv that does not pad itself,
+        or a max pool after a ReLU (where zero and -inf padding agree) within its padding limit."""
+        import keras
+
+        L = keras.layers
+        users = self.users.get(id(layer), [])
+        if len(users) != 1:
+            return False
+        user = users[0]
+        if isinstance(user, (L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv2D)) and \
+                not isinstance(user, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+            return user.padding == "valid"
+        if isinstance(user, (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D)):
+            return _after_relu(parent) and pad <= min(user.pool_size) // 2 and user.padding == "valid"
+        return False
+
+    def normalization(self, layer):
+        """Keras's Normalization, (x - mean) / max(sqrt(variance), epsilon), as a `rescale`."""
+        import keras
+
+        if getattr(layer, "invert", False):
+            raise ImportProblem(layer.name, "Normalization(invert=True) (undoing a normalisation) has no nnspec kind")
+        rank = len(layer.input.shape)
+        keep = tuple(sorted(a % rank for a in layer.axis))
+        if keep not in ((), (rank - 1,)):
+            raise ImportProblem(layer.name, f"Normalization(axis={layer.axis}): the import reads a normalisation "
+                                            "per channel (the last axis) or of every element alike")
+        if layer.input_mean is not None:
+            mean, variance = np.asarray(layer.mean, "float64"), np.asarray(layer.variance, "float64")
+        else:
+            mean = np.asarray(layer.adapt_mean.numpy(), "float64")
+            variance = np.asarray(layer.adapt_variance.numpy(), "float64")
+        std = np.maximum(np.sqrt(variance), keras.backend.epsilon())
+        return _rescale_item(layer, 1.0 / std, -mean / std)
 
     def pool(self, layer, pad, parent) -> list:
         kind = ("maxpool" if "Max" in type(layer).__name__ else "avgpool") + f"{len(layer.pool_size)}d"
-        if pad is not None:
-            source = pad[1]
-            after_relu = getattr(getattr(source, "activation", None), "__name__", "") in ("relu", "relu6") or \
-                type(source).__name__ == "ReLU"
-            if not (kind.startswith("maxpool") and after_relu and pad[0] < max(layer.pool_size)):
-                raise ImportProblem(parent.name, "ZeroPadding2D before a pooling layer: nnspec's max pool pads with "
-                                                 "-inf, which equals zero padding only after a ReLU")
+        if pad is not None:  # folded only into a max pool after a ReLU (`_folds`)
             padding = pad[0]
+        elif layer.padding == "valid":
+            padding = 0
         else:
-            padding = self._padding(layer, None)
-            if padding == "same":
-                padding = max(layer.pool_size) // 2
+            pads = self._same_pads(layer)
+            if any(b != a for b, a in pads):
+                raise ImportProblem(layer.name, f"{type(layer).__name__}(padding='same') pads {pads} (before, after) "
+                                                "per axis: Keras's 'same' pooling leaves the padding out, nnspec's "
+                                                "pools pad every side alike", "pool an input whose size the stride "
+                                                "divides, or pad explicitly")
+            padding = _pair([b for b, _ in pads])
             if padding and kind.startswith("avgpool"):
                 raise ImportProblem(layer.name, "AveragePooling with padding 'same': Keras leaves the padding out of "
                                                 "the average, nnspec (as PyTorch) counts it")
@@ -316,6 +379,59 @@ class _Converter:
         if padding:
             args["padding"] = padding
         return [Item(kind, args)]
+
+
+def _rate(rate) -> float:
+    """A dropout rate without the float noise of its arithmetic (EfficientNet's 0.07500000000000001)."""
+    return float(f"{float(rate):.12g}")
+
+
+def _pad_pairs(layer) -> list:
+    """(before, after) per spatial axis of a ZeroPadding1D/2D/3D."""
+    padding = layer.padding
+    if len(padding) == 2 and all(isinstance(p, int) for p in padding):  # ZeroPadding1D: (before, after)
+        return [tuple(int(p) for p in padding)]
+    return [tuple(int(p) for p in pair) for pair in padding]
+
+
+def _pad_item(pads: list) -> Item:
+    if len({side for pair in pads for side in pair}) == 1:
+        return Item("pad", {"padding": pads[0][0]})
+    return Item("pad", {"padding": [b if b == a else [b, a] for b, a in pads]})
+
+
+def _after_relu(layer) -> bool:
+    return getattr(getattr(layer, "activation", None), "__name__", "") in ("relu", "relu6") or \
+        type(layer).__name__ == "ReLU"
+
+
+def _constants(values) -> object:
+    """One number, or one per channel: a float, or a list of floats (numbers as float32 holds them)."""
+    flat = np.asarray(values, "float64").reshape(-1)
+    as32 = [float(np.float32(v)) for v in flat]
+    if len(set(as32)) == 1:
+        return _short(as32[0])
+    return [_short(v) for v in as32]
+
+
+def _short(value: float) -> float:
+    """The shortest decimal that float32 reads back as `value`."""
+    return float(np.format_float_positional(np.float32(value), unique=True, trim="0"))
+
+
+def _rescale_item(layer, scale, offset) -> Item:
+    scale, offset = np.asarray(scale, "float64"), np.asarray(offset, "float64")
+    channels = layer.input.shape[-1]
+    for value, what in ((scale, "scale"), (offset, "offset")):
+        if value.size not in (1, channels) or value.ndim > 1 and value.shape[-1] != value.size:
+            raise ImportProblem(layer.name, f"{type(layer).__name__} with a {what} of shape {list(value.shape)}: "
+                                            "the import reads one number, or one per channel (the last axis)")
+    args = {}
+    if _constants(scale) != 1.0:
+        args["scale"] = _constants(scale)
+    if _constants(offset) != 0.0:
+        args["offset"] = _constants(offset)
+    return Item("rescale", args or {"scale": 1.0}, source=layer.name)
 
 
 def convert(model) -> tuple:

@@ -93,6 +93,8 @@ KIND_EXAMPLES = {
     "adaptive_max_pool": {"size": [2, 2]},
     "slice": {"start": 0, "stop": 2},
     "channel_shuffle": {"groups": 2},
+    "pad": {"padding": [[0, 1], [0, 1]]},
+    "rescale": {"scale": [0.0171, 0.0175, 0.0174], "offset": [-2.118, -2.036, -1.804]},
     "to_tokens": None,
     "to_map": {"size": [2, 4]},
     "class_token": None,

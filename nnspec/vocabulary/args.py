@@ -210,6 +210,24 @@ class ChannelShuffleArgs(ItemKeys):
     groups: PosInt = Field(description="channel groups to interleave (ShuffleNet); the channels must divide by it")
 
 
+PadPair = Annotated[list[NonNegInt], Field(min_length=2, max_length=2)]
+Finite32 = Annotated[float, Float32]
+
+
+class PadArgs(ItemKeys):
+    padding: Union[NonNegInt, list[Union[NonNegInt, PadPair]]] = Field(
+        description="zeros added to the spatial axes of a map: one integer for every side, or one entry per "
+                    "spatial axis, an integer (both sides) or [before, after] (Keras's ZeroPadding2D(((top, "
+                    "bottom), (left, right))) is [[top, bottom], [left, right]])")
+
+
+class RescaleArgs(ItemKeys):
+    scale: Union[Finite32, list[Finite32]] = Field(1.0, description="factor: one number, or one per channel "
+                                                                    "(the channel axis: map C, tokens D, features F)")
+    offset: Union[Finite32, list[Finite32]] = Field(0.0, description="added after the factor: one number, or one "
+                                                                     "per channel")
+
+
 class ToMapArgs(ItemKeys):
     size: Optional[Annotated[list[PosInt], Field(min_length=1, max_length=3)]] = Field(
         None, description="spatial sizes whose product is T; default: the grid the tokens came from, or [T]")

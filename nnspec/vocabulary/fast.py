@@ -180,6 +180,7 @@ INT_OR_LIST = one_of(POS_INT, list_of(POS_INT))
 EPSILON = real(0, low_open=True, float32=True, normal=True)
 PROBABILITY = real(0, 1, high_open=True)
 PLAIN_FLOAT = real()
+FLOAT32 = real(float32=True)
 
 def item_dict(v):
     """`init` and `allow` of an item: a mapping, not copied (the caller drops these keys from the arguments and
@@ -232,6 +233,10 @@ MODELS: dict = {
     "SliceArgs": _item(start=(NON_NEG_INT, 0), stop=(optional(POS_INT), None),
                        axis=(literal("channels", "tokens"), "channels")),
     "ChannelShuffleArgs": _item(groups=(POS_INT, REQUIRED)),
+    "PadArgs": _item(padding=(one_of(NON_NEG_INT, list_of(one_of(NON_NEG_INT, list_of(NON_NEG_INT, 2, 2)))),
+                              REQUIRED)),
+    "RescaleArgs": _item(scale=(one_of(FLOAT32, list_of(FLOAT32)), 1.0),
+                         offset=(one_of(FLOAT32, list_of(FLOAT32)), 0.0)),
     "ToMapArgs": _item(size=(optional(list_of(POS_INT, 1, 3)), None)),
     # initializer arguments (vocabulary/init_args.py)
     "NoArgs": {},

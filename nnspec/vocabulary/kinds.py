@@ -340,6 +340,33 @@ def _channel_shuffle_infer(args, shape, dtype):
     return shape
 
 
+def pad_geometry(args: dict, n: int) -> dict:
+    """(before, after) zeros per spatial axis."""
+    padding = args["padding"]
+    if isinstance(padding, int):
+        return {"pads": ((padding, padding),) * n}
+    if len(padding) != n:
+        raise ShapeError("NS004", f"padding needs {n} entr{'y' if n == 1 else 'ies'} here (one per spatial axis), "
+                                  f"got {len(padding)}", "padding",
+                         "one integer for every side, or per spatial axis an integer or [before, after]")
+    return {"pads": tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)}
+
+
+def _pad_infer(args, shape, dtype):
+    g = pad_geometry(args, len(shape) - 1)
+    return (shape[0], *(size + b + a for size, (b, a) in zip(shape[1:], g["pads"])))
+
+
+def _rescale_infer(args, shape, dtype):
+    channels = shape.channels
+    for name in ("scale", "offset"):
+        value = args[name]
+        if isinstance(value, list) and len(value) not in (1, channels):
+            raise ShapeError("NS004", f"`{name}` has {len(value)} values, but the input {shape.describe()} has "
+                                      f"{channels} channels", name, f"one number, or {channels} (one per channel)")
+    return shape
+
+
 def _to_tokens_infer(args, shape, dtype):
     return Shape((math.prod(shape[1:]), shape[0]), TOKENS, grid=shape[1:])
 
@@ -529,6 +556,10 @@ _add(Kind("slice", m.SliceArgs, "reshape", infer=_slice_infer,
           summary="a range [start, stop) of the channel axis (map C, tokens D, features F), or of T"))
 _add(Kind("channel_shuffle", m.ChannelShuffleArgs, "reshape", infer=_channel_shuffle_infer, layouts=(MAP,),
           summary="ShuffleNet's channel shuffle: [g, C/g] -> [C/g, g] on the channel axis"))
+_add(Kind("pad", m.PadArgs, "reshape", infer=_pad_infer, layouts=(MAP,),
+          summary="zeros added to the spatial axes of a map, the same or [before, after] on each axis"))
+_add(Kind("rescale", m.RescaleArgs, "reshape", infer=_rescale_infer,
+          summary="x * scale + offset with constants, one for all or per channel (input preprocessing)"))
 _add(Kind("to_tokens", m.NoLayerArgs, "reshape", infer=_to_tokens_infer, layouts=(MAP,),
           summary="a map [C, *S] -> tokens [prod(S), C] that remember the grid S"))
 _add(Kind("to_map", m.ToMapArgs, "reshape", infer=_to_map_infer, layouts=(TOKENS,),

@@ -441,6 +441,21 @@ def _slice(layer: Layer, layout: str):
         needs, needs
 
 
+def _pad(layer: Layer, layout: str):
+    from nnspec.vocabulary.kinds import pad_geometry
+
+    pads = pad_geometry(layer.args, len(layer.in_shape) - 1)["pads"]
+    n = len(pads)
+    return [call(f"keras.layers.ZeroPadding{n}D", padding=pads[0] if n == 1 else pads, name=layer.path)], CL, CL
+
+
+def _rescale(layer: Layer, layout: str):
+    args = layer.args
+    per_channel = isinstance(args["scale"], list) or isinstance(args["offset"], list)
+    needs = native(layer.in_shape) if per_channel else None  # Keras's Rescaling broadcasts on the last axis
+    return [call("keras.layers.Rescaling", args["scale"], offset=args["offset"], name=layer.path)], needs, needs
+
+
 def _to_tokens(layer: Layer, layout: str):
     return [call("keras.layers.Reshape", tuple(layer.out_shape), name=layer.path)], CL, PLAIN
 
@@ -498,6 +513,8 @@ LAYERS = {
     "slice": _slice,
     "channel_shuffle": lambda layer, layout: ([call("ChannelShuffle", layer.args["groups"], name=layer.path)], CL,
                                               CL),
+    "pad": _pad,
+    "rescale": _rescale,
     "to_tokens": _to_tokens,
     "to_map": _to_map,
     "class_token": _class_token,

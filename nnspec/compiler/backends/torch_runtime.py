@@ -145,6 +145,26 @@ class Scale(nn.Module):
         return x * self.weight.reshape(-1, *(1,) * (x.dim() - 1 - self.dim))
 
 
+class Rescale(nn.Module):
+    """x * scale + offset with constants, each one number or one per channel of axis `dim`
+    (kept as numbers, not tensors: nothing in the state dict, nothing to initialise)."""
+
+    def __init__(self, scale, offset, dim: int = 1) -> None:
+        super().__init__()
+        self.scale, self.offset, self.dim = scale, offset, dim
+
+    def _along(self, value, x: torch.Tensor):
+        if not isinstance(value, list):
+            return value
+        value = torch.tensor(value, dtype=x.dtype, device=x.device)
+        if self.dim == -1:
+            return value
+        return value.reshape(-1, *(1,) * (x.dim() - 1 - self.dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self._along(self.scale, x) + self._along(self.offset, x)
+
+
 class DropPath(nn.Module):
     """Stochastic depth per sample (torchvision's StochasticDepth, mode "row"): in
     training each sample is zeroed with probability p, the others scaled by 1/(1-p);

@@ -187,6 +187,20 @@ def _slice(layer: Layer) -> Call:
     return call("Slice", args["start"], stop, dim=axis + 1) if axis else call("Slice", args["start"], stop)
 
 
+def _pad(layer: Layer) -> Call:
+    from nnspec.vocabulary.kinds import pad_geometry
+
+    pads = pad_geometry(layer.args, len(layer.in_shape) - 1)["pads"]
+    flat = tuple(side for pair in reversed(pads) for side in pair)  # the last axis first, as F.pad
+    return call(f"nn.ZeroPad{len(pads)}d", flat[0] if len(set(flat)) == 1 else flat)
+
+
+def _rescale(layer: Layer) -> Call:
+    shape, args = layer.in_shape, layer.args
+    extra = {"dim": -1} if shape.layout != "map" else {}
+    return call("Rescale", args["scale"], args["offset"], **extra)
+
+
 def _global_pool(mode: str):
     def lower(layer: Layer) -> Call:
         kwargs = {}
@@ -244,6 +258,8 @@ LAYERS = {
     "global_max_pool": _global_pool("max"),
     "slice": _slice,
     "channel_shuffle": lambda layer: call("nn.ChannelShuffle", layer.args["groups"]),
+    "pad": _pad,
+    "rescale": _rescale,
     "to_tokens": _simple("ToTokens"),
     "to_map": lambda layer: call("ToMap", tuple(layer.out_shape[1:])),
     "class_token": lambda layer: call("ClassToken", layer.in_shape[-1]),
@@ -256,7 +272,7 @@ LAYERS = {
 # torch_runtime helpers that the emitted code of a kind must carry
 HELPERS_BY_KIND = {"global_avg_pool": "GlobalPool", "global_max_pool": "GlobalPool", "slice": "Slice",
                    "to_tokens": "ToTokens", "to_map": "ToMap", "layernorm": "ChannelLayerNorm",
-                   "prelu": "LastAxisPReLU", "scale": "Scale", "drop_path": "DropPath",
+                   "prelu": "LastAxisPReLU", "scale": "Scale", "rescale": "Rescale", "drop_path": "DropPath",
                    "class_token": "ClassToken", "position_embedding": "PositionEmbedding",
                    "attention": "SelfAttention", "lstm": "LSTM", "gru": "GRU"}
 
