@@ -245,3 +245,17 @@ def test_cli_import_keras(tmp_path, monkeypatch, capsys):
     assert main(["import", "keras", "kmodels:bad"]) == 1
     assert "reshape: error: Reshape" in capsys.readouterr().err
     assert main(["import", "keras", "kmodels:small", "--input", "3,8,8"]) == 2
+
+
+def test_efficientnet_initializers_are_named():
+    """keras.applications' EfficientNets draw conv kernels from VarianceScaling(2, fan_out, truncated_normal)
+    and the classifier from VarianceScaling(1/3, fan_out, uniform): both are candidates of the inference."""
+    from nnspec.importing.inits import infer
+
+    conv = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal", seed=1)((3, 3, 96, 48))
+    torch_layout = np.transpose(np.asarray(conv), (3, 2, 0, 1))  # (out, in, kh, kw)
+    found = infer(torch_layout, "conv2d", "weight", 96 * 9, 48 * 9, keras=True)
+    assert found.best_value == {"variance_scaling": {"scale": 2.0, "mode": "fan_out"}}
+    dense = keras.initializers.VarianceScaling(1 / 3, "fan_out", "uniform", seed=2)((320, 1000))
+    found = infer(np.asarray(dense).T, "linear", "weight", 320, 1000, keras=True)
+    assert found.best_value == {"variance_scaling": {"scale": 1 / 3, "mode": "fan_out", "distribution": "uniform"}}

@@ -3,7 +3,8 @@
 Each tensor gets the set of candidates its values do not reject (KS p-value at least `ACCEPT`); the
 spec then takes, for each (kind, role), the candidate most of its tensors accept as the model-wide
 default, and writes the others as `init.paths` exceptions. Candidates: PyTorch's default, kaiming and
-xavier (normal and uniform, each mode, gain of relu or 1), Keras's truncated normals (he, lecun, glorot),
+xavier (normal and uniform, each mode, gain of relu or 1), Keras's truncated normals (he, lecun, glorot) and the
+VarianceScaling of keras.applications' EfficientNets,
 and fitted ones: normal with the sample's std, uniform with the sample's bounds (rounded to a short number
 where the test still accepts it). Two candidates can be the same distribution (a 1x1 conv with as many
 inputs as outputs has fan_in = fan_out): the model-wide choice settles it.
@@ -70,6 +71,13 @@ def _named(keras: bool, fan_in: int, fan_out: int, kind: str, role: str, bias_fa
         for name, scale, fan in (("he_uniform", 6.0, fan_in), ("lecun_uniform", 3.0, fan_in)):
             bound = math.sqrt(scale / fan)
             out.append((name, stats.uniform(-bound, 2 * bound)))
+        # keras.applications' EfficientNets: VarianceScaling(2, fan_out, truncated_normal) for convs and
+        # VarianceScaling(1/3, fan_out, uniform) for the classifier
+        std = math.sqrt(2.0 / fan_out) / 0.87962566103423978
+        out.append(({"variance_scaling": {"scale": 2.0, "mode": "fan_out"}}, stats.truncnorm(-2, 2, 0, std)))
+        bound = math.sqrt(1.0 / fan_out)
+        out.append(({"variance_scaling": {"scale": 1 / 3, "mode": "fan_out", "distribution": "uniform"}},
+                    stats.uniform(-bound, 2 * bound)))
     return out
 
 
