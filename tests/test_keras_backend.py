@@ -235,11 +235,8 @@ def expected_custom_classes(spec) -> set:
                 need.add("TruncNormal")
             elif name == "chunks":  # (the fixtures' parts need no class of their own)
                 need.add("Chunks")
-            elif (name == "torch_default" and tensor.role in ("weight", "bias")
-                  and layer.kind not in ("embedding", "prelu", "position_embedding")):
-                need.add("TorchDefault")
-            elif name == "torch_default" and tensor.role == "out_weight":
-                need.add("TorchDefault")
+            # PyTorch's default of a weight or bias is the emitted function `torch_default` (a Keras
+            # RandomUniform), not the class TorchDefault
     return need
 
 
@@ -278,7 +275,8 @@ def test_emitted_keras_rebuilds_the_same_model(name, tmp_path):
     defined = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
     assert defined == expected_custom_classes(spec), defined
     if name == "every_custom":
-        assert defined == CUSTOM_CLASSES
+        assert defined == CUSTOM_CLASSES - {"TorchDefault"}
+        assert "def torch_default(fan_in: int, seed: int)" in source
 
     module = import_source(source, tmp_path, "emitted_keras")
     problems = ruff_problems(module.__file_path__)
@@ -511,9 +509,12 @@ def test_emitted_keras_has_a_function_per_block_and_loops(tmp_path):
           - global_avg_pool
     """, "blocks.yaml")
     source = nnspec.emit(spec, "keras")
-    assert "def unit(x, name: str, seed: int, *, in_ch: int, ch: int) -> keras.KerasTensor:" in source
-    assert "fan_in=in_ch * 9" in source  # the bias's PyTorch default, from the block's input channels
-    assert "    for i in range(n):\n        x = unit(x, f\"{name}.rest.{i}\", seed, in_ch=ch, ch=ch)\n" in source
+    assert "def unit(x, name: str, *, ch: int) -> keras.KerasTensor:" in source
+    assert "    for i in range(n):\n        x = unit(x, f\"{name}.rest.{i}\", ch=ch)\n" in source
+    # initialisation by rule: PyTorch's defaults by Keras class and role, the bias's fan_in from the kernel
+    assert "kernel_initializer" not in source and "bias_initializer" not in source
+    assert ('    if isinstance(layer, keras.layers.Conv2D) and role in ("weight", "bias"):\n'
+            "        init = torch_default(math.prod(layer.kernel.shape[:-1]), seed)\n") in source
     module = import_source(source, tmp_path, "emitted_blocks")
     assert not ruff_problems(module.__file_path__)
     emitted, built = module.build(4), nnspec.build(spec, "keras", seed=4)
