@@ -52,12 +52,17 @@ KERAS_OMIT = {
 }
 
 
+# Keyword arguments written as the positional argument they are (`Activation("gelu")`).
+KERAS_POSITIONAL = {"keras.layers.Activation": "activation"}
+
+
 def _trim(tree):
-    """`tree` without the keyword arguments that repeat a Keras default."""
+    """`tree` without the keyword arguments that repeat a Keras default, its first argument positional."""
     if isinstance(tree, Call):
         omit = KERAS_OMIT.get(tree.func, {})
-        args = tuple(Arg(_trim(a.value), a.keyword, a.comment) for a in tree.args
-                     if not (a.keyword in omit and a.value == omit[a.keyword]))
+        first = KERAS_POSITIONAL.get(tree.func)
+        args = tuple(Arg(_trim(a.value), None if a.keyword == first and i == 0 else a.keyword, a.comment)
+                     for i, a in enumerate(tree.args) if not (a.keyword in omit and a.value == omit[a.keyword]))
         return Call(tree.func, args, tree.method)
     return tree
 
@@ -148,8 +153,9 @@ def _step_lines(label: str, comment, tree, indent: int) -> list:
     lines = _bare_step_lines(label, tree, indent)
     if not comment:
         return lines
-    if len(lines) == 1 and len(f"{lines[0]}  # {comment}") <= LINE_LENGTH:
-        return [f"{lines[0]}  # {comment}"]
+    # at the end of a one-line statement, or after the bracket (or colon) that opens a longer one
+    if (len(lines) == 1 or lines[0].endswith(("(", "[", ":"))) and len(f"{lines[0]}  # {comment}") <= LINE_LENGTH:
+        return [f"{lines[0]}  # {comment}"] + lines[1:]
     return [" " * indent + f"# {comment}"] + lines
 
 
@@ -229,7 +235,7 @@ def emit_keras(spec) -> str:
     rules = init_rules(tracked, graph)
     init = []
     if rules:
-        init = roles_line(tracked) + ["", ""] + rule_lines(rules) + ["", "", INITIALIZE]
+        init = rule_lines(rules) + ["", ""] + initialize_lines(tracked)
         for rule in rules:
             used |= kb._names_in(rule.code)
     classes = [runtime_source(kb.RUNTIME, n) for n in kt.CUSTOM_INITIALIZERS + kt.CUSTOM_LAYERS if n in used]
@@ -261,9 +267,9 @@ def emit_keras(spec) -> str:
 #
 # The build gives every layer its initializers as constructor arguments. The emitted file builds the
 # layers with Keras's own initializers and then runs `initialize(model, seed)`: every variable whose
-# spec role a rule of `spec_init` names is drawn from that rule's initializer (seeded from the model
-# seed and the tensor's path, as the build seeds it) and the initializer is recorded on the layer,
-# so that its config (and a saved .keras file) names it as the built layer's does. The rules are the
+# spec role a rule of `spec_init` names is drawn from that rule's initializer, seeded from the model
+# seed and the tensor's path as the build seeds it (the layers' configs keep Keras's initializers;
+# the values are the spec's: a saved .keras file carries them). The rules are the
 # spec's `init` section: PyTorch's defaults first (those Keras's own initializer already gives are
 # left out), the model-wide defaults by kind and role, then the exceptions (block calls, residuals,
 # `init.paths`, a layer's own `init`), each under its spec line; the last rule that applies wins.
@@ -457,7 +463,8 @@ def _describe(t: Tracked, origin: str) -> str:
 
 
 def _comment(text: str) -> str:
-    return json.dumps(text, ensure_ascii=True)[1:-1]
+    """`text` for a comment: ASCII, every line break escaped (a quote needs no escape there)."""
+    return json.dumps(text, ensure_ascii=True)[1:-1].replace('\\"', '"')
 
 
 def _group_key(t: Tracked):
@@ -474,7 +481,7 @@ def _group_key(t: Tracked):
     return (3, where, origin.split(" ")[0], "context")
 
 
-def _scope(kind, members: list, graph: Graph, tracked: list):
+def _scope(kind, members: list, graph: Graph):
     """Where a rule applies: None (everywhere), under block calls (`within`), or at the layers of `members`
     named by their paths or, shorter, by a suffix of them that no other layer with that role has."""
     if kind is None:
@@ -484,7 +491,12 @@ def _scope(kind, members: list, graph: Graph, tracked: list):
     paths = tuple(dict.fromkeys(t.path for t in members))
     if len(paths) > 1 and all("." in p for p in paths):
         mine = set(paths)
-        others = {t.path for t in tracked if t.role == members[0].role} - mine
+        others = set()  # every other Keras layer name (a recurrent layer's lower layers too)
+        for layer in graph.layers():
+            others.add(layer.path)
+            if layer.kind in kt.RECURRENT:
+                others |= {f"{layer.path}.l{k}" for k in range(layer.args["layers"])}
+        others -= mine
         words = paths[0].split(".")
         for n in range(1, len(words)):
             suffix = ".".join(words[-n:])
@@ -525,7 +537,7 @@ def init_rules(tracked: list, graph: Graph) -> list:
                 code = _template(sub[0], fan)
                 if code is not None and all(_template(t, fan) == code for t in sub):
                     text = f"{_where(sub[0], graph)}: {_describe(sub[0], origin)}"
-                    scope = _scope(scope_kind, sub, graph, tracked)
+                    scope = _scope(scope_kind, sub, graph)
                     rules.append(Rule(_comment(text), classes if scope is None or scope[0] == "under" else None,
                                       role, scope, code, fan))
                     break
@@ -599,49 +611,78 @@ def _operands(rule: Rule) -> list:
     return operands
 
 
+def _condition(operands: list, indent: int) -> list:
+    """`if a and b:` as ruff formats it: one line, or in parentheses (every condition either fits on a line
+    inside them or has two `and`s or more, or ends with a plain comparison: no bracket of its own to split)."""
+    pad = " " * indent
+    joined = " and ".join(flat(o, {}) for o in operands)
+    if len(f"{pad}if {joined}:") <= LINE_LENGTH:
+        return [f"{pad}if {joined}:"]
+    if len(f"{pad}    {joined}") <= LINE_LENGTH:
+        return [f"{pad}if (", f"{pad}    {joined}", f"{pad}):"]
+    lines = [f"{pad}if ("]
+    for i, operand in enumerate(operands):
+        lines += render(operand, indent + 4, "and " if i else "")
+    return lines + [f"{pad}):"]
+
+
+def _fits(operands: list, indent: int) -> bool:
+    return len(" " * indent + "if " + " and ".join(flat(o, {}) for o in operands) + ":") <= LINE_LENGTH
+
+
 def rule_lines(rules: list) -> list:
-    """`spec_init`: the rules, in order, as `if isinstance(layer, ...) and role == ...:`."""
+    """`spec_init`: the rules, in order, as `if isinstance(layer, ...) and role == ...:`; consecutive rules
+    for the same layers whose conditions are too long for a line as one `if` over the layers with one `if`
+    per role inside."""
     lines = ["def spec_init(path: str, layer: keras.layers.Layer, role: str, model_seed: int):",
-             '    """The initializer of tensor `role` of the layer at `path`: the rules of the spec\'s',
-             "    `init` in order, the last that applies wins; None: the layer's own (PyTorch's default",
-             '    too). Each tensor is seeded from the model seed and its path."""',
-             '    seed = keras_seed(model_seed, f"{path}.{role}")',
-             "    init = None"]
-    for rule in rules:
+             '    """The initializer of `role` at `path`: the last of the spec\'s rules that applies."""',
+             "    init = None  # None: the layer's own initializer, PyTorch's default"]
+    if any(_uses_seed(rule.code) for rule in rules):
+        lines.insert(2, '    seed = keras_seed(model_seed, f"{path}.{role}")')
+    i = 0
+    while i < len(rules):
+        rule = rules[i]
         operands = _operands(rule)
-        lines.append(f"    # {rule.comment}")
-        joined = " and ".join(flat(o, {}) for o in operands)
-        if len(f"    if {joined}:") <= LINE_LENGTH:
-            lines.append(f"    if {joined}:")
-        elif len(f"        {joined}") <= LINE_LENGTH:
-            lines += ["    if (", f"        {joined}", "    ):"]
-        else:
-            lines.append("    if (")
-            for i, operand in enumerate(operands):
-                lines += render(operand, 8, "and " if i else "")
-            lines.append("    ):")
-        lines += render(rule.code, 8, "init = ")
+        where = [o for o in operands if not (isinstance(o, Const) and o.code.startswith("role "))]
+        group = [rule]
+        while i + len(group) < len(rules) and (rules[i + len(group)].classes, rules[i + len(group)].scope) == \
+                (rule.classes, rule.scope):
+            group.append(rules[i + len(group)])
+        if len(group) == 1 or len(where) == len(operands) or all(_fits(_operands(r), 4) for r in group) or \
+                not _fits(where, 4):
+            group = [rule]
+            lines.append(f"    # {rule.comment}")
+            lines += _condition(operands, 4)
+            lines += render(rule.code, 8, "init = ")
+            i += 1
+            continue
+        lines += _condition(where, 4)
+        for inner in group:
+            lines.append(f"        # {inner.comment}")
+            lines += _condition([o for o in _operands(inner) if o not in where], 8)
+            lines += render(inner.code, 12, "init = ")
+        i += len(group)
     lines.append("    return init")
     return lines
 
 
 def roles_line(tracked: list) -> list:
+    """`roles = {...}` of `initialize`: Keras's variable names that are not the spec's role."""
     used = {t.variable: t.role for t in tracked if t.variable != t.role}
     items = [f"{json.dumps(k)}: {json.dumps(used[k])}" for k in sorted(used)]
-    return ["# Keras's variable name -> the spec's role"] + render(Const("{" + ", ".join(items) + "}", None), 0,
-                                                                  "ROLES = ")
+    line = "    roles = {" + ", ".join(items) + "}"
+    return [line + "  # Keras's name -> the spec's"] if len(line) + 29 <= LINE_LENGTH else [line]
 
 
-INITIALIZE = '''def initialize(model: keras.Model, seed: int) -> None:
-    """Every variable that a rule of `spec_init` names, drawn from its initializer, which
-    the layer's config then names (as a constructor argument would)."""
-    for layer in model.layers:
-        for variable in layer.weights:
-            role = ROLES.get(variable.name, variable.name)
-            init = spec_init(layer.name, layer, role, seed)
-            if init is not None:
-                variable.assign(init(variable.shape, variable.dtype))
-                setattr(layer, f"{variable.name}_initializer", init)'''
+def initialize_lines(tracked: list) -> list:
+    return ["def initialize(model: keras.Model, seed: int) -> None:",
+            '    """Each variable that a rule of `spec_init` names, drawn from its initializer."""',
+            *roles_line(tracked),
+            "    for layer in model.layers:",
+            "        for v in layer.weights:",
+            "            init = spec_init(layer.name, layer, roles.get(v.name, v.name), seed)",
+            "            if init is not None:",
+            "                v.assign(init(v.shape, v.dtype))"]
 
 
 __all__ = ["emit_keras", "LINE_LENGTH"]

@@ -64,11 +64,8 @@ class TruncNormal(keras.initializers.Initializer):
         self.mean, self.std, self.low, self.high, self.seed = mean, std, low, high, seed
 
     def __call__(self, shape, dtype=None):
-        def cdf(v):
-            return (1.0 + math.erf(v / math.sqrt(2.0))) / 2.0
-
-        lo = 2 * cdf((self.low - self.mean) / self.std) - 1
-        hi = 2 * cdf((self.high - self.mean) / self.std) - 1
+        lo = math.erf((self.low - self.mean) / self.std / math.sqrt(2.0))
+        hi = math.erf((self.high - self.mean) / self.std / math.sqrt(2.0))
         u = keras.random.uniform(shape, lo, hi, "float32", seed=self.seed)
         values = keras.ops.erfinv(u) * (self.std * math.sqrt(2.0)) + self.mean
         values = keras.ops.clip(values, self.low, self.high)
@@ -260,9 +257,6 @@ class Gelu(keras.layers.Layer):
     def compute_output_shape(self, shape):
         return shape
 
-    def get_config(self):
-        return {**super().get_config(), "approximate": self.approximate}
-
 
 @keras.saving.register_keras_serializable(package="nnspec")
 class Slice(keras.layers.Layer):
@@ -273,18 +267,8 @@ class Slice(keras.layers.Layer):
         self.start, self.stop, self.axis = start, stop, axis
 
     def call(self, x):
-        index = [slice(None)] * len(x.shape)
-        index[self.axis] = slice(self.start, self.stop)
-        return x[tuple(index)]
-
-    def compute_output_shape(self, shape):
-        shape = list(shape)
-        shape[self.axis] = self.stop - self.start
-        return tuple(shape)
-
-    def get_config(self):
-        config = {"start": self.start, "stop": self.stop, "axis": self.axis}
-        return {**super().get_config(), **config}
+        before = (slice(None),) * (self.axis % len(x.shape))
+        return x[before + (slice(self.start, self.stop),)]
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
@@ -464,9 +448,6 @@ class ClassToken(keras.layers.Layer):
         token = keras.ops.broadcast_to(token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
         return keras.ops.concatenate([token, x], axis=1)
 
-    def compute_output_shape(self, shape):
-        return (shape[0], None if shape[1] is None else shape[1] + 1, shape[2])
-
     def get_config(self):
         init = keras.initializers.serialize(self.token_initializer)
         return {**super().get_config(), "token_initializer": init}
@@ -474,8 +455,7 @@ class ClassToken(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="nnspec")
 class PositionEmbedding(keras.layers.Layer):
-    """Adds the first T rows of a learned table `embeddings` (length, D) to tokens
-    (B, T, D)."""
+    """Tokens (B, T, D) plus the first T rows of a learned table `embeddings` (length, D)."""
 
     def __init__(self, length, embeddings_initializer="random_normal", **kwargs):
         super().__init__(**kwargs)
@@ -483,16 +463,11 @@ class PositionEmbedding(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
 
     def build(self, shape):
-        init, shape = self.embeddings_initializer, (self.length, shape[-1])
-        self.embeddings = self.add_weight(
-            name="embeddings", shape=shape, initializer=init
-        )
+        i, s = self.embeddings_initializer, (self.length, shape[-1])
+        self.embeddings = self.add_weight(name="embeddings", shape=s, initializer=i)
 
     def call(self, x):
         return x + self.embeddings[: x.shape[1]]
-
-    def compute_output_shape(self, shape):
-        return shape
 
     def get_config(self):
         init = keras.initializers.serialize(self.embeddings_initializer)
@@ -502,19 +477,18 @@ class PositionEmbedding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="nnspec")
 class SelfAttention(keras.layers.Layer):
-    """PyTorch's nn.MultiheadAttention as self-attention on tokens (B, T, D), with its
-    tensors in its layout: `in_weight` (3D, D) holding q, k, v stacked, `in_bias`
-    (3D,), `out_weight` (D, D), `out_bias` (D,), each with its `<name>_initializer`.
-    `causal` masks future positions; `dropout` acts on the attention probabilities in
-    training only."""
+    """PyTorch's nn.MultiheadAttention as self-attention on tokens (B, T, D), its tensors
+    in its layout (`<name>_initializer` each): `in_weight` (3D, D) holding q, k, v, `in_bias`
+    (3D,), `out_weight` (D, D), `out_bias` (D,). `causal` masks future positions;
+    `dropout` acts on the attention probabilities in training only."""
 
     TENSORS = ("in_weight", "in_bias", "out_weight", "out_bias")
 
     def __init__(
-        self, heads, causal=False, use_bias=True, dropout=0.0, seed=None, **kw
+        self, heads, causal=False, use_bias=True, dropout=0.0, seed=None, **kwargs
     ):
-        inits = {t: kw.pop(f"{t}_initializer", None) for t in self.TENSORS}
-        super().__init__(**kw)
+        inits = {t: kwargs.pop(f"{t}_initializer", None) for t in self.TENSORS}
+        super().__init__(**kwargs)
         self.heads, self.causal, self.use_bias = heads, causal, use_bias
         self.dropout, self.seed = dropout, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -533,37 +507,30 @@ class SelfAttention(keras.layers.Layer):
     def call(self, x, training=False):
         ops, d, t, h = keras.ops, x.shape[-1], keras.ops.shape(x)[1], self.heads
         qkv = ops.matmul(x, ops.transpose(self.in_weight))
-        if self.use_bias:
-            qkv = qkv + self.in_bias
+        qkv = qkv + self.in_bias if self.use_bias else qkv
 
         def split(z):  # (B, T, D) -> (B, heads, T, D / heads)
             return ops.transpose(ops.reshape(z, (-1, t, h, d // h)), (0, 2, 1, 3))
 
         q, k, v = (split(qkv[..., i * d : (i + 1) * d]) for i in range(3))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(d // h)
-        if self.causal:
-            rows = ops.expand_dims(ops.arange(t), 1)
-            cols = ops.expand_dims(ops.arange(t), 0)
-            scores = ops.where(cols > rows, ops.cast(-math.inf, scores.dtype), scores)
+        if self.causal:  # query i sees keys j <= i
+            later = ops.arange(t)[None, :] > ops.arange(t)[:, None]
+            scores = ops.where(later, ops.cast(-math.inf, scores.dtype), scores)
         probs = ops.softmax(scores, axis=-1)
         if training and self.dropout > 0.0:
             probs = keras.random.dropout(probs, self.dropout, seed=self.seed_generator)
         out = ops.reshape(ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)), (-1, t, d))
         out = ops.matmul(out, ops.transpose(self.out_weight))
-        if self.use_bias:
-            out = out + self.out_bias
-        return out
-
-    def compute_output_shape(self, shape):
-        return shape
+        return out + self.out_bias if self.use_bias else out
 
     def get_config(self):
-        config = {**super().get_config(), "heads": self.heads, "causal": self.causal}
-        config.update(use_bias=self.use_bias, dropout=self.dropout, seed=self.seed)
+        config = {"heads": self.heads, "causal": self.causal, "use_bias": self.use_bias}
+        config.update(dropout=self.dropout, seed=self.seed)
         for t in self.TENSORS:
-            init = getattr(self, f"{t}_initializer")
-            config[f"{t}_initializer"] = keras.initializers.serialize(init)
-        return config
+            init = keras.initializers.serialize(getattr(self, f"{t}_initializer"))
+            config[f"{t}_initializer"] = init
+        return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
