@@ -617,3 +617,19 @@ def test_emitted_keras_line_goals(name):
         sys.path.pop(0)
     source = emitted_lines.formatted(nnspec.emit(nnspec.load(EXAMPLES / f"{name}.yaml"), "keras"))
     assert len(source.splitlines()) <= emitted_lines.GOALS[f"{name}.yaml"]
+
+
+def test_every_examples_emitted_keras_file_is_ruff_clean(tmp_path):
+    """Every example's emitted Keras file, as ruff checks and formats it (rules, imports, comment places)."""
+    problems = {}
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        try:
+            spec = nnspec.load(path)
+        except nnspec.SpecError:
+            continue  # an example of what `check` refuses
+        target = tmp_path / f"{path.stem}_keras.py"
+        target.write_text(nnspec.emit(spec, "keras"), encoding="utf-8")
+        found = ruff_problems(target)
+        if found:
+            problems[path.name] = found
+    assert not problems, problems

@@ -1,9 +1,12 @@
-"""Emitted Keras source: a function of the functional API per spec block, loops for repeats.
+"""Emitted Keras source: a function of the functional API per spec block, loops for repeats,
+initialisation by rule.
 
-Each block call becomes `x = block(x, "its.path", seed, arg=...)`; the function applies the
-block's layers, named `f"{name}.child"` as the build names them, each with its initializer
-seeded from the model seed and the tensor's path as in `build`. The steps are `keras_backend`'s
-(`program`), so the emitted model is the built one, layer names and weights alike.
+Each block call becomes `x = block(x, "its.path", arg=...)`; the function applies the block's layers,
+named `f"{name}.child"` as the build names them. The steps are `keras_backend`'s (`program`), so the
+emitted model is the built one, layer for layer. The layers carry no initializer: `build` ends with
+`initialize(model, seed)`, which draws every variable from the rule of `spec_init` that gives it (the
+spec's `init` section, see "initialisation by rule" below), seeded from the model seed and the tensor's
+path as in `build`, so the weights are the built ones, bit for bit.
 """
 
 from __future__ import annotations
@@ -482,7 +485,7 @@ def _group_key(t: Tracked):
 
 
 def _scope(kind, members: list, graph: Graph):
-    """Where a rule applies: None (everywhere), under block calls (`within`), or at the layers of `members`
+    """Where a rule applies: None (everywhere), under block calls (`under`), or at the layers of `members`
     named by their paths or, shorter, by a suffix of them that no other layer with that role has."""
     if kind is None:
         return None

@@ -1,9 +1,12 @@
 """nnspec's Keras initializers and helper layers, for what Keras lacks.
 
-Each class is self-contained (it uses only `keras`, `numpy` and `math`): the
-emitted source carries the source of the classes it uses, so a model built
-in memory and one built from emitted code are the same code. Random classes
-take an integer seed and are deterministic for a given seed.
+Each class and function is self-contained (it uses only `keras`, `numpy`, `math`
+and `hashlib`): the emitted source carries the source of those it uses, so a
+model built in memory and one built from emitted code are the same code. Random
+classes take an integer seed and are deterministic for a given seed. Layers whose
+arguments are plain values leave their config to Keras (`get_config` from the
+constructor's arguments), and their output shape to Keras where it follows from
+`call`.
 """
 
 from __future__ import annotations
