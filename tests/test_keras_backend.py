@@ -237,11 +237,8 @@ def expected_custom_classes(spec) -> set:
                 need.add("TruncNormal")
             elif name == "chunks":  # (the fixtures' parts need no class of their own)
                 need.add("Chunks")
-            elif (name == "torch_default" and tensor.role in ("weight", "bias")
-                  and layer.kind not in ("embedding", "prelu", "position_embedding")):
-                need.add("TorchDefault")
-            elif name == "torch_default" and tensor.role == "out_weight":
-                need.add("TorchDefault")
+            # PyTorch's default of a weight or bias is the emitted function `torch_default` (a Keras
+            # RandomUniform), not the class TorchDefault
     return need
 
 
@@ -280,7 +277,8 @@ def test_emitted_keras_rebuilds_the_same_model(name, tmp_path):
     defined = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
     assert defined == expected_custom_classes(spec), defined
     if name == "every_custom":
-        assert defined == CUSTOM_CLASSES
+        assert defined == CUSTOM_CLASSES - {"TorchDefault"}
+        assert "def torch_default(fan_in: int, seed: int)" in source
 
     module = import_source(source, tmp_path, "emitted_keras")
     problems = ruff_problems(module.__file_path__)
@@ -513,11 +511,127 @@ def test_emitted_keras_has_a_function_per_block_and_loops(tmp_path):
           - global_avg_pool
     """, "blocks.yaml")
     source = nnspec.emit(spec, "keras")
-    assert "def unit(x, name: str, seed: int, *, in_ch: int, ch: int) -> keras.KerasTensor:" in source
-    assert "fan_in=in_ch * 9" in source  # the bias's PyTorch default, from the block's input channels
-    assert "    for i in range(n):\n        x = unit(x, f\"{name}.rest.{i}\", seed, in_ch=ch, ch=ch)\n" in source
+    assert "def unit(x, name: str, *, ch: int) -> keras.KerasTensor:" in source
+    assert "    for i in range(n):  # blocks.yaml:14\n        x = unit(x, f\"{name}.rest.{i}\", ch=ch)\n" in source
+    # initialisation by rule: PyTorch's defaults by Keras class and role, the bias's fan_in from the kernel
+    assert "kernel_initializer" not in source and "bias_initializer" not in source
+    assert ('    if isinstance(layer, keras.layers.Conv2D) and role in ("weight", "bias"):\n'
+            "        init = torch_default(math.prod(layer.kernel.shape[:-1]), seed)\n") in source
     module = import_source(source, tmp_path, "emitted_blocks")
     assert not ruff_problems(module.__file_path__)
     emitted, built = module.build(4), nnspec.build(spec, "keras", seed=4)
     assert [layer.name for layer in emitted.layers] == [layer.name for layer in built.layers]
     assert all(np.array_equal(x, y) for x, y in zip(weights(emitted), weights(built)))
+
+
+# -- initialisation by rule in emitted files --------------------------------------------------------
+
+RULES_SPEC = """
+nnspec: 1
+name: rules
+input: [3, 8, 8]
+seed: 5
+init:
+  paths:
+    "unit_*.conv2d_2.weight": {normal: {std: 0.05}}
+  conv2d: {weight: {kaiming_normal: {mode: fan_out, nonlinearity: relu}}}
+  batchnorm: {gamma: ones, beta: zeros}
+  bias: {constant: 0.1}
+blocks:
+  unit:
+    args: {ch: required}
+    layers:
+      - conv2d: {out: $ch, kernel: 3, padding: 1}
+      - batchnorm
+      - relu
+      - conv2d: {out: $ch, kernel: 1}
+layers:
+  - unit: {ch: 4}
+  - unit: {ch: 6, init: {conv2d: {weight: he_uniform}}}
+  - global_avg_pool
+  - linear: {out: 5}
+  - linear: {out: 3, init: {weight: zeros}}
+"""
+
+
+def test_emitted_keras_initialises_by_the_spec_rules(tmp_path):
+    """`spec_init` mirrors the spec's `init`: a rule per model-wide default under its line, PyTorch's default
+    where the spec says nothing, then the block call's, the path pattern's and the layer's exceptions; the
+    layers carry no initializer; the model is the built one, bit for bit, and saves and loads."""
+    spec = spec_from_text(RULES_SPEC, "rules.yaml")
+    source = nnspec.emit(spec, "keras")
+    assert "_initializer=" not in source.split("def spec_init")[0]  # the layers carry no initializer
+    body = source.split("def spec_init")[1].split("\ndef ")[0]
+    expected = [
+        "# PyTorch's default: linear weight",
+        "# rules.yaml:10: init.bias = constant(value=0.1)",
+        "# rules.yaml:8: init.conv2d.weight = kaiming_normal(a=0.0, mode='fan_out', nonlinearity='relu')",
+        "# rules.yaml:9: init.batchnorm.gamma = ones",
+        "# rules.yaml:21: block call init.conv2d.weight = he_uniform",
+        '# rules.yaml:7: init.paths["unit_*.conv2d_2.weight"] = normal(mean=0.0, std=0.05)',
+        "# rules.yaml:24: linear_2.weight = zeros",
+    ]
+    at = [body.index(line) for line in expected]
+    assert at == sorted(at), body
+    assert 'if isinstance(layer, keras.layers.Dense) and role == "weight":' in body
+    assert "init = torch_default(math.prod(layer.kernel.shape[:-1]), seed)" in body
+    assert 'path.startswith("unit_2.")' in body  # the block call's exception
+    assert 'if path.endswith(".conv2d_2") and role == "weight":' in body  # the pattern's layers
+    assert 'if path == "linear_2" and role == "weight":' in body
+    module = import_source(source, tmp_path, "emitted_rules")
+    assert not ruff_problems(module.__file_path__)
+    emitted, built = module.build(), nnspec.build(spec, "keras")
+    assert [layer.name for layer in emitted.layers] == [layer.name for layer in built.layers]
+    assert [v.path for v in emitted.weights] == [v.path for v in built.weights]
+    for v, x, y in zip(built.weights, weights(emitted), weights(built)):
+        assert x.dtype == y.dtype and np.array_equal(x, y), v.path
+    emitted.save(tmp_path / "emitted.keras")
+    loaded = keras.models.load_model(tmp_path / "emitted.keras")
+    assert all(np.array_equal(x, y) for x, y in zip(weights(loaded), weights(emitted)))
+
+
+def test_emitted_keras_models_with_nnspec_layers_save_and_load(tmp_path):
+    spec = spec_of("vit_like")
+    module = import_source(nnspec.emit(spec, "keras"), tmp_path, "emitted_vit_like")
+    model = module.build(2)
+    model.save(tmp_path / "vit_like.keras")
+    loaded = keras.models.load_model(tmp_path / "vit_like.keras")
+    assert [v.path for v in loaded.weights] == [v.path for v in model.weights]
+    assert all(np.array_equal(x, y) for x, y in zip(weights(loaded), weights(model)))
+    x = np.random.default_rng(0).standard_normal((2, *model.input_shape[1:])).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x)))
+
+
+def test_inlined_keras_seed_is_the_builds():
+    from nnspec.compiler.backends import seeding
+
+    for seed, path in ((0, "conv1.weight"), (2**63 - 1, "a.b#chunk3"), (12345, "é")):
+        assert keras_runtime.keras_seed(seed, path) == seeding.keras_seed(seed, path)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2", "vgg16", "vit_b_16", "gpt2_small"])
+def test_emitted_keras_line_goals(name):
+    """The goals of benchmarks/emitted_lines.py (ruff-formatted, comments included) on the Keras target."""
+    sys.path.insert(0, str(EXAMPLES.parent / "benchmarks"))
+    try:
+        import emitted_lines
+    finally:
+        sys.path.pop(0)
+    source = emitted_lines.formatted(nnspec.emit(nnspec.load(EXAMPLES / f"{name}.yaml"), "keras"))
+    assert len(source.splitlines()) <= emitted_lines.GOALS[f"{name}.yaml"]
+
+
+def test_every_examples_emitted_keras_file_is_ruff_clean(tmp_path):
+    """Every example's emitted Keras file, as ruff checks and formats it (rules, imports, comment places)."""
+    problems = {}
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        try:
+            spec = nnspec.load(path)
+        except nnspec.SpecError:
+            continue  # an example of what `check` refuses
+        target = tmp_path / f"{path.stem}_keras.py"
+        target.write_text(nnspec.emit(spec, "keras"), encoding="utf-8")
+        found = ruff_problems(target)
+        if found:
+            problems[path.name] = found
+    assert not problems, problems

@@ -1,17 +1,33 @@
 """nnspec's Keras initializers and helper layers, for what Keras lacks.
 
-Each class is self-contained (it uses only `keras`, `numpy` and `math`): the
-emitted source carries the source of the classes it uses, so a model built
-in memory and one built from emitted code are the same code. Random classes
-take an integer seed and are deterministic for a given seed.
+Each class and function is self-contained (it uses only `keras`, `numpy`, `math`
+and `hashlib`): the emitted source carries the source of those it uses, so a
+model built in memory and one built from emitted code are the same code. Random
+classes take an integer seed and are deterministic for a given seed. Layers whose
+arguments are plain values leave their config to Keras (`get_config` from the
+constructor's arguments), and their output shape to Keras where it follows from
+`call`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import keras
 import numpy as np
+
+
+def keras_seed(seed: int, path: str) -> int:
+    """The 31-bit seed of the tensor at `path`, derived from the model seed."""
+    digest = hashlib.sha256(f"{seed}/{path}".encode()).digest()
+    return (int.from_bytes(digest[:8], "little") >> 1) % 2**31
+
+
+def torch_default(fan_in: int, seed: int) -> keras.initializers.Initializer:
+    """PyTorch's default of a layer's weight and bias: U(-b, b), b = 1/sqrt(fan_in)."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    return keras.initializers.RandomUniform(-bound, bound, seed=seed)
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
@@ -51,27 +67,15 @@ class TruncNormal(keras.initializers.Initializer):
         self.mean, self.std, self.low, self.high, self.seed = mean, std, low, high, seed
 
     def __call__(self, shape, dtype=None):
-        def cdf(v):
-            return (1.0 + math.erf(v / math.sqrt(2.0))) / 2.0
-
-        lo = 2 * cdf((self.low - self.mean) / self.std) - 1
-        hi = 2 * cdf((self.high - self.mean) / self.std) - 1
-        u = keras.random.uniform(
-            shape, minval=lo, maxval=hi, dtype="float32", seed=self.seed
-        )
+        lo = math.erf((self.low - self.mean) / self.std / math.sqrt(2.0))
+        hi = math.erf((self.high - self.mean) / self.std / math.sqrt(2.0))
+        u = keras.random.uniform(shape, lo, hi, "float32", seed=self.seed)
         values = keras.ops.erfinv(u) * (self.std * math.sqrt(2.0)) + self.mean
-        return keras.ops.cast(
-            keras.ops.clip(values, self.low, self.high), dtype or "float32"
-        )
+        values = keras.ops.clip(values, self.low, self.high)
+        return keras.ops.cast(values, dtype or "float32")
 
     def get_config(self):
-        return {
-            "mean": self.mean,
-            "std": self.std,
-            "low": self.low,
-            "high": self.high,
-            "seed": self.seed,
-        }
+        return {k: getattr(self, k) for k in ("mean", "std", "low", "high", "seed")}
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
@@ -234,10 +238,8 @@ class ConstantPad(keras.layers.Layer):
         return keras.ops.pad(x, widths, constant_values=self.value)
 
     def compute_output_shape(self, shape):
-        spatial = [
-            None if s is None else s + a + b
-            for s, (a, b) in zip(shape[1:-1], self.padding)
-        ]
+        pads = zip(shape[1:-1], self.padding)
+        spatial = [None if s is None else s + a + b for s, (a, b) in pads]
         return (shape[0], *spatial, shape[-1])
 
     def get_config(self):
@@ -258,9 +260,6 @@ class Gelu(keras.layers.Layer):
     def compute_output_shape(self, shape):
         return shape
 
-    def get_config(self):
-        return {**super().get_config(), "approximate": self.approximate}
-
 
 @keras.saving.register_keras_serializable(package="nnspec")
 class Slice(keras.layers.Layer):
@@ -271,22 +270,8 @@ class Slice(keras.layers.Layer):
         self.start, self.stop, self.axis = start, stop, axis
 
     def call(self, x):
-        index = [slice(None)] * len(x.shape)
-        index[self.axis] = slice(self.start, self.stop)
-        return x[tuple(index)]
-
-    def compute_output_shape(self, shape):
-        shape = list(shape)
-        shape[self.axis] = self.stop - self.start
-        return tuple(shape)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "start": self.start,
-            "stop": self.stop,
-            "axis": self.axis,
-        }
+        before = (slice(None),) * (self.axis % len(x.shape))
+        return x[before + (slice(self.start, self.stop),)]
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
@@ -458,32 +443,22 @@ class ClassToken(keras.layers.Layer):
         self.token_initializer = keras.initializers.get(token_initializer)
 
     def build(self, shape):
-        self.token = self.add_weight(
-            name="token", shape=(shape[-1],), initializer=self.token_initializer
-        )
+        init = self.token_initializer
+        self.token = self.add_weight(name="token", shape=shape[-1:], initializer=init)
 
     def call(self, x):
-        token = keras.ops.cast(self.token, x.dtype)
-        token = keras.ops.broadcast_to(
-            keras.ops.reshape(token, (1, 1, -1)),
-            (keras.ops.shape(x)[0], 1, x.shape[-1]),
-        )
+        token = keras.ops.reshape(keras.ops.cast(self.token, x.dtype), (1, 1, -1))
+        token = keras.ops.broadcast_to(token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
         return keras.ops.concatenate([token, x], axis=1)
 
-    def compute_output_shape(self, shape):
-        return (shape[0], None if shape[1] is None else shape[1] + 1, shape[2])
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "token_initializer": keras.initializers.serialize(self.token_initializer),
-        }
+        init = keras.initializers.serialize(self.token_initializer)
+        return {**super().get_config(), "token_initializer": init}
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
 class PositionEmbedding(keras.layers.Layer):
-    """Adds the first T rows of a learned table `embeddings` (length, D) to tokens
-    (B, T, D)."""
+    """Tokens (B, T, D) plus the first T rows of a learned table `embeddings` (length, D)."""
 
     def __init__(self, length, embeddings_initializer="random_normal", **kwargs):
         super().__init__(**kwargs)
@@ -491,121 +466,74 @@ class PositionEmbedding(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
 
     def build(self, shape):
-        self.embeddings = self.add_weight(
-            name="embeddings",
-            shape=(self.length, shape[-1]),
-            initializer=self.embeddings_initializer,
-        )
+        i, s = self.embeddings_initializer, (self.length, shape[-1])
+        self.embeddings = self.add_weight(name="embeddings", shape=s, initializer=i)
 
     def call(self, x):
         return x + self.embeddings[: x.shape[1]]
 
-    def compute_output_shape(self, shape):
-        return shape
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "length": self.length,
-            "embeddings_initializer": keras.initializers.serialize(
-                self.embeddings_initializer
-            ),
-        }
+        init = keras.initializers.serialize(self.embeddings_initializer)
+        config = {"length": self.length, "embeddings_initializer": init}
+        return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
 class SelfAttention(keras.layers.Layer):
-    """PyTorch's nn.MultiheadAttention as self-attention on tokens (B, T, D), with its
-    tensors in its layout: `in_weight` (3D, D) holding q, k, v stacked, `in_bias`
+    """PyTorch's nn.MultiheadAttention as self-attention on tokens (B, T, D), its tensors
+    in its layout (`<name>_initializer` each): `in_weight` (3D, D) holding q, k, v, `in_bias`
     (3D,), `out_weight` (D, D), `out_bias` (D,). `causal` masks future positions;
     `dropout` acts on the attention probabilities in training only."""
 
+    TENSORS = ("in_weight", "in_bias", "out_weight", "out_bias")
+
     def __init__(
-        self,
-        heads,
-        causal=False,
-        use_bias=True,
-        dropout=0.0,
-        seed=None,
-        in_weight_initializer="glorot_uniform",
-        in_bias_initializer="zeros",
-        out_weight_initializer="glorot_uniform",
-        out_bias_initializer="zeros",
-        **kwargs,
+        self, heads, causal=False, use_bias=True, dropout=0.0, seed=None, **kwargs
     ):
+        inits = {t: kwargs.pop(f"{t}_initializer", None) for t in self.TENSORS}
         super().__init__(**kwargs)
         self.heads, self.causal, self.use_bias = heads, causal, use_bias
         self.dropout, self.seed = dropout, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        get = keras.initializers.get
-        self.in_weight_initializer = get(in_weight_initializer)
-        self.in_bias_initializer = get(in_bias_initializer)
-        self.out_weight_initializer = get(out_weight_initializer)
-        self.out_bias_initializer = get(out_bias_initializer)
+        for t, init in inits.items():
+            init = init or ("zeros" if t.endswith("bias") else "glorot_uniform")
+            setattr(self, f"{t}_initializer", keras.initializers.get(init))
 
     def build(self, shape):
         d = shape[-1]
-        add = self.add_weight
-        self.in_weight = add(
-            name="in_weight", shape=(3 * d, d), initializer=self.in_weight_initializer
-        )
-        if self.use_bias:
-            self.in_bias = add(
-                name="in_bias", shape=(3 * d,), initializer=self.in_bias_initializer
-            )
-        self.out_weight = add(
-            name="out_weight", shape=(d, d), initializer=self.out_weight_initializer
-        )
-        if self.use_bias:
-            self.out_bias = add(
-                name="out_bias", shape=(d,), initializer=self.out_bias_initializer
-            )
+        shapes = [(3 * d, d), (3 * d,), (d, d), (d,)]
+        for t, size in zip(self.TENSORS, shapes):
+            if self.use_bias or not t.endswith("bias"):
+                init = getattr(self, f"{t}_initializer")
+                setattr(self, t, self.add_weight(name=t, shape=size, initializer=init))
 
     def call(self, x, training=False):
-        ops = keras.ops
-        d = x.shape[-1]
-        t = ops.shape(x)[1]
-        h, hd = self.heads, d // self.heads
+        ops, d, t, h = keras.ops, x.shape[-1], keras.ops.shape(x)[1], self.heads
         qkv = ops.matmul(x, ops.transpose(self.in_weight))
-        if self.use_bias:
-            qkv = qkv + self.in_bias
-        q, k, v = qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
+        qkv = qkv + self.in_bias if self.use_bias else qkv
 
-        def split(z):
-            return ops.transpose(ops.reshape(z, (-1, t, h, hd)), (0, 2, 1, 3))
+        def split(z):  # (B, T, D) -> (B, heads, T, D / heads)
+            return ops.transpose(ops.reshape(z, (-1, t, h, d // h)), (0, 2, 1, 3))
 
-        q, k, v = split(q), split(k), split(v)
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(hd)
-        if self.causal:
-            rows = ops.expand_dims(ops.arange(t), 1)
-            cols = ops.expand_dims(ops.arange(t), 0)
-            scores = ops.where(cols > rows, ops.cast(-math.inf, scores.dtype), scores)
+        q, k, v = (split(qkv[..., i * d : (i + 1) * d]) for i in range(3))
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(d // h)
+        if self.causal:  # query i sees keys j <= i
+            later = ops.arange(t)[None, :] > ops.arange(t)[:, None]
+            scores = ops.where(later, ops.cast(-math.inf, scores.dtype), scores)
         probs = ops.softmax(scores, axis=-1)
         if training and self.dropout > 0.0:
             probs = keras.random.dropout(probs, self.dropout, seed=self.seed_generator)
         out = ops.reshape(ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)), (-1, t, d))
         out = ops.matmul(out, ops.transpose(self.out_weight))
-        if self.use_bias:
-            out = out + self.out_bias
-        return out
-
-    def compute_output_shape(self, shape):
-        return shape
+        return out + self.out_bias if self.use_bias else out
 
     def get_config(self):
-        ser = keras.initializers.serialize
-        return {
-            **super().get_config(),
-            "heads": self.heads,
-            "causal": self.causal,
-            "use_bias": self.use_bias,
-            "dropout": self.dropout,
-            "seed": self.seed,
-            "in_weight_initializer": ser(self.in_weight_initializer),
-            "in_bias_initializer": ser(self.in_bias_initializer),
-            "out_weight_initializer": ser(self.out_weight_initializer),
-            "out_bias_initializer": ser(self.out_bias_initializer),
-        }
+        config = {"heads": self.heads, "causal": self.causal, "use_bias": self.use_bias}
+        config.update(dropout=self.dropout, seed=self.seed)
+        for t in self.TENSORS:
+            init = keras.initializers.serialize(getattr(self, f"{t}_initializer"))
+            config[f"{t}_initializer"] = init
+        return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package="nnspec")
