@@ -335,44 +335,41 @@ def _group_key(tensor, graph: Graph):
 
 def _scope(kind, tensors: list, graph: Graph) -> list:
     """[(test, condition)] limiting a rule to the layers of `tensors`: inside the block calls or repeats
-    that gave them their init (`context`), else those very layers; one per path where the condition would
-    not fit on a line."""
+    that gave them their init (`context`), else those very layers; a pattern (`h.*.mlp.c_proj`) where it
+    names just them, else one per path where the condition would not fit on a line."""
     if kind is None:
         return [(None, None)]
+    layers = [layer.path for layer in graph.layers()]
     if kind == "context":
         prefixes = tuple(p + "." for p in _collapse(sorted({t.origin.rsplit(" ", 1)[1] for t in tensors}), graph))
+        inside = {p for p in layers if p.startswith(prefixes)}
         text = "(" + ", ".join(map(json.dumps, prefixes)) + ")"
-        if len(prefixes) == 1 or len(f"        and path.startswith({text})") > LINE_LENGTH:
-            return [((lambda path, p=p: path.startswith(p)), f"path.startswith({json.dumps(p)})") for p in prefixes]
-        return [((lambda path: path.startswith(prefixes)), f"path.startswith({text})")]
-    paths = tuple(dict.fromkeys(t.layer.path for t in tensors))
-    pattern = _pattern(paths, graph)
+        if len(prefixes) == 1 or len(f"        and path.startswith({text})") <= LINE_LENGTH:
+            return [((lambda path: path.startswith(prefixes)), f"path.startswith({text if len(prefixes) > 1 else json.dumps(prefixes[0])})")]
+        pattern = _pattern([p + "*" for p in prefixes], inside, layers)
+    else:
+        paths = tuple(dict.fromkeys(t.layer.path for t in tensors))
+        text = "path in (" + ", ".join(map(json.dumps, paths)) + ")"
+        if len(paths) == 1:
+            return [((lambda path: path == paths[0]), f"path == {json.dumps(paths[0])}")]
+        pattern = _pattern(list(paths), set(paths), layers)
+        if pattern is None and len(f"        and {text}") <= LINE_LENGTH:
+            return [((lambda path: path in paths), text)]
     if pattern is not None and len(f"        and fnmatchcase(path, {json.dumps(pattern)})") <= LINE_LENGTH:
         return [((lambda path: fnmatch.fnmatchcase(path, pattern)), f"fnmatchcase(path, {json.dumps(pattern)})")]
-    text = "path in (" + ", ".join(map(json.dumps, paths)) + ")"
-    if len(paths) == 1 or len(f"        and {text}") > LINE_LENGTH:
-        return [((lambda path, p=p: path == p), f"path == {json.dumps(p)}") for p in paths]
-    return [((lambda path: path in paths), text)]
+    if kind == "context":
+        return [((lambda path, p=p: path.startswith(p)), f"path.startswith({json.dumps(p)})") for p in prefixes]
+    return [((lambda path, p=p: path == p), f"path == {json.dumps(p)}") for p in paths]
 
 
-def _pattern(paths: list, graph: Graph):
-    """`h.*.mlp.c_proj` for the layers `h.0.mlp.c_proj` ... `h.11.mlp.c_proj` when it names just them."""
-    if len(paths) < 2:
-        return None
+def _pattern(paths: list, meant: set, layers: list):
+    """`h.*.mlp.c_proj` for `h.0.mlp.c_proj` ... `h.11.mlp.c_proj`: the paths with `*` for the segments in
+    which they differ, when of all `layers` it matches just the `meant` ones."""
     parts = [p.split(".") for p in paths]
-    if len({len(p) for p in parts}) != 1:
+    if len(paths) < 2 or len({len(p) for p in parts}) != 1:
         return None
-    segments = []
-    for column in zip(*parts):
-        if len(set(column)) == 1:
-            segments.append(column[0])
-        elif all(c.isdigit() for c in column):
-            segments.append("*")
-        else:
-            return None
-    pattern = ".".join(segments)
-    layers = {layer.path for layer in graph.layers() if fnmatch.fnmatchcase(layer.path, pattern)}
-    return pattern if layers == set(paths) else None
+    pattern = ".".join(column[0] if len(set(column)) == 1 else "*" for column in zip(*parts))
+    return pattern if {p for p in layers if fnmatch.fnmatchcase(p, pattern)} == meant else None
 
 
 def _collapse(prefixes: list, graph: Graph) -> list:
