@@ -131,7 +131,7 @@ def emit_torch(spec) -> str:
     body_text = "\n".join(children) + "\n".join("\n".join(b) for b in blocks)
     if "sequential(" in body_text:
         helpers.append(runtime_source(RUNTIME, "sequential"))
-    runtime = [runtime_source(RULES, f) for f in ("draw", *formulas)]
+    runtime = [runtime_source(RULES, f) for f in formulas]
     if any(t.init.name not in SIMPLE for t in graph.tensors()):
         runtime += [runtime_source(RUNTIME, h) for h in FULL_INIT]
     else:
@@ -274,6 +274,37 @@ def _const_code(plan) -> Call:
             value = [_const_code(part) for part in value]
         items.append(Arg(value, key))
     return Call("draw", (Arg(kind),) + tuple(items))
+
+
+def _dict(args: tuple) -> str:
+    """`{"key": value, ...}` of a draw's keyword arguments (a `chunks` initializer's parts as tuples)."""
+    return "{" + ", ".join(f"{json.dumps(a.keyword)}: {flat(_source(a.value), {})}" for a in args) + "}"
+
+
+def _source(code):
+    """An initializer's code as the emitted file writes it: `draw(kind, **args)` (the emitter's form) as the
+    tuple `kind, {**args}` that spec_init returns."""
+    if isinstance(code, Call) and code.func == "draw":
+        return (code.args[0].value, Const(_dict(code.args[1:]), None))
+    if isinstance(code, list):
+        return [_source(v) for v in code]
+    return code
+
+
+def _returns(code) -> list:
+    """`return ...` of a rule, as ruff formats it."""
+    if not (isinstance(code, Call) and code.func == "draw"):
+        return render(code, 8, "return ")
+    head = f"        return {json.dumps(code.args[0].value)}, "
+    if len(head + _dict(code.args[1:])) <= LINE_LENGTH:
+        return [head + _dict(code.args[1:])]
+    items = [f"{json.dumps(a.keyword)}: {flat(_source(a.value), {})}" for a in code.args[1:]]
+    if len(items) == 1 and len("            " + items[0]) <= LINE_LENGTH:
+        return [head + "{", "            " + items[0], "        }"]
+    lines = [head + "{"]  # a split dict: an item a line
+    for a in code.args[1:]:
+        lines += render(_source(a.value), 12, f"{json.dumps(a.keyword)}: ", ",")
+    return lines + ["        }"]
 
 
 def _formulas(tensors: list) -> list:
@@ -516,7 +547,7 @@ def _rule_code(rule, comment) -> list:
     if rule.condition is not None:
         operands.append(rule.condition)
     one = f"    if {' and '.join(operands)}:"
-    returns = render(rule.code, 8, "return ")
+    returns = _returns(rule.code)
     if comment is None:
         if len(one) <= LINE_LENGTH:
             return [one] + returns
