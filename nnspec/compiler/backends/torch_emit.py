@@ -2,11 +2,14 @@
 
 Every layer's constructor comes from `torch_table.LAYERS`, as in `build`; `classes` lines up the
 calls of each block into one class with the block's arguments. The `init` section becomes one
-function, `spec_init`, with a rule per model-wide default (by kind and role) and the exceptions
-(block calls, residuals, `init.paths`, a layer's own `init`) after them, each under its spec line.
-Each rule is evaluated here for every tensor it reaches and compared with the build's
-initializer (`torch_table.init_plan`); a tensor no rule gives exactly gets its own entry, so the
-emitted model is the built one, bit for bit.
+function, `spec_init`: an `if`/`return` per rule with its spec line, the exceptions (a layer's own
+`init`, `init.paths`, block calls, residuals) first and the model-wide defaults by kind and role
+after them, so that the first rule that applies is the one the spec gives the tensor. Each rule is
+evaluated here for every tensor it reaches and compared with the build's initializer
+(`torch_table.init_plan`); a tensor that the first rule to apply would give another value gets a
+rule of its own before it, so the emitted model is the built one, bit for bit. Rules of one
+initializer and spec line are then made one, and a rule's paths left out, wherever every tensor
+keeps its value (the same check).
 """
 
 from __future__ import annotations
@@ -137,6 +140,9 @@ def emit_torch(spec) -> str:
     else:
         runtime.append(runtime_source(EMITTED, "init_tensor_"))
     runtime += [runtime_source(EMITTED, h) for h in ("initialize_", "init_plan_")]
+    if not any(layer.kind == "batchnorm" for layer in graph.layers()):  # no running statistics to reset
+        assert BATCHNORM_RESET in runtime[-2]
+        runtime[-2] = runtime[-2].replace(BATCHNORM_RESET, "")
     text = "\n".join(helpers + runtime + init_lines + body_text.splitlines())
     return render_template("torch.py.j2", {
         "version": __version__,
@@ -161,6 +167,10 @@ def emit_torch(spec) -> str:
 SIMPLE = {"zeros", "ones", "constant", "uniform", "normal", "trunc_normal", "xavier_uniform", "xavier_normal",
           "kaiming_uniform", "kaiming_normal", "variance_scaling", "glorot_uniform", "glorot_normal", "he_uniform",
           "he_normal", "lecun_uniform", "lecun_normal", "torch_default"}
+BATCHNORM_RESET = """
+    for module in model.modules():  # and the batch norms' running statistics
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()"""
 # what a file carries for the initializers that the compact `torch_emitted.init_tensor_` does not draw
 FULL_INIT = ("stream_block", "stream_range", "shard_indices", "strided_offsets", "deterministic", "whole",
              "init_tensor_", "chunks_", "fill_")

@@ -37,17 +37,18 @@ def init_tensor_(tensor: torch.Tensor, seed: int, kind: str, **args) -> None:
     flat = torch.zeros((), dtype=torch.long)  # each local element's position
     for size, positions in zip(tensor.shape, index):
         flat = flat.unsqueeze(-1) * size + positions
-    out, flat = local.view(-1), flat.flatten()
+    out, flat = local.new_empty(local.numel()), flat.flatten()  # any memory layout
     ks, n = (flat // 2**16).unique_consecutive(return_counts=True)  # blocks of 2**16
     for k, part, at in zip(ks.tolist(), out.split(n.tolist()), flat.split(n.tolist())):
         block = out.new_empty(min(2**16, tensor.numel() - k * 2**16))
         generator = torch.Generator(out.device).manual_seed(seed + k)
         getattr(nn.init, kind + "_")(block, *args.values(), generator=generator)
         part.copy_(block[(at - k * 2**16).to(out.device)])
+    local.copy_(out.view(local.shape))
 
 
 def initialize_(model: nn.Module, plan: list, state: dict, seed=None) -> None:
-    """The tensors of `plan` (key, spec path, kind, arguments) and the norms' statistics."""
+    """Initialise the tensors of `plan` (key, spec path, kind, arguments) in place."""
     state["seed"] = state["seed"] if seed is None else seed
     if state["seed"] is None:  # a fresh one, rank 0's on every rank
         shared = [int.from_bytes(os.urandom(8), "little") >> 1]
@@ -59,7 +60,7 @@ def initialize_(model: nn.Module, plan: list, state: dict, seed=None) -> None:
             digest = hashlib.sha256(f"{state['seed']}/{path}".encode()).digest()
             stream = int.from_bytes(digest[:8], "little") >> 1  # 63 bits
             init_tensor_(model.get_parameter(key), stream, kind, **args)
-    for module in model.modules():
+    for module in model.modules():  # and the batch norms' running statistics
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
 
