@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 
 from nnspec.compiler.backends import classes as cl
@@ -237,13 +238,27 @@ def _roles_lines(roles: dict) -> list:
 
 # -- initialisation rules ------------------------------------------------------------------
 
+def _reading_order(order: list, tensors: list, infos: dict) -> list:
+    """The rules most specific first (a layer's own init, paths, block calls, kind and role, role, PyTorch's),
+    in the spec's order within each; a rule stays before every later one that applies to a tensor it does."""
+    reached = [{i for i, t in enumerate(tensors) if rule.applies(infos[id(t)])} for rule in order]
+    before = {j: {i for i in range(j) if reached[i] & reached[j]} for j in range(len(order))}
+    out, done = [], set()
+    while len(out) < len(order):
+        ready = [j for j in range(len(order)) if j not in done and before[j] <= done]
+        j = min(ready, key=lambda j: (order[j].rank, min(reached[j], default=0), j))  # then the tensors' order
+        out.append(order[j])
+        done.add(j)
+    return out
+
+
 class Rule:
     """One `if` of spec_init: layer classes, tensor names (None: any), the paths it is limited to (`test`:
     a path -> whether it applies; `condition`: the same in Python), the initializer's code and its value."""
 
-    def __init__(self, comment: str, classes: tuple, names, test, condition, code: Call, fn):
+    def __init__(self, comment: str, classes: tuple, names, test, condition, code: Call, fn, rank=(0, 0)):
         self.comment, self.classes, self.names, self.code, self.fn = comment, classes, names, code, fn
-        self.test, self.condition = test, condition
+        self.test, self.condition, self.rank = test, condition, rank  # rank: (-specificity, spec line)
 
     def applies(self, info) -> bool:
         cls, name, path = info
@@ -327,7 +342,8 @@ def _formulas(tensors: list) -> list:
         gain = scaling.calculate_gain(args["nonlinearity"], args["a"])
         uniform = name == "kaiming_uniform"
         extra = ([Arg(args["mode"])] if args["mode"] != "fan_in" else []) + ([Arg(True, "uniform")] if uniform else [])
-        out.append((Call("kaiming", (Arg(shape), Arg(gain), *extra)),
+        shown = Const("math.sqrt(2.0)", gain) if gain == math.sqrt(2.0) else gain  # relu's gain
+        out.append((Call("kaiming", (Arg(shape), Arg(shown), *extra)),
                     lambda t, g=gain, m=args["mode"], u=uniform: torch_rules.kaiming(t.shape, g, m, u)))
     if name in ("xavier_normal", "xavier_uniform"):
         uniform = name == "xavier_uniform"
@@ -335,8 +351,6 @@ def _formulas(tensors: list) -> list:
         out.append((Call("xavier", (Arg(shape), Arg(args["gain"]), *extra)),
                     lambda t, g=args["gain"], u=uniform: torch_rules.xavier(t.shape, g, u)))
     if name == "torch_default":
-        import math
-
         gain = scaling.calculate_gain("leaky_relu", math.sqrt(5))
         out.append((Call("kaiming", (Arg(shape), Arg(gain), Arg(True, "uniform"))),
                     lambda t, g=gain: torch_rules.kaiming(t.shape, g, "fan_in", True)))
@@ -448,8 +462,11 @@ def _init_rules(graph: Graph):
             classes = tuple(dict.fromkeys(infos[id(t)][0] for t in sub))
             for code, fn in _formulas(sub):
                 if all(_safe(fn, t) == _expected(t) for t in sub):
-                    rules += [Rule(_where(sub[0], graph), classes, (name,), test, condition, code, fn)
-                              for test, condition in _scope(scope_kind, sub, graph)]
+                    made = [Rule(_where(sub[0], graph), classes, (name,), test, condition, code, fn)
+                            for test, condition in _scope(scope_kind, sub, graph)]
+                    for rule in made:
+                        rule.rank = (-order, key[3][0] if key[3] else 0)
+                    rules += made
                     break
             else:
                 if len(classes) > 1:
@@ -464,9 +481,11 @@ def _init_rules(graph: Graph):
             plan = _expected(t)
             exceptions.append(Rule(_where(t, graph), (cls,), (name,), lambda p, path=path: p == path,
                                    f"path == {json.dumps(path)}", _const_code(plan), lambda t, plan=plan: plan))
+            exceptions[-1].rank = (-6, t.origin_span.line if t.origin_span is not None else 0)
     rules += exceptions
     used = {id(next(r for r in reversed(rules) if r.applies(infos[id(t)]))) for t in tensors}
     rules = _merged([r for r in reversed(rules) if id(r) in used], tensors, infos)  # none that no tensor reaches
+    rules = _reading_order(rules, tensors, infos)
     names = {c.func for r in rules for c in _calls(r.code)}
     helpers = [h for h in ("kaiming", "xavier", "bias_default") if h in names]
     return (_rule_lines(rules), roles, helpers,
@@ -487,7 +506,7 @@ def _merged(order: list, tensors: list, infos: dict) -> list:
         return order
     for i, rule in enumerate(order):  # a rule without its paths where the kind and name tell them apart
         if rule.condition is not None:
-            plain = Rule(rule.comment, rule.classes, rule.names, None, None, rule.code, rule.fn)
+            plain = Rule(rule.comment, rule.classes, rule.names, None, None, rule.code, rule.fn, rule.rank)
             if correct(order[:i] + [plain] + order[i + 1:]):
                 order[i] = plain
     i = 0
@@ -505,7 +524,7 @@ def _merged(order: list, tensors: list, infos: dict) -> list:
                 reached = {infos[id(t)][1] for t in tensors if infos[id(t)][0] in classes
                            and (a.test is None or a.test(infos[id(t)][2]))}
                 rule = Rule(a.comment, classes, None if reached <= set(names) else names, a.test, a.condition,
-                            a.code, a.fn)
+                            a.code, a.fn, a.rank)
                 candidate = order[:i] + [rule] + order[i + 1:j] + order[j + 1:]
                 if correct(candidate):
                     order = candidate
