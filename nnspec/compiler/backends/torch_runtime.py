@@ -202,7 +202,8 @@ class SelfAttention(nn.MultiheadAttention):
 
 
 class CausalSelfAttention(nn.MultiheadAttention):
-    """SelfAttention in which each position sees only itself and the positions before it."""
+    """nn.MultiheadAttention (batch first) as causal self-attention on tokens [B, T, D]:
+    each position attends to itself and the positions before it."""
 
     def __init__(self, dim: int, heads: int, **options) -> None:
         super().__init__(dim, heads, batch_first=True, **options)
