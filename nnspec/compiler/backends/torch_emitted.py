@@ -22,7 +22,7 @@ def spec_init(path: str, module: nn.Module, name: str, shape: tuple) -> tuple:
 
 
 def init_tensor_(tensor: torch.Tensor, seed: int, kind: str, **args) -> None:
-    """Fill `tensor`, or this rank's shard of a DTensor, from its stream (see the spec)."""
+    """Fill `tensor` (or this rank's shard of a DTensor) from its stream of blocks."""
     local, index = tensor, [torch.arange(size) for size in tensor.shape]
     if hasattr(tensor, "placements"):  # the positions this rank holds, as DTensor cuts
         local, mesh = tensor.to_local(), tensor.device_mesh
