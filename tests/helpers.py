@@ -113,6 +113,18 @@ def assert_same_state(actual: dict, expected: dict) -> None:
         assert torch.equal(actual[key], value), f"{key} differs"
 
 
+def assert_same_module_tree(emitted, built) -> None:
+    """Every module path of the built model, in its order, each of the built one's class (the model's and a
+    block's: in the emitted file its own subclass of nn.Sequential)."""
+    from torch import nn
+
+    ours, theirs = dict(emitted.named_modules()), dict(built.named_modules())
+    assert list(ours) == list(theirs)
+    for path, module in theirs.items():
+        assert type(ours[path]).__name__ == type(module).__name__ or (
+            (type(module) is nn.Sequential or path == "") and isinstance(ours[path], nn.Sequential)), (path, ours[path])
+
+
 def expected_module_class(layer):
     """The torch.nn class a layer of this kind and input rank must become."""
     from torch import nn
@@ -212,6 +224,7 @@ def assert_compiles(spec, torch: Any = True, keras: Any = None, *, tmp_path: Pat
         emitted = module.build(seed)
         assert type(emitted).__name__ == graph.class_name or type(emitted).__name__.startswith(graph.class_name)
         assert_same_state(emitted.state_dict(), model.state_dict())
+        assert_same_module_tree(emitted, model)
         emitted.eval()
         with th.no_grad():
             assert th.equal(emitted(x), y)

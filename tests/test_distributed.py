@@ -128,6 +128,7 @@ def two_processes(specs, tmp_path_factory) -> dict:
     """Every 2-process case in one process group (start-up is most of their time)."""
     jobs = [(mode, specs[which], 11) for mode in ("fsdp", "tp") for which in ("image", "tokens")]
     jobs += [("reset", specs["image"], 0), ("emitted", specs["tokens"], 5)]
+    jobs += [("emitted_own", specs[which], 6) for which in ("image", "tokens")] + [("emitted_reset", specs["tokens"], 0)]
     return run_worker(jobs, tmp_path_factory.mktemp("two"))
 
 
@@ -156,9 +157,23 @@ def test_emitted_model_sharded(specs, two_processes):
     assert_same_state(result["state"], nnspec.build(nnspec.load(specs["tokens"]), "torch", seed=5).state_dict())
 
 
+@pytest.mark.parametrize("which", ["image", "tokens"])
+def test_emitted_model_initialises_its_own_shards(which, specs, two_processes):
+    """The emitted file's own initialize on FSDP2 shards (tokens: its compact init_tensor_; image: the
+    full one, which the initializers of every kind need)."""
+    result = two_processes[("emitted_own", specs[which], 6)]
+    assert_same_state(result["state"], nnspec.build(nnspec.load(specs[which]), "torch", seed=6).state_dict())
+
+
+def test_emitted_reset_parameters_follow_the_spec_on_shards(specs, two_processes):
+    result = two_processes[("emitted_reset", specs["tokens"], 0)]
+    assert_same_state(result["state"], nnspec.build(nnspec.load(specs["tokens"]), "torch", seed=4).state_dict())
+
+
 @pytest.mark.slow
 def test_2d_mesh_tensor_parallel_and_fsdp(specs, tmp_path):
-    results = run_worker([("2d", specs["image"], 2), ("2d", specs["tokens"], 2)], tmp_path, world=4, timeout=500)
+    jobs = [("2d", specs["image"], 2), ("2d", specs["tokens"], 2), ("emitted_2d", specs["tokens"], 2)]
+    results = run_worker(jobs, tmp_path, world=4, timeout=500)
     for (_, path, _), result in results.items():
         assert any("_StridedShard" in p or "Shard(dim=1)" in p for p in result["placements"]), result["placements"]
         assert_same_state(result["state"], nnspec.build(nnspec.load(path), "torch", seed=2).state_dict())

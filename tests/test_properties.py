@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 np = pytest.importorskip("numpy")
 
-from helpers import assert_same_state, import_source
+from helpers import assert_same_module_tree, assert_same_state, import_source
 from spec_generator import HypothesisChoices, RandomChoices, spec_text
 
 import nnspec
@@ -77,6 +77,7 @@ def check_spec(text: str, tracked_shape: tuple, directory: Path) -> None:
     # the emitted code of each target rebuilds the in-memory model value for value
     emitted = import_source(nnspec.emit(spec, "torch"), directory, "prop_torch").build(seed)
     assert_same_state(emitted.state_dict(), model.state_dict())
+    assert_same_module_tree(emitted, model)
     emitted.eval()
     with torch.no_grad():
         assert torch.equal(emitted(torch.from_numpy(x)), y)

@@ -65,7 +65,7 @@ def _namespace():
 
     from nnspec.compiler.backends import torch_runtime
 
-    helpers = {"Residual", "Merge", "sequential", "spec_init", "spec_part", *torch_table.HELPERS_BY_KIND.values()}
+    helpers = {"Residual", "Merge", "sequential", "spec_init", "spec_part", *torch_table.HELPERS}
     return {"torch": torch, "nn": nn, "math": math, **{name: getattr(torch_runtime, name) for name in helpers}}
 
 

@@ -2,16 +2,21 @@
 
 Every layer's constructor comes from `torch_table.LAYERS`, as in `build`; `classes` lines up the
 calls of each block into one class with the block's arguments. The `init` section becomes one
-function, `spec_init`, with a rule per model-wide default (by kind and role) and the exceptions
-(block calls, residuals, `init.paths`, a layer's own `init`) after them, each under its spec line.
-Each rule is evaluated here for every tensor it reaches and compared with the build's
-initializer (`torch_table.init_plan`); a tensor no rule gives exactly gets its own entry, so the
-emitted model is the built one, bit for bit.
+function, `spec_init`: an `if`/`return` per rule with its spec line, the exceptions (a layer's own
+`init`, `init.paths`, block calls, residuals) first and the model-wide defaults by kind and role
+after them, so that the first rule that applies is the one the spec gives the tensor. Each rule is
+evaluated here for every tensor it reaches and compared with the build's initializer
+(`torch_table.init_plan`); a tensor that the first rule to apply would give another value gets a
+rule of its own before it, so the emitted model is the built one, bit for bit. Rules of one
+initializer and spec line are then made one, and a rule's paths left out, wherever every tensor
+keeps its value (the same check).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import math
 import os
 
 from nnspec.compiler.backends import classes as cl
@@ -26,8 +31,8 @@ EMITTED = "nnspec.compiler.backends.torch_emitted"
 RULES = "nnspec.compiler.backends.torch_rules"
 
 # Module-level names of the emitted file that a generated class must not shadow.
-RESERVED = frozenset({"OrderedDict", "Residual", "Merge", "SEED", "LAYERS", "SPEC_ROLES", "Sequential",
-                      *torch_table.HELPERS_BY_KIND.values()})
+RESERVED = frozenset({"OrderedDict", "Residual", "Merge", "SEED", "SPEC_ROLES", "Sequential", "fnmatchcase",
+                      *torch_table.HELPERS})
 
 
 # -- module trees ------------------------------------------------------------------
@@ -84,7 +89,7 @@ TORCH_DEFAULTS = {
     "nn.Linear": {"bias": True}, "nn.LayerNorm": {"eps": 1e-5}, "nn.GroupNorm": {"eps": 1e-5},
     "ChannelLayerNorm": {"eps": 1e-5}, "nn.ELU": {"alpha": 1.0}, "nn.GELU": {"approximate": "none"},
     "Residual": {"shortcut": None}, "Merge": {"dim": 1}, "GlobalPool": {"keep_dims": False, "tokens": False},
-    "SelfAttention": {"dropout": 0.0, "bias": True, "causal": False}, "Slice": {"dim": 1}, "Scale": {"dim": 1},
+    "SelfAttention": {"dropout": 0.0, "bias": True}, "CausalSelfAttention": {"dropout": 0.0, "bias": True}, "Slice": {"dim": 1}, "Scale": {"dim": 1},
 }
 
 
@@ -121,7 +126,7 @@ def emit_torch(spec) -> str:
     for item in graph.root.items:
         tree = finish(cl.unify([concrete(item, graph, classes)], [{}], defaults))
         children += _commented(f"self.{item.name}", tree, comment_for(item, graph.file), 8)
-    init_lines, layer_classes, roles, formulas = _init_rules(graph)
+    init_lines, roles, formulas, uses_fnmatch = _init_rules(graph)
     helpers = []
     for name in ("Merge", "Residual"):
         if any(isinstance(n, Merge) and (n.residual == (name == "Residual")) for n in iter_nodes(graph.root)):
@@ -130,14 +135,15 @@ def emit_torch(spec) -> str:
     body_text = "\n".join(children) + "\n".join("\n".join(b) for b in blocks)
     if "sequential(" in body_text:
         helpers.append(runtime_source(RUNTIME, "sequential"))
-    runtime = [runtime_source(RULES, f) for f in ("draw", *formulas)]
+    runtime = [runtime_source(RULES, f) for f in formulas]
     if any(t.init.name not in SIMPLE for t in graph.tensors()):
         runtime += [runtime_source(RUNTIME, h) for h in FULL_INIT]
-        runtime.append(runtime_source(RUNTIME, "init_tensor_"))
     else:
         runtime.append(runtime_source(EMITTED, "init_tensor_"))
-    runtime += [runtime_source(RUNTIME, h) for h in PATHS_AND_SHARDS]
     runtime += [runtime_source(EMITTED, h) for h in ("initialize_", "init_plan_")]
+    if not any(layer.kind == "batchnorm" for layer in graph.layers()):  # no running statistics to reset
+        assert BATCHNORM_RESET in runtime[-2]
+        runtime[-2] = runtime[-2].replace(BATCHNORM_RESET, "")
     text = "\n".join(helpers + runtime + init_lines + body_text.splitlines())
     return render_template("torch.py.j2", {
         "version": __version__,
@@ -148,12 +154,11 @@ def emit_torch(spec) -> str:
         "helpers": "\n\n\n".join(h.strip() for h in helpers),
         "blocks": ["\n".join(b) for b in blocks],
         "children": children,
-        "layers_line": _layers_line(layer_classes),
         "roles_lines": _roles_lines(roles),
         "init_lines": init_lines,
         "runtime": "\n\n\n".join(r.strip() for r in runtime),
         "uses": {m: m + "." in text for m in ("math", "os", "hashlib", "functools")}
-        | {"OrderedDict": "OrderedDict(" in text},
+        | {"OrderedDict": "OrderedDict(" in text, "fnmatchcase": uses_fnmatch},
         "input_shape": list(graph.input_shape),
         "output_shape": list(graph.output_shape),
         "params": graph.params,
@@ -163,9 +168,13 @@ def emit_torch(spec) -> str:
 SIMPLE = {"zeros", "ones", "constant", "uniform", "normal", "trunc_normal", "xavier_uniform", "xavier_normal",
           "kaiming_uniform", "kaiming_normal", "variance_scaling", "glorot_uniform", "glorot_normal", "he_uniform",
           "he_normal", "lecun_uniform", "lecun_normal", "torch_default"}
-FULL_INIT = ("stream_block", "stream_range", "shard_indices", "deterministic", "whole", "chunks_", "fill_")
-# what every emitted file carries beside its init runtime: FSDP2-over-TP shards on any torch
-PATHS_AND_SHARDS = ("strided_offsets",)
+BATCHNORM_RESET = """
+    for module in model.modules():  # and the batch norms' running statistics
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()"""
+# what a file carries for the initializers that the compact `torch_emitted.init_tensor_` does not draw
+FULL_INIT = ("stream_block", "stream_range", "shard_indices", "strided_offsets", "deterministic", "whole",
+             "init_tensor_", "chunks_", "fill_")
 
 
 def _class_lines(cls: cl.BlockClass, graph: Graph) -> list:
@@ -187,8 +196,8 @@ def _class_lines(cls: cl.BlockClass, graph: Graph) -> list:
 def _commented(target: str, tree, comment: str, indent: int) -> list:
     """`target = tree` with its spec line: at the end of the line when that fits, else above it."""
     lines = _assign(target, tree, indent)
-    if len(lines) == 1 and len(f"{lines[0]}  # {comment}") <= LINE_LENGTH:
-        return [f"{lines[0]}  # {comment}"]
+    if len(f"{lines[0]}  # {comment}") <= LINE_LENGTH and (len(lines) == 1 or lines[0].endswith(("(", "["))):
+        return [f"{lines[0]}  # {comment}"] + lines[1:]  # after an opening bracket ruff keeps it there
     return [" " * indent + f"# {comment}"] + lines
 
 
@@ -216,49 +225,45 @@ def _assign(target: str, expr, indent: int) -> list[str]:
     return assign(target, expr, indent)
 
 
-def _layers_line(layer_classes: list) -> list:
-    if not layer_classes:
-        return ["LAYERS: tuple = ()"]
-    one = f"LAYERS = ({', '.join(layer_classes)}{',' if len(layer_classes) == 1 else ''})"
-    if len(one) <= LINE_LENGTH:
-        return [one]
-    return ["LAYERS = ("] + [f"    {c}," for c in layer_classes] + [")"]
-
-
 def _roles_lines(roles: dict) -> list:
-    if not roles:
-        return ["SPEC_ROLES: dict = {}"]
-    entries = []
-    for cls, mapping in roles.items():
-        inner = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in mapping.items())
-        entries.append((cls, inner, mapping))
-    one = "SPEC_ROLES = {" + ", ".join(f"{c}: {{{i}}}" for c, i, _ in entries) + "}"
+    """SPEC_ROLES: (layer class, PyTorch's name of a tensor) -> the spec's, where they differ."""
+    entries = [f"({cls}, {json.dumps(k)}): {json.dumps(v)}" for cls, mapping in roles.items() for k, v in mapping.items()]
+    if not entries:
+        return []
+    one = "SPEC_ROLES = {" + ", ".join(entries) + "}"
     if len(one) <= LINE_LENGTH:
         return [one]
-    lines = ["SPEC_ROLES = {"]
-    for cls, inner, mapping in entries:
-        line = f"    {cls}: {{{inner}}},"
-        if len(line) <= LINE_LENGTH:
-            lines.append(line)
-        else:
-            lines += [f"    {cls}: {{"] + [f"        {json.dumps(k)}: {json.dumps(v)}," for k, v in mapping.items()]
-            lines.append("    },")
-    return lines + ["}"]
+    return ["SPEC_ROLES = {"] + [f"    {e}," for e in entries] + ["}"]
 
 
 # -- initialisation rules ------------------------------------------------------------------
 
+def _reading_order(order: list, tensors: list, infos: dict) -> list:
+    """The rules most specific first (a layer's own init, paths, block calls, kind and role, role, PyTorch's),
+    in the spec's order within each; a rule stays before every later one that applies to a tensor it does."""
+    reached = [{i for i, t in enumerate(tensors) if rule.applies(infos[id(t)])} for rule in order]
+    before = {j: {i for i in range(j) if reached[i] & reached[j]} for j in range(len(order))}
+    out, done = [], set()
+    while len(out) < len(order):
+        ready = [j for j in range(len(order)) if j not in done and before[j] <= done]
+        j = min(ready, key=lambda j: (order[j].rank, min(reached[j], default=0), j))  # then the tensors' order
+        out.append(order[j])
+        done.add(j)
+    return out
+
+
 class Rule:
-    def __init__(self, comment: str, classes: tuple, name: str, scope, code: Call, fn):
-        self.comment, self.classes, self.name, self.scope, self.code, self.fn = comment, classes, name, scope, code, fn
+    """One `if` of spec_init: layer classes, tensor names (None: any), the paths it is limited to (`test`:
+    a path -> whether it applies; `condition`: the same in Python), the initializer's code and its value."""
+
+    def __init__(self, comment: str, classes: tuple, names, test, condition, code: Call, fn, rank=(0, 0)):
+        self.comment, self.classes, self.names, self.code, self.fn = comment, classes, names, code, fn
+        self.test, self.condition, self.rank = test, condition, rank  # rank: (-specificity, spec line)
 
     def applies(self, info) -> bool:
         cls, name, path = info
-        if cls not in self.classes or name != self.name:
-            return False
-        if self.scope is None:
-            return True
-        return any(path == p or path.startswith(p + ".") for p in self.scope)
+        return cls in self.classes and (self.names is None or name in self.names) and \
+            (self.test is None or self.test(path))
 
 
 def _info(tensor):
@@ -296,8 +301,39 @@ def _const_code(plan) -> Call:
     return Call("draw", (Arg(kind),) + tuple(items))
 
 
+def _dict(args: tuple) -> str:
+    """`{"key": value, ...}` of a draw's keyword arguments (a `chunks` initializer's parts as tuples)."""
+    return "{" + ", ".join(f"{json.dumps(a.keyword)}: {flat(_source(a.value), {})}" for a in args) + "}"
+
+
+def _source(code):
+    """An initializer's code as the emitted file writes it: `draw(kind, **args)` (the emitter's form) as the
+    tuple `kind, {**args}` that spec_init returns."""
+    if isinstance(code, Call) and code.func == "draw":
+        return (code.args[0].value, Const(_dict(code.args[1:]), None))
+    if isinstance(code, list):
+        return [_source(v) for v in code]
+    return code
+
+
+def _returns(code) -> list:
+    """`return ...` of a rule, as ruff formats it."""
+    if not (isinstance(code, Call) and code.func == "draw"):
+        return render(code, 8, "return ")
+    head = f"        return {json.dumps(code.args[0].value)}, "
+    if len(head + _dict(code.args[1:])) <= LINE_LENGTH:
+        return [head + _dict(code.args[1:])]
+    items = [f"{json.dumps(a.keyword)}: {flat(_source(a.value), {})}" for a in code.args[1:]]
+    if len(items) == 1 and len("            " + items[0]) <= LINE_LENGTH:
+        return [head + "{", "            " + items[0], "        }"]
+    lines = [head + "{"]  # a split dict: an item a line
+    for a in code.args[1:]:
+        lines += render(_source(a.value), 12, f"{json.dumps(a.keyword)}: ", ",")
+    return lines + ["        }"]
+
+
 def _formulas(tensors: list) -> list:
-    """(code, fn, helper functions) candidates for one group of tensors that share an initializer."""
+    """(code, fn) candidates for one group of tensors that share an initializer."""
     init = tensors[0].init
     out = []
     name, args = init.name, init.args
@@ -306,33 +342,31 @@ def _formulas(tensors: list) -> list:
         gain = scaling.calculate_gain(args["nonlinearity"], args["a"])
         uniform = name == "kaiming_uniform"
         extra = ([Arg(args["mode"])] if args["mode"] != "fan_in" else []) + ([Arg(True, "uniform")] if uniform else [])
-        out.append((Call("kaiming", (Arg(shape), Arg(gain), *extra)),
-                    lambda t, g=gain, m=args["mode"], u=uniform: torch_rules.kaiming(t.shape, g, m, u),
-                    ("fans", "kaiming")))
+        shown = Const("math.sqrt(2.0)", gain) if gain == math.sqrt(2.0) else gain  # relu's gain
+        out.append((Call("kaiming", (Arg(shape), Arg(shown), *extra)),
+                    lambda t, g=gain, m=args["mode"], u=uniform: torch_rules.kaiming(t.shape, g, m, u)))
     if name in ("xavier_normal", "xavier_uniform"):
         uniform = name == "xavier_uniform"
         extra = [Arg(True, "uniform")] if uniform else []
         out.append((Call("xavier", (Arg(shape), Arg(args["gain"]), *extra)),
-                    lambda t, g=args["gain"], u=uniform: torch_rules.xavier(t.shape, g, u), ("fans", "xavier")))
+                    lambda t, g=args["gain"], u=uniform: torch_rules.xavier(t.shape, g, u)))
     if name == "torch_default":
-        import math
-
         gain = scaling.calculate_gain("leaky_relu", math.sqrt(5))
         out.append((Call("kaiming", (Arg(shape), Arg(gain), Arg(True, "uniform"))),
-                    lambda t, g=gain: torch_rules.kaiming(t.shape, g, "fan_in", True), ("fans", "kaiming")))
+                    lambda t, g=gain: torch_rules.kaiming(t.shape, g, "fan_in", True)))
         out.append((Call("bias_default", (Arg(Const("module.weight.shape", None)),)),
                     lambda t: torch_rules.bias_default(t.layer.tensors["weight"].shape)
-                    if "weight" in t.layer.tensors else None, ("fans", "bias_default")))
+                    if "weight" in t.layer.tensors else None))
     first = _expected(tensors[0])
     if all(_expected(t) == first for t in tensors):
-        out.append((_const_code(first), lambda t, plan=first: plan, ()))
+        out.append((_const_code(first), lambda t, plan=first: plan))
     return out
 
 
 def _where(tensor, graph: Graph) -> str:
     if tensor.origin_span is None:
-        return "PyTorch's default"
-    return f"{os.path.basename(graph.file)}:{tensor.origin_span.line}"
+        return "PyTorch's init"
+    return _comment(f"{os.path.basename(graph.file)}:{tensor.origin_span.line}")
 
 
 def _comment(text: str) -> str:
@@ -354,13 +388,43 @@ def _group_key(tensor, graph: Graph):
     return (3, origin.split(" ")[0], "context", where)
 
 
-def _scope(kind, tensors: list, graph: Graph):
+def _scope(kind, tensors: list, graph: Graph) -> list:
+    """[(test, condition)] limiting a rule to the layers of `tensors`: inside the block calls or repeats
+    that gave them their init (`context`), else those very layers; a pattern (`h.*.mlp.c_proj`) where it
+    names just them, else one per path where the condition would not fit on a line."""
     if kind is None:
-        return None
+        return [(None, None)]
+    layers = [layer.path for layer in graph.layers()]
     if kind == "context":
-        prefixes = sorted({t.origin.rsplit(" ", 1)[1] for t in tensors})
-        return tuple(_collapse(prefixes, graph))
-    return tuple(dict.fromkeys(t.layer.path for t in tensors))
+        prefixes = tuple(p + "." for p in _collapse(sorted({t.origin.rsplit(" ", 1)[1] for t in tensors}), graph))
+        inside = {p for p in layers if p.startswith(prefixes)}
+        text = "(" + ", ".join(map(json.dumps, prefixes)) + ")"
+        if len(prefixes) == 1 or len(f"        and path.startswith({text})") <= LINE_LENGTH:
+            return [((lambda path: path.startswith(prefixes)), f"path.startswith({text if len(prefixes) > 1 else json.dumps(prefixes[0])})")]
+        pattern = _pattern([p + "*" for p in prefixes], inside, layers)
+    else:
+        paths = tuple(dict.fromkeys(t.layer.path for t in tensors))
+        text = "path in (" + ", ".join(map(json.dumps, paths)) + ")"
+        if len(paths) == 1:
+            return [((lambda path: path == paths[0]), f"path == {json.dumps(paths[0])}")]
+        pattern = _pattern(list(paths), set(paths), layers)
+        if pattern is None and len(f"        and {text}") <= LINE_LENGTH:
+            return [((lambda path: path in paths), text)]
+    if pattern is not None and len(f"        and fnmatchcase(path, {json.dumps(pattern)})") <= LINE_LENGTH:
+        return [((lambda path: fnmatch.fnmatchcase(path, pattern)), f"fnmatchcase(path, {json.dumps(pattern)})")]
+    if kind == "context":
+        return [((lambda path, p=p: path.startswith(p)), f"path.startswith({json.dumps(p)})") for p in prefixes]
+    return [((lambda path, p=p: path == p), f"path == {json.dumps(p)}") for p in paths]
+
+
+def _pattern(paths: list, meant: set, layers: list):
+    """`h.*.mlp.c_proj` for `h.0.mlp.c_proj` ... `h.11.mlp.c_proj`: the paths with `*` for the segments in
+    which they differ, when of all `layers` it matches just the `meant` ones."""
+    parts = [p.split(".") for p in paths]
+    if len(paths) < 2 or len({len(p) for p in parts}) != 1:
+        return None
+    pattern = ".".join(column[0] if len(set(column)) == 1 else "*" for column in zip(*parts))
+    return pattern if {p for p in layers if fnmatch.fnmatchcase(p, pattern)} == meant else None
 
 
 def _collapse(prefixes: list, graph: Graph) -> list:
@@ -378,10 +442,9 @@ def _collapse(prefixes: list, graph: Graph) -> list:
 
 
 def _init_rules(graph: Graph):
-    """(lines of spec_init, layer classes, spec roles by class, formula helpers used)."""
+    """(lines of spec_init, spec roles by class, formula helpers used, whether it calls fnmatch)."""
     tensors = list(graph.tensors())
     infos = {id(t): _info(t) for t in tensors}
-    layer_classes = list(dict.fromkeys(infos[id(t)][0] for t in tensors))
     roles: dict = {}
     for t in tensors:
         cls, name, _ = infos[id(t)]
@@ -391,34 +454,92 @@ def _init_rules(graph: Graph):
     groups: dict = {}
     for t in tensors:
         groups.setdefault((_group_key(t, graph), infos[id(t)][1]), []).append(t)
-    rules, helpers = [], []
+    rules = []
     for (key, name), members in sorted(groups.items(), key=lambda kv: (kv[0][0][0], kv[0][0][3] or (0, 0))):
         order, origin, scope_kind, _ = key
         subgroups = [members]
         for sub in subgroups:
             classes = tuple(dict.fromkeys(infos[id(t)][0] for t in sub))
-            for code, fn, used in _formulas(sub):
+            for code, fn in _formulas(sub):
                 if all(_safe(fn, t) == _expected(t) for t in sub):
-                    text = f"{_where(sub[0], graph)}: {_describe(sub[0], origin)}"
-                    rules.append(Rule(_comment(text), classes, name, _scope(scope_kind, sub, graph), code, fn))
-                    helpers += [h for h in used if h not in helpers]
+                    made = [Rule(_where(sub[0], graph), classes, (name,), test, condition, code, fn)
+                            for test, condition in _scope(scope_kind, sub, graph)]
+                    for rule in made:
+                        rule.rank = (-order, key[3][0] if key[3] else 0)
+                    rules += made
                     break
             else:
                 if len(classes) > 1:
                     subgroups += [[t for t in sub if infos[id(t)][0] == c] for c in classes]
-    # what no rule gives exactly: an entry of its own
+    # spec_init tries the rules last first: a tensor that the first rule to apply gives another value
+    # (or none) gets a rule of its own, tried before every other
+    exceptions = []
     for t in tensors:
-        plan = None
-        for rule in rules:
-            if rule.applies(infos[id(t)]):
-                plan = _safe(rule.fn, t)
-        if plan != _expected(t):
+        rule = next((r for r in reversed(rules) if r.applies(infos[id(t)])), None)
+        if rule is None or _safe(rule.fn, t) != _expected(t):
             cls, name, path = infos[id(t)]
             plan = _expected(t)
-            rules.append(Rule(_comment(f"{_where(t, graph)}: {_describe(t, t.origin)}"), (cls,), name, (path,),
-                              _const_code(plan), lambda t, plan=plan: plan))
-    return _rule_lines(rules), layer_classes, roles, [h for h in ("fans", "kaiming", "xavier", "bias_default")
-                                                       if h in helpers]
+            exceptions.append(Rule(_where(t, graph), (cls,), (name,), lambda p, path=path: p == path,
+                                   f"path == {json.dumps(path)}", _const_code(plan), lambda t, plan=plan: plan))
+            exceptions[-1].rank = (-6, t.origin_span.line if t.origin_span is not None else 0)
+    rules += exceptions
+    used = {id(next(r for r in reversed(rules) if r.applies(infos[id(t)]))) for t in tensors}
+    rules = _merged([r for r in reversed(rules) if id(r) in used], tensors, infos)  # none that no tensor reaches
+    rules = _reading_order(rules, tensors, infos)
+    names = {c.func for r in rules for c in _calls(r.code)}
+    helpers = [h for h in ("kaiming", "xavier", "bias_default") if h in names]
+    return (_rule_lines(rules), roles, helpers,
+            any(r.condition and r.condition.startswith("fnmatchcase(") for r in rules))
+
+
+def _merged(order: list, tensors: list, infos: dict) -> list:
+    """The rules in the order spec_init tries them, those with the same initializer, spec line and paths made
+    one (`isinstance(module, (A, B)) and name in (...)`) wherever that gives every tensor the same value."""
+    def correct(rules) -> bool:
+        for t in tensors:
+            rule = next((r for r in rules if r.applies(infos[id(t)])), None)
+            if rule is None or _safe(rule.fn, t) != _expected(t):
+                return False
+        return True
+
+    if len(order) > 200:  # a machine-made spec: every rule as it is
+        return order
+    for i, rule in enumerate(order):  # a rule without its paths where the kind and name tell them apart
+        if rule.condition is not None:
+            plain = Rule(rule.comment, rule.classes, rule.names, None, None, rule.code, rule.fn, rule.rank)
+            if correct(order[:i] + [plain] + order[i + 1:]):
+                order[i] = plain
+    i = 0
+    while i < len(order):
+        j = i + 1
+        while j < len(order):
+            a, b = order[i], order[j]
+            if (a.comment, a.condition, a.code) == (b.comment, b.condition, b.code):
+                classes = tuple(c for c in dict.fromkeys(infos[id(t)][0] for t in tensors) if c in a.classes + b.classes)
+                names = tuple(n for n in dict.fromkeys(infos[id(t)][1] for t in tensors) if n in a.names + b.names)
+                if len(f"        and name in ({', '.join(map(json.dumps, names))})") > LINE_LENGTH or \
+                        len(f"        isinstance(module, ({', '.join(classes)}))") > LINE_LENGTH:
+                    j += 1
+                    continue
+                reached = {infos[id(t)][1] for t in tensors if infos[id(t)][0] in classes
+                           and (a.test is None or a.test(infos[id(t)][2]))}
+                rule = Rule(a.comment, classes, None if reached <= set(names) else names, a.test, a.condition,
+                            a.code, a.fn, a.rank)
+                candidate = order[:i] + [rule] + order[i + 1:j] + order[j + 1:]
+                if correct(candidate):
+                    order = candidate
+                    continue
+            j += 1
+        i += 1
+    return order
+
+
+def _calls(code) -> list:
+    if isinstance(code, Call):
+        return [code] + [c for a in code.args for c in _calls(a.value)]
+    if isinstance(code, (list, tuple)):
+        return [c for v in code for c in _calls(v)]
+    return []
 
 
 def _safe(fn, tensor):
@@ -428,46 +549,62 @@ def _safe(fn, tensor):
         return None
 
 
-def _describe(tensor, origin: str) -> str:
-    what = tensor.init.describe()
-    if origin == "default":
-        return f"{tensor.layer.kind} {tensor.role}"
-    if origin.startswith("init."):
-        return f"{origin} = {what}"
-    if origin == "layer":
-        return f"{tensor.role} = {what}"
-    return f"{origin.split(' ')[0]} init: {tensor.layer.kind} {tensor.role} = {what}"
-
-
 def _rule_lines(rules: list) -> list:
-    lines = ['def spec_init(path: str, module: nn.Module, name: str, shape: tuple) -> tuple:',
-             '    """The initializer of tensor `name` of the layer at `path`: the rules of the spec\'s',
-             '    `init` in order, PyTorch\'s defaults first; the last rule that applies wins."""',
-             "    plan = None"]
-    uses_within = False
-    for rule in rules:
-        cls = rule.classes[0] if len(rule.classes) == 1 else "(" + ", ".join(rule.classes) + ")"
-        lines.append(f"    # {rule.comment}")
-        operands = [f"isinstance(module, {cls})", f"name == {json.dumps(rule.name)}"]
-        within = None
-        if rule.scope is not None:
-            uses_within = True
-            within = Call("within", (Arg(Const("path", None)),) + tuple(Arg(p) for p in rule.scope))
-            operands.append(flat(within, {}))
-        one = f"    if {' and '.join(operands)}:"
-        if len(one) <= LINE_LENGTH:
-            lines.append(one)
-        elif len(f"        {' and '.join(operands)}") <= LINE_LENGTH:
-            lines += ["    if (", f"        {' and '.join(operands)}", "    ):"]
-        else:
-            lines += ["    if ("] + [f"        {'and ' if i else ''}{o}" for i, o in enumerate(operands[:2])]
-            if within is not None:
-                lines += render(within, 8, "and ")
-            lines.append("    ):")
-        lines += render(rule.code, 8, "plan = ")
-    lines.append("    return plan")
-    if uses_within:
-        lines = ["def within(path: str, *prefixes: str) -> bool:",
-                 '    """Whether the layer at `path` is one of `prefixes` or inside one."""',
-                 '    return any(path == p or path.startswith(p + ".") for p in prefixes)', "", ""] + lines
+    """spec_init: each rule with its spec line at the end of a line where that fits, else above it; a run of
+    rules from one spec line under one comment where that is shorter."""
+    lines = ["def spec_init(path: str, module: nn.Module, name: str, shape: tuple) -> tuple:",
+             '    """The initializer of tensor `name` of the layer at `path`, as the spec says."""']
+    i = 0
+    while i < len(rules):
+        j = i
+        while j < len(rules) and rules[j].comment == rules[i].comment:
+            j += 1
+        each = [line for rule in rules[i:j] for line in _rule_code(rule, rule.comment)]
+        under_one = [f"    # {rules[i].comment}"] + [line for rule in rules[i:j] for line in _rule_code(rule, None)]
+        lines += under_one if len(under_one) < len(each) else each
+        i = j
     return lines
+
+
+def _rule_code(rule, comment) -> list:
+    cls = rule.classes[0] if len(rule.classes) == 1 else "(" + ", ".join(rule.classes) + ")"
+    operands = [f"isinstance(module, {cls})"]
+    if rule.names is not None:
+        names = rule.names
+        operands.append(f"name == {json.dumps(names[0])}" if len(names) == 1
+                        else "name in (" + ", ".join(map(json.dumps, names)) + ")")
+    if rule.condition is not None:
+        operands.append(rule.condition)
+    one = f"    if {' and '.join(operands)}:"
+    returns = _returns(rule.code)
+    if comment is None:
+        if len(one) <= LINE_LENGTH:
+            return [one] + returns
+        head = ["    if ("]
+    elif len(f"{one}  # {comment}") <= LINE_LENGTH:
+        return [f"{one}  # {comment}"] + returns
+    elif len(one) <= LINE_LENGTH:
+        if len(f"{returns[0]}  # {comment}") <= LINE_LENGTH and (len(returns) == 1 or returns[0].endswith("(")):
+            return [one, f"{returns[0]}  # {comment}"] + returns[1:]
+        return [f"    # {comment}", one] + returns
+    elif len(f"    if (  # {comment}") <= LINE_LENGTH:
+        head = [f"    if (  # {comment}"]
+    else:
+        head = [f"    # {comment}", "    if ("]
+    if len(f"        {' and '.join(operands)}") <= LINE_LENGTH:
+        head.append(f"        {' and '.join(operands)}")
+    else:
+        for k, o in enumerate(operands):
+            head += _operand(f"        {'and ' if k else ''}", o)
+    return head + ["    ):"] + returns
+
+
+def _operand(head: str, operand: str) -> list:
+    """One operand of a split `if (...)`, split further as ruff splits what does not fit."""
+    if len(head + operand) <= LINE_LENGTH:
+        return [head + operand]
+    pad = " " * (len(head) - len(head.lstrip()))
+    if operand.startswith("path == "):
+        return [head + "path", pad + operand[len("path "):]]
+    func, _, rest = operand.partition("(")
+    return [f"{head}{func}(", f"{pad}    {rest[:-1]}", f"{pad})"]

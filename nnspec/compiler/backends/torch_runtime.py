@@ -22,8 +22,7 @@ class Residual(nn.Module):
 
     def __init__(self, branch: nn.Module, shortcut: nn.Module | None = None) -> None:
         super().__init__()
-        self.branch = branch
-        self.shortcut = shortcut if shortcut is not None else nn.Identity()
+        self.branch, self.shortcut = branch, shortcut or nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.branch(x) + self.shortcut(x)
@@ -55,6 +54,13 @@ class Merge(nn.Module):
         for out in outs[1:]:
             result = result + out if self.op == "add" else result * out
         return result
+
+
+class GlobalAvgPool(nn.Module):
+    """The mean over the spatial axes of a map [N, C, *S] -> [N, C]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=tuple(range(2, x.dim())))
 
 
 class GlobalPool(nn.Module):
@@ -191,8 +197,7 @@ class ClassToken(nn.Module):
         self.token = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        token = self.token.to(x.dtype).expand(x.shape[0], 1, -1)
-        return torch.cat([token, x], dim=1)
+        return torch.cat([self.token.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
 
 
 class PositionEmbedding(nn.Module):
@@ -207,27 +212,26 @@ class PositionEmbedding(nn.Module):
 
 
 class SelfAttention(nn.MultiheadAttention):
-    """nn.MultiheadAttention (batch first) applied as self-attention to tokens [B, T, D],
-    optionally causal; its tensors and state_dict keys are nn.MultiheadAttention's."""
+    """nn.MultiheadAttention (batch first) as self-attention on tokens [B, T, D]."""
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int,
-        dropout: float = 0.0,
-        bias: bool = True,
-        causal: bool = False,
-    ) -> None:
-        super().__init__(dim, heads, dropout=dropout, bias=bias, batch_first=True)
-        self.causal = causal
+    def __init__(self, dim: int, heads: int, **options) -> None:
+        super().__init__(dim, heads, batch_first=True, **options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = None
-        if self.causal:
-            size = x.shape[1]
-            mask = torch.ones(size, size, dtype=torch.bool, device=x.device).triu(1)
+        return super().forward(x, x, x, need_weights=False)[0]
+
+
+class CausalSelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (batch first) as causal self-attention on tokens [B, T, D]:
+    each position attends to itself and the positions before it."""
+
+    def __init__(self, dim: int, heads: int, **options) -> None:
+        super().__init__(dim, heads, batch_first=True, **options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
         out, _ = super().forward(
-            x, x, x, need_weights=False, attn_mask=mask, is_causal=self.causal
+            x, x, x, need_weights=False, attn_mask=mask.triu(1), is_causal=True
         )
         return out
 
@@ -321,8 +325,7 @@ class SkipDefaultInit(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def sequential(**layers: nn.Module) -> nn.Sequential:
-    """An nn.Sequential whose children carry the spec's names."""
+def sequential(**layers: nn.Module) -> nn.Sequential:  # children named as in the spec
     return nn.Sequential(OrderedDict(layers))
 
 

@@ -147,9 +147,7 @@ def _attention(layer: Layer) -> Call:
         extra["dropout"] = a["dropout"]
     if not a["bias"]:
         extra["bias"] = False
-    if a["causal"]:
-        extra["causal"] = True
-    return call("SelfAttention", layer.in_shape[-1], a["heads"], **extra)
+    return call("CausalSelfAttention" if a["causal"] else "SelfAttention", layer.in_shape[-1], a["heads"], **extra)
 
 
 def _recurrent(cls: str):
@@ -203,6 +201,8 @@ def _rescale(layer: Layer) -> Call:
 
 def _global_pool(mode: str):
     def lower(layer: Layer) -> Call:
+        if mode == "avg" and not layer.args["keep_dims"] and layer.in_shape.layout == "map":
+            return call("GlobalAvgPool")
         kwargs = {}
         if layer.args["keep_dims"]:
             kwargs["keep_dims"] = True
@@ -269,18 +269,20 @@ LAYERS = {
     "gru": _recurrent("GRU"),
 }
 
-# torch_runtime helpers that the emitted code of a kind must carry
-HELPERS_BY_KIND = {"global_avg_pool": "GlobalPool", "global_max_pool": "GlobalPool", "slice": "Slice",
-                   "to_tokens": "ToTokens", "to_map": "ToMap", "layernorm": "ChannelLayerNorm",
-                   "prelu": "LastAxisPReLU", "scale": "Scale", "rescale": "Rescale", "drop_path": "DropPath",
-                   "class_token": "ClassToken", "position_embedding": "PositionEmbedding",
-                   "attention": "SelfAttention", "lstm": "LSTM", "gru": "GRU"}
+# torch_runtime helpers that the emitted code of a kind may carry (the simplest that the layer needs)
+HELPERS_BY_KIND = {"global_avg_pool": ("GlobalAvgPool", "GlobalPool"), "global_max_pool": ("GlobalPool",),
+                   "slice": ("Slice",), "to_tokens": ("ToTokens",), "to_map": ("ToMap",),
+                   "layernorm": ("ChannelLayerNorm",), "prelu": ("LastAxisPReLU",), "scale": ("Scale",),
+                   "rescale": ("Rescale",), "drop_path": ("DropPath",), "class_token": ("ClassToken",),
+                   "position_embedding": ("PositionEmbedding",),
+                   "attention": ("SelfAttention", "CausalSelfAttention"), "lstm": ("LSTM",), "gru": ("GRU",)}
+HELPERS = tuple(dict.fromkeys(h for helpers in HELPERS_BY_KIND.values() for h in helpers))
 
 
 def helpers_used(layers) -> list:
     """The torch_runtime helpers that these layers' constructors call, in a fixed order."""
     called = {LAYERS[layer.kind](layer).func for layer in layers}
-    return [helper for helper in dict.fromkeys(HELPERS_BY_KIND.values()) if helper in called]
+    return [helper for helper in HELPERS if helper in called]
 
 
 # How each tensor is initialised: (kind, arguments) for the runtime's `init_tensor_`, which draws
