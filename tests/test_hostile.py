@@ -210,13 +210,13 @@ def test_alias_bombs_are_ns005_fast_and_small(text, tmp_path):
     path = write(tmp_path, text)
     nnspec.check(write(tmp_path, SMALL, "warm.yaml"))
     tracemalloc.start()
-    start = time.perf_counter()
+    start = time.process_time()
     found = codes(path)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert [c for c, _ in found] == ["NS005"], found
-    assert elapsed < 1.0 and peak < 50 * 2**20, (elapsed, peak)
+    assert elapsed < 5.0 and peak < 50 * 2**20, (elapsed, peak)
 
 
 # -- models that would need terabytes -------------------------------------------------------------------
@@ -229,15 +229,15 @@ def test_check_reports_a_terabyte_model_without_allocating(tmp_path):
     path = write(tmp_path, TERABYTES)
     nnspec.check(write(tmp_path, SMALL, "warm.yaml"))
     tracemalloc.start()
-    start = time.perf_counter()
+    start = time.process_time()
     diags = nnspec.check(path)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert [(d.code, d.severity) for d in diags] == [("NS005", "warning")]
     assert f"{TERA_PARAMS:,} parameters" in diags[0].message and "TiB" in diags[0].message
     assert diags[0].line == 4
-    assert elapsed < 1.0 and peak < 20 * 2**20
+    assert elapsed < 5.0 and peak < 20 * 2**20
     assert nnspec.load(path).params == TERA_PARAMS
 
 
@@ -250,9 +250,9 @@ def test_check_reports_a_terabyte_model_without_allocating(tmp_path):
 ])
 def test_absurd_sizes_are_answered_quickly(text, expected, tmp_path):
     path = write(tmp_path, text)
-    start = time.perf_counter()
+    start = time.process_time()
     diags = nnspec.check(path)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 5.0  # processor time, generous: a blow-up takes minutes
     assert [d.code for d in diags] == expected, diags
     assert "internal error" not in diags[0].message
 
@@ -304,9 +304,9 @@ def test_a_terabyte_model_builds_on_meta_without_allocating(capsys, tmp_path):
 ], ids=["flow_lists", "flow_mappings", "block_lists", "residuals"])
 def test_deep_nesting_is_ns005(text, tmp_path):
     path = write(tmp_path, text)
-    start = time.perf_counter()
+    start = time.process_time()
     found = codes(path)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 5.0  # processor time, generous: a blow-up takes minutes
     assert [c for c, _ in found] == ["NS005"], found
     assert found[0][1] >= 1
 
@@ -338,9 +338,9 @@ def test_a_directory_of_thousands_of_files(tmp_path, capsys):
     for i in range(3000):
         text = SMALL.replace("out: 3", "lienar: 3" if i in bad else f"out: {1 + i % 7}")
         (tmp_path / f"s{i:04d}.yaml").write_text(text)
-    start = time.perf_counter()
+    start = time.process_time()
     code, out, err = run(capsys, "check", tmp_path, "--format", "json")
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert code == 1, err
     reported = {Path(d["file"]).name for d in json.loads(out)}
     assert reported == {f"s{i:04d}.yaml" for i in bad}

@@ -195,9 +195,9 @@ def test_matching_never_backtracks():
     import time
 
     pattern = compile_pattern(".".join(["**"] * 30 + ["*a*a*a*a*a*a*a*a*a*a*a*a*"] + ["**"] * 30 + ["b"]))
-    start = time.perf_counter()
+    start = time.process_time()
     assert not pattern.match(".".join(["a" * 40] * 40))
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 5.0  # processor time, generous: a blow-up takes minutes
 
 
 # --- model.initialize(only=...): built and emitted models --------------------------------------------------

@@ -174,13 +174,13 @@ def _laughs(levels: int, width: int = 9) -> str:
 def test_billion_laughs_is_refused_quickly_with_little_memory(levels):
     text = _laughs(levels)
     tracemalloc.start()
-    start = time.perf_counter()
+    start = time.process_time()
     _, diags = analyse_text(text, "<t>")
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert [d.code for d in diags] == ["NS005"]
-    assert elapsed < 2.0
+    assert elapsed < 10.0  # processor time: a blow-up takes minutes, a loaded machine does not move it
     assert peak < 50 * 1024 * 1024
 
 
@@ -188,10 +188,10 @@ def test_billion_laughs_through_merge_keys_is_refused():
     lines = ["nnspec: 1", "m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8}"]
     for i in range(1, 12):
         lines.append(f"m{i}: &m{i} {{x: *m{i - 1}, y: *m{i - 1}, z: *m{i - 1}, w: *m{i - 1}}}")
-    start = time.perf_counter()
+    start = time.process_time()
     diags = analyse_text("\n".join(lines) + "\n", "<t>")[1]
     assert [d.code for d in diags] == ["NS005"]
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 10.0  # processor time, generous: a blow-up takes minutes
 
 
 def test_small_aliases_are_fine():
@@ -210,10 +210,10 @@ def test_nesting_deeper_than_the_limit_is_ns005(text):
 
 
 def test_absurd_nesting_is_ns005_not_a_crash():
-    start = time.perf_counter()
+    start = time.process_time()
     diags = analyse_text("v: " + "[" * 200_000 + "\n", "<t>")[1]
     assert [d.code for d in diags] == ["NS005"]
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 10.0  # processor time, generous: a blow-up takes minutes
 
 
 @pytest.mark.parametrize("text", [
@@ -227,11 +227,11 @@ def test_absurd_nesting_is_ns005_not_a_crash():
     "  - b: {repeat: 10000}\n",
 ])
 def test_expansion_through_blocks_and_repeat_is_bounded(text):
-    start = time.perf_counter()
+    start = time.process_time()
     diags = analyse_text(text, "<t>")[1]
     assert [d.code for d in diags] == ["NS005"]
     assert "expand the model" in diags[0].message
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 10.0  # processor time, generous: a blow-up takes minutes
 
 
 def test_nesting_within_the_limit_is_fine():
