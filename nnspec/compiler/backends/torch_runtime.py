@@ -301,6 +301,53 @@ class SkipDefaultInit(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+class NoDefaultInit:
+    """`make(func, args, kwargs)`: func(*args, **kwargs) without the default initialisation of
+    the modules it constructs (nnspec's build, which then initialises every tensor once).
+
+    The layers of RESET_ONLY allocate their tensors and initialise them only in
+    reset_parameters, the last step of their constructor: an instance attribute stands in
+    for that method while the constructor runs (and is removed after it), so their tensors
+    are allocated and left as they are, with no torch function mode (a Python call per
+    tensor operation). Anything else is called under SkipDefaultInit.
+    """
+
+    RESET_ONLY = (
+        nn.modules.conv._ConvNd,
+        nn.Linear,
+        nn.modules.batchnorm._NormBase,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.RMSNorm,
+        nn.Embedding,
+        nn.PReLU,
+    )
+
+    def __init__(self) -> None:
+        self.mode = SkipDefaultInit()
+        self.reset_only: dict = {}  # func -> whether it is a class of RESET_ONLY
+
+    def __call__(self, func, args, kwargs):
+        reset_only = self.reset_only.get(func)
+        if reset_only is None:
+            reset_only = isinstance(func, type) and issubclass(func, self.RESET_ONLY)
+            self.reset_only[func] = reset_only
+        if not reset_only:
+            with self.mode:
+                return func(*args, **kwargs)
+        module = func.__new__(func)
+        module.__dict__["reset_parameters"] = _no_reset
+        try:
+            module.__init__(*args, **kwargs)
+        finally:
+            del module.__dict__["reset_parameters"]
+        return module
+
+
+def _no_reset() -> None:
+    """What reset_parameters does while NoDefaultInit constructs a layer: nothing."""
+
+
 def sequential(**layers: nn.Module) -> nn.Sequential:
     """An nn.Sequential whose children carry the spec's names."""
     return nn.Sequential(OrderedDict(layers))
@@ -564,17 +611,23 @@ def resolve_seed(seed: int | None) -> int:
 
 
 def initialize_(
-    model: nn.Module, plan, seed: int | None = None, only: set | None = None
+    model: nn.Module,
+    plan,
+    seed: int | None = None,
+    only: set | None = None,
+    modules: dict | None = None,
 ) -> int:
     """Initialise every tensor of `model` as `plan` says; reset norm statistics.
 
     Parameters may be plain tensors or DTensors (FSDP2, tensor parallel, a 2-D
     mesh): each rank computes its own shard. `only` (a set of state_dict keys)
-    limits both to those tensors and their norm layers. Returns the seed used.
+    limits both to those tensors and their norm layers. `modules`: the model's
+    named_modules as a dict, when the caller has it. Returns the seed used.
     """
     seed = resolve_seed(seed)
     params, norms = {}, []
-    for name, module in model.named_modules():  # one walk: parameters and norm layers
+    walk = model.named_modules() if modules is None else modules.items()
+    for name, module in walk:  # one walk: parameters and norm layers
         prefix = f"{name}." if name else ""
         for own, param in module._parameters.items():
             if param is not None:
@@ -636,8 +689,9 @@ class LayerReset:
                 self.module.reset_running_stats()
 
 
-def attach_plan_(model: nn.Module, plan, seed: int | None) -> None:
-    """Keep the plan on the model; give each layer a reset_parameters that follows it."""
+def attach_plan_(model: nn.Module, plan, seed: int | None) -> dict:
+    """Keep the plan on the model; give each layer a reset_parameters that follows it.
+    Returns the model's named_modules as a dict."""
     model._nnspec_plan = plan
     model._nnspec_state = state = {"seed": seed}
     modules = dict(model.named_modules())
@@ -648,6 +702,7 @@ def attach_plan_(model: nn.Module, plan, seed: int | None) -> None:
     for owner, entries in owners.items():
         if modules[owner] is not model:
             modules[owner].reset_parameters = LayerReset(modules[owner], entries, state)
+    return modules
 
 
 class Initializable:
