@@ -12,7 +12,7 @@ import contextlib
 import math
 
 from nnspec.compiler.backends import torch_table
-from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, evaluate, render, resolve
+from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, Const, Ref, evaluate, render, resolve
 from nnspec.compiler.backends.structure import comment_for
 from nnspec.compiler.ir import Graph, Layer, Merge, Sequence
 
@@ -102,7 +102,7 @@ def build_torch(spec, seed=None, device="cpu"):
     from nnspec.compiler.backends.seeding import check_seed
 
     graph = spec.graph
-    namespace = _namespace()
+    namespace = {**_namespace(), "sequential": torch_runtime.checked_sequential}  # the IR's names are checked
     seed = spec.seed if seed is None else check_seed(seed)
     target = torch.device(device)
     root_class = type(graph.class_name, (torch.nn.Sequential,), {
@@ -116,8 +116,9 @@ def build_torch(spec, seed=None, device="cpu"):
     gc.disable()
     try:
         with _construction(target) as make:
+            funcs: dict = {}
             children = OrderedDict((item.name, construct(module_tree(item, graph, _sequential, comments=False),
-                                                         namespace, make))
+                                                         namespace, make, funcs))
                                    for item in graph.root.items)
             model = root_class(children)
     finally:
@@ -131,24 +132,35 @@ def build_torch(spec, seed=None, device="cpu"):
     return model
 
 
-def construct(expr, namespace: dict, make):
-    """`evaluate` of a module tree, each constructor called as `make(func, args, kwargs)`."""
-    if isinstance(expr, Call):
+def construct(expr, namespace: dict, make, funcs: dict | None = None):
+    """`evaluate` of a module tree, each constructor called as `make(func, args, kwargs)`; `funcs`
+    caches the functions that the calls' dotted names resolve to."""
+    kind = type(expr)
+    if kind is Call:
+        funcs = {} if funcs is None else funcs
         args, kwargs = [], {}
         for a in expr.args:
-            value = construct(a.value, namespace, make)
+            value = a.value
+            if type(value) in _COMPOUND:
+                value = construct(value, namespace, make, funcs)
             if a.keyword is None:
                 args.append(value)
             else:
                 kwargs[a.keyword] = value
         if expr.method:
             return getattr(args[0], expr.func)(*args[1:], **kwargs)
-        return make(resolve(namespace, expr.func), args, kwargs)
-    if isinstance(expr, list):
-        return [construct(v, namespace, make) for v in expr]
-    if isinstance(expr, tuple):
-        return tuple(construct(v, namespace, make) for v in expr)
+        func = funcs.get(expr.func)
+        if func is None:
+            func = funcs[expr.func] = resolve(namespace, expr.func)
+        return make(func, args, kwargs)
+    if kind is list:
+        return [construct(v, namespace, make, funcs) for v in expr]
+    if kind is tuple:
+        return tuple(construct(v, namespace, make, funcs) for v in expr)
     return evaluate(expr, namespace, {})
+
+
+_COMPOUND = frozenset((Call, list, tuple, Ref, Const))  # what construct() evaluates; anything else is a value
 
 
 def _sequential(block) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections import OrderedDict
 
 import torch
@@ -353,6 +354,15 @@ def sequential(**layers: nn.Module) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
+def checked_sequential(**layers: nn.Module) -> nn.Sequential:
+    """sequential(**layers) of names already checked (a spec's: identifiers that shadow no
+    attribute of nn.Module, nnspec.names.identifier_problem): the same nn.Sequential,
+    without add_module's checks of each name."""
+    container = nn.Sequential()
+    container._modules.update(layers)
+    return container
+
+
 def spec_init(key: str, path: str, kind: str, **args) -> tuple:
     """One tensor's initializer: state_dict key, spec path (its seed), kind, arguments."""
     return key, path, kind, args
@@ -671,11 +681,22 @@ class LayerReset:
     """A layer's reset_parameters: its tensors as the spec says, with the model's seed.
 
     An object rather than a bound function, so that copies and pickles of the model
-    keep it, bound to their own layer.
+    keep it, bound to their own layer (`__reduce__`). It holds its layer by a weak
+    reference: a strong one would be a reference cycle (layer -> reset_parameters ->
+    layer), which would keep every layer and its tensors alive after the model is
+    dropped, until the cyclic collector's next full pass.
     """
 
     def __init__(self, module: nn.Module, entries: list, state: dict) -> None:
-        self.module, self.entries, self.state = module, entries, state
+        self.layer = weakref.ref(module)
+        self.entries, self.state = entries, state
+
+    @property
+    def module(self) -> nn.Module:
+        return self.layer()
+
+    def __reduce__(self):
+        return LayerReset, (self.module, self.entries, self.state)
 
     def __call__(self) -> None:
         self.state["seed"] = resolve_seed(self.state["seed"])
@@ -700,8 +721,9 @@ def attach_plan_(model: nn.Module, plan, seed: int | None) -> dict:
         owner, _, name = key.rpartition(".")
         owners.setdefault(owner, []).append((name, path, kind, args))
     for owner, entries in owners.items():
-        if modules[owner] is not model:
-            modules[owner].reset_parameters = LayerReset(modules[owner], entries, state)
+        layer = modules[owner]
+        if layer is not model:  # an instance attribute (what nn.Module's __setattr__ would set)
+            vars(layer)["reset_parameters"] = LayerReset(layer, entries, state)
     return modules
 
 
