@@ -693,7 +693,12 @@ class LayerReset:
 
     @property
     def module(self) -> nn.Module:
-        return self.layer()
+        module = self.layer()
+        if module is None:
+            raise ReferenceError(
+                "reset_parameters of a layer that no longer exists (kept after its model was dropped)"
+            )
+        return module
 
     def __reduce__(self):
         return LayerReset, (self.module, self.entries, self.state)
@@ -722,7 +727,7 @@ def attach_plan_(model: nn.Module, plan, seed: int | None) -> dict:
         owners.setdefault(owner, []).append((name, path, kind, args))
     for owner, entries in owners.items():
         layer = modules[owner]
-        if layer is not model:  # an instance attribute (what nn.Module's __setattr__ would set)
+        if layer is not model:  # an instance attribute, as nn.Module's __setattr__ sets
             vars(layer)["reset_parameters"] = LayerReset(layer, entries, state)
     return modules
 
