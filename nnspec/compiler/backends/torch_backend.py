@@ -89,8 +89,8 @@ def build_torch(spec, seed=None, device="cpu"):
     """The spec's nn.Module, every tensor initialised once from its own stream.
 
     On the meta device nothing is allocated or initialised. Elsewhere the modules are constructed
-    directly on `device` with their own default initialisation skipped (`torch_runtime.SkipDefaultInit`): they
-    allocate their tensors, which `initialize` then fills, so each tensor is drawn once and no
+    directly on `device` with their own default initialisation skipped (`torch_runtime.NoDefaultInit`): they
+    allocate their tensors, which `initialize_` then fills, so each tensor is drawn once and no
     meta-to-device copy of the module tree is needed.
     """
     import gc

@@ -310,7 +310,10 @@ class NoDefaultInit:
     reset_parameters, the last step of their constructor: an instance attribute stands in
     for that method while the constructor runs (and is removed after it), so their tensors
     are allocated and left as they are, with no torch function mode (a Python call per
-    tensor operation). Anything else is called under SkipDefaultInit.
+    tensor operation). Anything else is called under SkipDefaultInit; the layers of
+    RESET_LAST with the method named there stood in for as well (nn.MultiheadAttention's
+    xavier_uniform_ would otherwise fill its largest tensor; the mode still keeps the
+    layers it constructs inside from drawing).
     """
 
     RESET_ONLY = (
@@ -323,26 +326,41 @@ class NoDefaultInit:
         nn.Embedding,
         nn.PReLU,
     )
+    RESET_LAST = {nn.MultiheadAttention: "_reset_parameters"}
 
     def __init__(self) -> None:
         self.mode = SkipDefaultInit()
-        self.reset_only: dict = {}  # func -> whether it is a class of RESET_ONLY
+        self.how: dict = {}  # func -> (method stood in for or None, under the mode)
 
     def __call__(self, func, args, kwargs):
-        reset_only = self.reset_only.get(func)
-        if reset_only is None:
-            reset_only = isinstance(func, type) and issubclass(func, self.RESET_ONLY)
-            self.reset_only[func] = reset_only
-        if not reset_only:
+        how = self.how.get(func)
+        if how is None:
+            how = self.how[func] = self._how(func)
+        method, under_mode = how
+        if method is None:
             with self.mode:
                 return func(*args, **kwargs)
         module = func.__new__(func)
-        module.__dict__["reset_parameters"] = _no_reset
+        module.__dict__[method] = _no_reset
         try:
-            module.__init__(*args, **kwargs)
+            if under_mode:
+                with self.mode:
+                    module.__init__(*args, **kwargs)
+            else:
+                module.__init__(*args, **kwargs)
         finally:
-            del module.__dict__["reset_parameters"]
+            del module.__dict__[method]
         return module
+
+    def _how(self, func) -> tuple:
+        if not isinstance(func, type):
+            return None, True
+        if issubclass(func, self.RESET_ONLY):
+            return "reset_parameters", False
+        for cls, method in self.RESET_LAST.items():
+            if issubclass(func, cls):
+                return method, True
+        return None, True
 
 
 def _no_reset() -> None:
