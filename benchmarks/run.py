@@ -3,6 +3,7 @@
     python benchmarks/run.py            # everything, full size
     python benchmarks/run.py --quick    # each benchmark once, tiny sizes (what the test suite runs)
     python benchmarks/run.py --skip-sharded   # without the 2e9-parameter sharded initialisation
+    python benchmarks/run.py --builds 5       # only the PyTorch build rows, 5 rounds, with their spread
 
 Baselines are measured in the same run, alternating with nnspec, and the
 median of several repetitions is reported with the ratio nnspec / baseline.
@@ -299,12 +300,36 @@ def bench_sharded_init(width: int = 4096, layers: int = 14, vocab: int = 16384) 
                 f"peak RSS {max(ours['peak']) / model_bytes:.2f}", ours["seconds"], None, "fraction <= 0.55")]
 
 
+def builds_only(rounds: int, reps: int) -> int:
+    """The PyTorch build rows (ResNet-50 by hand, torchvision's constructors) `rounds` times in one
+    process: each round's ratios, then each row's lowest, median and highest ratio. On a machine
+    shared with other jobs a single ratio moves with the load; the spread shows by how much."""
+    ratios: dict = {}
+    for number in range(1, rounds + 1):
+        for r in [bench_torch_build(reps, RESNET50), *bench_zoo_builds(reps)]:
+            ratios.setdefault(r["what"], []).append(r["ratio"])
+            base = f"{r['base']:.3f}s" if r["base"] else "-"
+            ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+            print(f"round {number}: {r['what']:<78} {r['ours']:>8.3f}s {base:>9} {ratio:>6}", flush=True)
+    print(f"{'ratio over ' + str(rounds) + ' rounds':<86} {'lowest':>7} {'median':>7} {'highest':>7}")
+    for what, values in ratios.items():
+        if None in values:
+            continue
+        print(f"{what:<86} {min(values):>7.2f} {statistics.median(values):>7.2f} {max(values):>7.2f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="each benchmark once at a tiny size")
     parser.add_argument("--skip-sharded", action="store_true",
                         help="leave out sharded initialisation (2e9 parameters: about 9 GiB of memory)")
+    parser.add_argument("--builds", type=int, metavar="ROUNDS",
+                        help="only the PyTorch build rows against their baselines, ROUNDS times, with the spread "
+                             "of each row's ratio")
     args = parser.parse_args(argv)
+    if args.builds:
+        return builds_only(args.builds, 1 if args.quick else 9)
     quick = args.quick
     reps = 1 if quick else 9
     spec = os.path.join(ROOT, "examples", "cifar_resnet.yaml") if quick else RESNET50

@@ -166,14 +166,14 @@ class Graph:
 
 
 def iter_layers(node: Node) -> Iterator[Layer]:
-    if isinstance(node, Layer):
-        yield node
-    elif isinstance(node, Sequence):
-        for item in node.items:
-            yield from iter_layers(item)
-    else:
-        for branch in node.branches:
-            yield from iter_layers(branch)
+    """The layers under `node`, depth first, in order (a walk with a stack: no generator per level)."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Layer):
+            yield node
+        else:
+            stack.extend(reversed(node.items if isinstance(node, Sequence) else node.branches))
 
 
 def iter_nodes(node: Node) -> Iterator[Node]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections import OrderedDict
 
 import torch
@@ -325,8 +326,82 @@ class SkipDefaultInit(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+class NoDefaultInit:
+    """`make(func, args, kwargs)`: func(*args, **kwargs) without the default initialisation of
+    the modules it constructs (nnspec's build, which then initialises every tensor once).
+
+    The layers of RESET_ONLY allocate their tensors and initialise them only in
+    reset_parameters, the last step of their constructor: an instance attribute stands in
+    for that method while the constructor runs (and is removed after it), so their tensors
+    are allocated and left as they are, with no torch function mode (a Python call per
+    tensor operation). Anything else is called under SkipDefaultInit; the layers of
+    RESET_LAST with the method named there stood in for as well (nn.MultiheadAttention's
+    xavier_uniform_ would otherwise fill its largest tensor; the mode still keeps the
+    layers it constructs inside from drawing).
+    """
+
+    RESET_ONLY = (
+        nn.modules.conv._ConvNd,
+        nn.Linear,
+        nn.modules.batchnorm._NormBase,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.RMSNorm,
+        nn.Embedding,
+        nn.PReLU,
+    )
+    RESET_LAST = {nn.MultiheadAttention: "_reset_parameters"}
+
+    def __init__(self) -> None:
+        self.mode = SkipDefaultInit()
+        self.how: dict = {}  # func -> (method stood in for or None, under the mode)
+
+    def __call__(self, func, args, kwargs):
+        how = self.how.get(func)
+        if how is None:
+            how = self.how[func] = self._how(func)
+        method, under_mode = how
+        if method is None:
+            with self.mode:
+                return func(*args, **kwargs)
+        module = func.__new__(func)
+        module.__dict__[method] = _no_reset
+        try:
+            if under_mode:
+                with self.mode:
+                    module.__init__(*args, **kwargs)
+            else:
+                module.__init__(*args, **kwargs)
+        finally:
+            del module.__dict__[method]
+        return module
+
+    def _how(self, func) -> tuple:
+        if not isinstance(func, type):
+            return None, True
+        if issubclass(func, self.RESET_ONLY):
+            return "reset_parameters", False
+        for cls, method in self.RESET_LAST.items():
+            if issubclass(func, cls):
+                return method, True
+        return None, True
+
+
+def _no_reset() -> None:
+    """What reset_parameters does while NoDefaultInit constructs a layer: nothing."""
+
+
 def sequential(**layers: nn.Module) -> nn.Sequential:  # children named as in the spec
     return nn.Sequential(OrderedDict(layers))
+
+
+def checked_sequential(**layers: nn.Module) -> nn.Sequential:
+    """sequential(**layers) of names already checked (a spec's: identifiers that shadow no
+    attribute of nn.Module, nnspec.names.identifier_problem): the same nn.Sequential,
+    without add_module's checks of each name."""
+    container = nn.Sequential()
+    container._modules.update(layers)
+    return container
 
 
 def spec_init(key: str, path: str, kind: str, **args) -> tuple:
@@ -587,17 +662,23 @@ def resolve_seed(seed: int | None) -> int:
 
 
 def initialize_(
-    model: nn.Module, plan, seed: int | None = None, only: set | None = None
+    model: nn.Module,
+    plan,
+    seed: int | None = None,
+    only: set | None = None,
+    modules: dict | None = None,
 ) -> int:
     """Initialise every tensor of `model` as `plan` says; reset norm statistics.
 
     Parameters may be plain tensors or DTensors (FSDP2, tensor parallel, a 2-D
     mesh): each rank computes its own shard. `only` (a set of state_dict keys)
-    limits both to those tensors and their norm layers. Returns the seed used.
+    limits both to those tensors and their norm layers. `modules`: the model's
+    named_modules as a dict, when the caller has it. Returns the seed used.
     """
     seed = resolve_seed(seed)
     params, norms = {}, []
-    for name, module in model.named_modules():  # one walk: parameters and norm layers
+    walk = model.named_modules() if modules is None else modules.items()
+    for name, module in walk:  # one walk: parameters and norm layers
         prefix = f"{name}." if name else ""
         for own, param in module._parameters.items():
             if param is not None:
@@ -641,11 +722,27 @@ class LayerReset:
     """A layer's reset_parameters: its tensors as the spec says, with the model's seed.
 
     An object rather than a bound function, so that copies and pickles of the model
-    keep it, bound to their own layer.
+    keep it, bound to their own layer (`__reduce__`). It holds its layer by a weak
+    reference: a strong one would be a reference cycle (layer -> reset_parameters ->
+    layer), which would keep every layer and its tensors alive after the model is
+    dropped, until the cyclic collector's next full pass.
     """
 
     def __init__(self, module: nn.Module, entries: list, state: dict) -> None:
-        self.module, self.entries, self.state = module, entries, state
+        self.layer = weakref.ref(module)
+        self.entries, self.state = entries, state
+
+    @property
+    def module(self) -> nn.Module:
+        module = self.layer()
+        if module is None:
+            raise ReferenceError(
+                "reset_parameters of a layer that no longer exists (kept after its model was dropped)"
+            )
+        return module
+
+    def __reduce__(self):
+        return LayerReset, (self.module, self.entries, self.state)
 
     def __call__(self) -> None:
         self.state["seed"] = resolve_seed(self.state["seed"])
@@ -659,8 +756,9 @@ class LayerReset:
                 self.module.reset_running_stats()
 
 
-def attach_plan_(model: nn.Module, plan, seed: int | None) -> None:
-    """Keep the plan on the model; give each layer a reset_parameters that follows it."""
+def attach_plan_(model: nn.Module, plan, seed: int | None) -> dict:
+    """Keep the plan on the model; give each layer a reset_parameters that follows it.
+    Returns the model's named_modules as a dict."""
     model._nnspec_plan = plan
     model._nnspec_state = state = {"seed": seed}
     modules = dict(model.named_modules())
@@ -669,8 +767,10 @@ def attach_plan_(model: nn.Module, plan, seed: int | None) -> None:
         owner, _, name = key.rpartition(".")
         owners.setdefault(owner, []).append((name, path, kind, args))
     for owner, entries in owners.items():
-        if modules[owner] is not model:
-            modules[owner].reset_parameters = LayerReset(modules[owner], entries, state)
+        layer = modules[owner]
+        if layer is not model:  # an instance attribute, as nn.Module's __setattr__ sets
+            vars(layer)["reset_parameters"] = LayerReset(layer, entries, state)
+    return modules
 
 
 class Initializable:
