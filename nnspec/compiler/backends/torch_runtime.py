@@ -423,6 +423,42 @@ def stream_block(seed: int, index: int, block: torch.Tensor, draw) -> None:
     getattr(nn.init, kind + "_")(block, *args, generator=generator)
 
 
+_pools: dict = {}  # threads -> a ThreadPoolExecutor of that many workers
+DRAWS = ("uniform", "normal", "trunc_normal")  # the kinds that are their stream as it is
+PLAIN = (torch.Tensor, nn.Parameter)  # not DTensors (a shard of a stream)
+
+
+def draw_deferred(tensors: list, threads: int) -> None:
+    """Draw whole tensors' streams (seed, numel, draw, flat tensor) on `threads` threads.
+
+    The blocks are independent (each its own generator), so the values do not depend
+    on the order or the threads that draw them; PyTorch's kernels release the GIL.
+    Each block is drawn with one intra-op thread, as stream_range does.
+    """
+    size = 2**16
+    jobs = [
+        (seed, index, flat[index * size : (index + 1) * size], draw)
+        for seed, numel, draw, flat in tensors
+        for index in range((numel + size - 1) // size)
+    ]
+    if threads <= 1 or len(jobs) < 2:
+        for seed, _, draw, flat in tensors:
+            stream_range(seed, flat.numel(), 0, flat.numel(), draw, flat)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _pools.get(threads)
+    if pool is None:
+        pool = _pools[threads] = ThreadPoolExecutor(threads, "nnspec-draw")
+    jobs.sort(key=lambda job: -job[2].numel())  # the largest first: even finishing times
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        list(pool.map(lambda job: stream_block(*job), jobs))
+    finally:
+        torch.set_num_threads(before)
+
+
 def stream_range(seed, numel, start, stop, draw, out) -> None:
     """Write elements start..stop of a tensor's stream (numel elements) into `out`.
 
@@ -546,7 +582,13 @@ def whole(kind, args, seed, shape, device, dtype) -> torch.Tensor:
     flattened = full.view(rows, cols)
     if rows < cols:
         flattened.t_()
-    q, r = torch.linalg.qr(flattened)
+    # LAPACK's rounding depends on its threads: one, the same values on every machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        q, r = torch.linalg.qr(flattened)
+    finally:
+        torch.set_num_threads(threads)
     q *= torch.diag(r, 0).sign()
     if rows < cols:
         q.t_()
@@ -685,10 +727,18 @@ def initialize_(
                 params.setdefault(prefix + own, param)
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             norms.append((prefix, module))
+    threads = torch.get_num_threads()
+    later = []  # whole plain tensors on the CPU drawn from their streams: on several threads
     with torch.no_grad():
         for key, path, kind, args in plan:
             if only is None or key in only:
-                init_tensor_(params[key], tensor_seed(seed, path), kind, **args)
+                param = params[key]
+                if threads > 1 and kind in DRAWS and type(param) in PLAIN and param.is_cpu and param.is_contiguous():
+                    draw = (kind, tuple(args.values()))
+                    later.append((tensor_seed(seed, path), param.numel(), draw, param.view(-1)))
+                else:
+                    init_tensor_(param, tensor_seed(seed, path), kind, **args)
+        draw_deferred(later, threads)
         for prefix, module in norms:
             if only is None or any(prefix + own in only for own in module._parameters):
                 module.reset_running_stats()
