@@ -73,7 +73,8 @@ def round_trip(source, text, shape, atol=1e-5):
     return built, report
 
 
-TORCHVISION = ["resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "efficientnet_b0", "squeezenet1_0", "densenet121"]
+TORCHVISION = ["resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "efficientnet_b0", "squeezenet1_0", "densenet121",
+               "shufflenet_v2_x1_0"]
 
 
 @pytest.mark.parametrize("name", TORCHVISION)
@@ -158,6 +159,83 @@ def test_densenet_dense_blocks_are_running_concats():
     assert "dense_block: {n: 24, name: features_denseblock3}" in text and len(text.splitlines()) < 80
     # the run of denselayer1, denselayer2, ... is named after its first: copy j stands for denselayer(1 + j)
     assert "dense_layer: {repeat: $n, name: denselayer1}" in text
+
+
+def test_shufflenet_units_are_slices_a_concat_and_a_channel_shuffle():
+    """InvertedResidual: stride 1 `x1, x2 = x.chunk(2, dim=1); cat((x1, branch2(x2)), 1)`, stride 2
+    `cat((branch1(x), branch2(x)), 1)`, then channel_shuffle(out, 2) written as view, transpose, view: a
+    `concat` whose stride-1 branches begin with a `slice`, then `channel_shuffle: {groups: 2}`."""
+    _, text = imported("shufflenet_v2_x1_0")
+    assert text.count("      - channel_shuffle: {groups: 2}") == 2  # once in each unit's block
+    assert "          - - slice: {stop: $stop}\n          - - slice: {start: $stop}\n" in text
+    assert "repeat: 7, name: stage3_1" in text and len(text.splitlines()) < 80
+    # ShuffleNetV2 has no init loop: every module keeps its own default
+    found = inits_by_kind_role(text)
+    assert found[("conv2d", "weight")] == {"torch_default"}
+    assert found[("batchnorm", "gamma")] == {"ones"} and found[("batchnorm", "beta")] == {"zeros"}
+    assert found[("linear", "weight")] == {"torch_default"} and found[("linear", "bias")] == {"torch_default"}
+    assert "uncertain" not in text
+
+
+def test_the_other_shufflenet_widths_round_trip():
+    torch.set_num_threads(1)
+    source, text = imported("shufflenet_v2_x0_5", 32)
+    round_trip(source, text, (3, 32, 32))
+
+
+class Split(nn.Module):
+    """Another way to write a shuffle (three groups, `.transpose`, `.reshape(b, -1, h, w)`) and uneven
+    splits: `chunk(2)` of 9 channels gives 5 and 4, `torch.split` with a list of sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 9, 3, padding=1)
+        self.a = nn.Conv2d(4, 4, 1)
+        self.b = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        b, c, h, w = x.shape
+        x = x.view(b, 3, c // 3, h, w).transpose(1, 2).contiguous().reshape(b, -1, h, w)
+        x1, x2 = x.chunk(2, dim=1)
+        x = torch.cat((x1, self.a(x2)), 1)
+        y1, y2, y3 = torch.split(x, [3, 4, 2], dim=1)
+        return torch.cat((self.b(y3), y1, y2), 1)
+
+
+def test_other_shuffles_and_splits():
+    torch.manual_seed(0)
+    source = Split().eval()
+    text = from_torch(source, (3, 8, 8))
+    assert "channel_shuffle: {groups: 3}" in text
+    assert "slice: {stop: 5}" in text and "slice: {start: 5}" in text  # chunk(2) of 9: 5 and 4
+    assert "slice: {start: 7}" in text and "slice: {stop: 3}" in text and "slice: {start: 3, stop: 7}" in text
+    round_trip(source, text, (3, 8, 8))
+
+
+def _shuffle_view(x, groups=2):
+    b, c, h, w = x.size()
+    return x.view(b, groups, c // groups, h, w)
+
+
+@pytest.mark.parametrize("forward,what", [
+    (lambda self, x: _shuffle_view(self.conv(x)).view(1, 4, 6, 6),
+     "splits the channels into 2 groups, but `.view(...)` follows it, not a transpose of dims 1 and 2"),
+    (lambda self, x: _shuffle_view(self.conv(x)).transpose(1, 3).reshape(1, 4, 6, 6), "not a transpose"),
+    (lambda self, x: _shuffle_view(self.conv(x)).sum(1), "`.sum(...)` follows it"),
+    (lambda self, x: _shuffle_view(self.conv(x)).transpose(1, 2).flatten(1), "not the view back to [1, 4, 6, 6]"),
+    (lambda self, x: self.conv(x).view(1, 2, 2, 6, 6).transpose(1, 2).reshape(1, 4, 6, 6), "batch size is not"),
+    (lambda self, x: torch.cat(self.conv(x).chunk(2, dim=1), 1), "as one tuple"),
+    (lambda self, x: self.conv(x).chunk(2, dim=2)[0], "along dim=2"),
+])
+def test_what_is_not_a_shuffle_or_a_split_is_named(forward, what):
+    Bad = type("Bad", (nn.Module,), {"forward": forward})
+    bad = Bad()
+    nn.Module.__init__(bad)
+    bad.conv = nn.Conv2d(3, 4, 3)
+    with pytest.raises(ImportProblem) as info:
+        from_torch(bad, (3, 8, 8))
+    assert info.value.where == "Bad" and what in info.value.message, str(info.value)
 
 
 class ListCall(nn.Module):

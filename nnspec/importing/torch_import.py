@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 
-from nnspec.importing import ImportProblem
+from nnspec.importing import ImportProblem, shuffle
 from nnspec.importing.structure import Item
 
 
@@ -262,6 +262,7 @@ class _Converter:
         self.functions = _functional()
         self.list_called: set = set()  # ids of modules called with a list of tensors (DenseNet's layers)
         self.class_names: dict = {}
+        self.special: dict = {}  # node -> (input -> items): the constructs of pattern modules (shuffle.py)
 
     # -- modules --------------------------------------------------------------------
     def module(self, m, where: str) -> list:
@@ -362,6 +363,7 @@ class _Converter:
         self.order = {n: i for i, n in enumerate(nodes)}
         self.emitted = set()
         self.m, self.label, self.where = m, label, where
+        shuffle.scan(self, nodes)
         try:
             dense = self.dense_block(nodes, inputs[0], result)
             return dense if dense is not None else self.chain(inputs[0], result)
@@ -533,6 +535,8 @@ class _Converter:
         raise ImportProblem(self.label, f"{what} along dim={dim}: nnspec's concat joins the channel axis (dim 1)")
 
     def node(self, node, cur) -> list:
+        if node in self.special:
+            return self.special[node](cur)
         if node.op == "call_module":
             sub = self.m.get_submodule(node.target)
             path = f"{self.where}.{node.target}" if self.where else node.target
