@@ -311,6 +311,8 @@ def test_constants_are_exact():
     assert infer(torch.zeros(4, 3).numpy(), "linear", "weight", 3, 4).best == "zeros"
     assert infer(torch.ones(4).numpy(), "batchnorm", "gamma", 0, 0).best == "ones"
     assert infer(torch.full((4,), 0.25).numpy(), "prelu", "weight", 0, 0).best == "{constant: 0.25}"
+    # a float32 constant is written as the shortest number that is the same float32 (1e-06, not 9.99999997e-07)
+    assert infer(torch.full((4,), 1e-6).numpy(), "scale", "gamma", 0, 0).best == "{constant: 1.0e-06}"
     assert infer(2 * torch.eye(5, 3).numpy(), "linear", "weight", 3, 5).best == "{eye: 2.0}"
     w = torch.empty(6, 6, 3, 3)
     nn.init.dirac_(w)
