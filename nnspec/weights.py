@@ -27,7 +27,10 @@ state_dict keys:
      counted (layers without tensors too) and a repeat counted as its copies
      (`layer1.1` for `layer1.blocks.0` of examples/resnet50.yaml, MobileNetV2's
      `features.0.0` for `features_0.conv2d_1`);
-   - the last segment is the tensor's own name (`weight`, `running_mean`).
+   - the last segment is the tensor's own name (`weight`, `running_mean`), or,
+     a derived step, the name of a model layer that holds one tensor: a
+     module's bare parameter (torchvision ConvNeXt's `features.1.0.layer_scale`
+     for the `scale` layer `features_1.0.residual_1.branch.layer_scale.weight`).
    A number is read only where both sides number the same modules: a position
    where the source's numbered children holding tensors are the positions of
    the sequence's items holding tensors (no layer added or left out); a name
@@ -47,7 +50,12 @@ state_dict keys:
 
 Tiers 1 and 3 are reported as "name", 2 as "rename", 4 as "structure"; a note
 counts the pairs of tier 3. A pair of different shapes is a mismatch, whichever
-tier made it: never loaded, reported with both keys and both shapes.
+tier made it: never loaded, reported with both keys and both shapes; but for
+one case: a pair by name or rename whose shapes hold the same sizes in the same
+order once the axes of size 1 are left out (torchvision ConvNeXt's layer scale,
+[C, 1, 1], against nnspec's `scale`, [C]) is loaded with a reshape (the values
+in their order) and listed in `report.reshaped` with both keys and both shapes,
+a line of its own in the report; never by structure, whose pairs are guesses.
 
 The report lists every pair and how it was made, every key left unmatched on
 either side, and every pair whose shapes differ (both keys and both shapes).
@@ -97,10 +105,12 @@ class WeightsError(ValueError):
 @dataclass
 class WeightReport:
     """What `load_weights` paired, left over and loaded. `matches`: (model key, source key, how, shape), how
-    one of "name", "rename", "structure"; `mismatched`: (model key, model shape, source key, source shape)."""
+    one of "name", "rename", "structure"; `mismatched`: (model key, model shape, source key, source shape), never
+    loaded; `reshaped`: the matches whose shapes differ by axes of size 1 only, loaded with a reshape."""
 
     matches: list = field(default_factory=list)
     mismatched: list = field(default_factory=list)
+    reshaped: list = field(default_factory=list)  # pairs loaded with a reshape: (model key, shape, source key, shape)
     missing: list = field(default_factory=list)  # model keys that no source tensor fills: (key, shape)
     unexpected: list = field(default_factory=list)  # source keys that fill no model key: (key, shape)
     loaded: Optional[int] = None  # how many tensors were loaded; None when matching only (`nnspec weights`)
@@ -113,7 +123,7 @@ class WeightReport:
         return not (self.mismatched or self.missing or self.unexpected)
 
     def mapping(self) -> dict:
-        """model key -> source key, for every pair of equal shapes."""
+        """model key -> source key, for every pair that loads (equal shapes, or reshaped)."""
         return {target: source for target, source, _, _ in self.matches}
 
     def summary(self) -> str:
@@ -130,6 +140,8 @@ class WeightReport:
         if self.unexpected:
             problems.append(f"{len(self.unexpected)} source key(s) unmatched")
         text += "; " + ", ".join(problems) if problems else "; nothing left over"
+        if self.reshaped:
+            text += f"; {len(self.reshaped)} reshaped (axes of size 1 only)"
         return text + ("" if self.loaded is None else f"; {self.loaded} loaded")
 
     def __str__(self) -> str:
@@ -138,6 +150,9 @@ class WeightReport:
             width = max(len(t) for t, _, _, _ in self.matches)
             lines.append("matched (model key <- source key, shape, how):")
             lines += [f"  {t:<{width}}  <- {s}  {_shape(shape)}  {how}" for t, s, how, shape in self.matches]
+        if self.reshaped:
+            lines.append("reshaped, the shapes differing by axes of size 1 only (model key shape <- source key shape):")
+            lines += [f"  {t} {_shape(ts)} <- {s} {_shape(ss)}" for t, ts, s, ss in self.reshaped]
         if self.mismatched:
             lines.append("shape mismatches (model key shape <- source key shape):")
             lines += [f"  {t} {_shape(ts)} <- {s} {_shape(ss)}" for t, ts, s, ss in self.mismatched]
@@ -460,11 +475,18 @@ def match(target: dict, source: dict, rename=None, source_name: str = "the sourc
         tshape, sshape = tuple(target[t].shape), tuple(source[s].shape)
         if tshape == sshape:
             report.matches.append((t, s, how, tshape))
+        elif how != "structure" and _without_ones(tshape) == _without_ones(sshape):
+            report.matches.append((t, s, how, tshape))
+            report.reshaped.append((t, tshape, s, sshape))
         else:
             report.mismatched.append((t, tshape, s, sshape))
     report.missing = [(k, tuple(target[k].shape)) for k in rest_target]
     report.unexpected = [(k, tuple(source[k].shape)) for k in rest_source]
     return report
+
+
+def _without_ones(shape: tuple) -> tuple:
+    return tuple(n for n in shape if n != 1)
 
 
 # -- by name through nnspec's module tree --------------------------------------------------
@@ -616,6 +638,13 @@ def _walk(tree: _Tree, numbering: _Numbering, segments: list) -> dict:
             key = tree.tensors.get(path, {}).get(segments[i])
             if key is not None and cost < found.get(key, cost + 1):
                 found[key] = cost
+            for name, child in tree.visible_of(path):  # a bare parameter: a layer of that name with one tensor
+                own = tree.tensors.get(child, {})
+                if name == segments[i] and len(own) == 1 and not any(
+                        c in tree.tensors_below for _, c in tree.children.get(child, ())):
+                    key = next(iter(own.values()))
+                    if cost + 1 < found.get(key, cost + 2):
+                        found[key] = cost + 1
             return
         for name, child in tree.visible_of(path):
             for k, extra in _spans(name, segments, i, last):
@@ -713,7 +742,7 @@ def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> 
                            report)
     with torch.no_grad():
         for t, s, _, _ in report.matches:
-            target[t].copy_(tensors[s])
+            target[t].copy_(tensors[s].reshape(target[t].shape))
     report.loaded = len(report.matches)
     return report
 
@@ -755,7 +784,7 @@ def _load_into_keras(keras_model, source, spec, rename, strict) -> WeightReport:
 
     with torch.no_grad():
         for t, s, _, _ in report.matches:
-            target[t].copy_(tensors[s])
+            target[t].copy_(tensors[s].reshape(target[t].shape))
     nnspec.transfer(torch_model, keras_model, spec)
     report.loaded = len(report.matches)
     return report

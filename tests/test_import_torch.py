@@ -55,14 +55,23 @@ def errors_of(text: str) -> list:
     return [d for d in diagnostics if d.is_error]
 
 
-def round_trip(source, text, shape, atol=1e-5):
+def round_trip(source, text, shape, atol=1e-5, reshaped=0):
+    """`reshaped`: how many tensors are known to differ by axes of size 1 only (ConvNeXt's layer scale,
+    [C, 1, 1] in the source and [C] in the spec): they pair by name, load with a reshape the report lists,
+    and the other shapes are compared pair by pair instead of in state_dict order."""
     assert errors_of(text) == []
     built = nnspec.build(nnspec.loads(text)).eval()
     ours, theirs = built.state_dict(), source.state_dict()
-    assert [tuple(v.shape) for v in ours.values()] == [tuple(v.shape) for v in theirs.values()]
+    if not reshaped:
+        assert [tuple(v.shape) for v in ours.values()] == [tuple(v.shape) for v in theirs.values()]
     assert sum(p.numel() for p in built.parameters()) == sum(p.numel() for p in source.parameters())
     report = nnspec.load_weights(built, source)
-    assert report.ok and len(report.matches) == len(theirs)
+    assert report.ok and len(report.matches) == len(ours) == len(theirs)
+    assert len(report.reshaped) == reshaped
+    for t, ts, s, ss in report.reshaped:
+        assert [n for n in ts if n != 1] == [n for n in ss if n != 1], (t, s)
+    other = {t for t, _, _, _ in report.reshaped}
+    assert all(ours[t].shape == theirs[s].shape for t, s, _, _ in report.matches if t not in other)
     by = {}
     for ours_key, their_key, how, _ in report.matches:
         by.setdefault(how, []).append(f"{their_key} -> {ours_key}")
@@ -380,6 +389,8 @@ def test_constants_are_exact():
     assert infer(torch.zeros(4, 3).numpy(), "linear", "weight", 3, 4).best == "zeros"
     assert infer(torch.ones(4).numpy(), "batchnorm", "gamma", 0, 0).best == "ones"
     assert infer(torch.full((4,), 0.25).numpy(), "prelu", "weight", 0, 0).best == "{constant: 0.25}"
+    # a float32 constant is written as the shortest number that is the same float32 (1e-06, not 9.99999997e-07)
+    assert infer(torch.full((4,), 1e-6).numpy(), "scale", "gamma", 0, 0).best == "{constant: 1.0e-06}"
     assert infer(2 * torch.eye(5, 3).numpy(), "linear", "weight", 3, 5).best == "{eye: 2.0}"
     w = torch.empty(6, 6, 3, 3)
     nn.init.dirac_(w)
@@ -485,3 +496,130 @@ def test_a_tensor_no_candidate_fits_is_flagged_uncertain():
     assert "# 2 of 4 tensors fit no candidate well: marked `uncertain`." in text
     assert text.count("# uncertain: the best candidate has KS p") == 2
     assert errors_of(text) == []
+
+
+# -- ConvNeXt: channels-last pairs, LayerNorm2d, layer scale ------------------------------------------
+
+def test_convnext_tiny_round_trip():
+    """torchvision's ConvNeXt-Tiny: every tensor by name; the 18 layer scales ([C, 1, 1] in torchvision, [C]
+    in nnspec's `scale`) load with a reshape the report lists. The layer scales are set away from 1e-6
+    first, so that the output depends on every block's branch."""
+    import copy
+
+    torch.set_num_threads(1)
+    source, text = imported("convnext_tiny")
+    source = copy.deepcopy(source)
+    with torch.no_grad():
+        for name, p in source.named_parameters():
+            if name.endswith("layer_scale"):
+                p.uniform_(0.5, 1.5)
+    _, report = round_trip(source, text, (3, 64, 64), atol=1e-4, reshaped=18)
+    assert report.reshaped[0] == ("features_1_0.residual_1.branch.layer_scale.weight", (96,),
+                                  "features.1.0.layer_scale", (96, 1, 1))
+    assert ("features_1_0.residual_1.branch.layer_scale.weight [96] <- features.1.0.layer_scale [96, 1, 1]"
+            in str(report))
+
+
+def test_convnext_tiny_spec_and_inits_follow_torchvision():
+    _, text = imported("convnext_tiny")
+    # CNBlock: the permute pair around the per-position layers is to_tokens ... to_map, then the layer scale
+    # and stochastic depth; LayerNorm2d (stem, downsampling, head) is a layernorm over the channels
+    assert ("          - to_tokens\n          - layernorm: {eps: 1.0e-06, name: block_2}\n"
+            "          - linear: {out: $out, name: block_3}\n          - gelu\n") in text
+    assert "          - to_map\n          - scale: {name: layer_scale}\n          - drop_path: {p: $p}\n" in text
+    assert text.count("layernorm: {over: channels, eps: 1.0e-06") == 5
+    assert "permute" not in text
+    # ConvNeXt.__init__: trunc_normal_(std=0.02) on conv and linear weights (its bounds -2, 2 lie 100 std
+    # out: the same distribution as normal(0, 0.02)), zero biases; layer scale ones(dim, 1, 1) * 1e-6
+    found = inits_by_kind_role(text)
+    assert found[("conv2d", "weight")] == found[("linear", "weight")] == {"normal(mean=0.0, std=0.02)"}
+    assert found[("conv2d", "bias")] == found[("linear", "bias")] == {"zeros"}
+    assert found[("layernorm", "gamma")] == {"ones"} and found[("layernorm", "beta")] == {"zeros"}
+    assert found[("scale", "gamma")] == {"constant(value=1e-06)"}
+    assert "scale:\n    gamma: {constant: 1.0e-06}" in text and "uncertain" not in text
+
+
+class LayerNorm2d(nn.LayerNorm):
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ChannelsLast(nn.Module):
+    """A small ConvNeXt block written with method calls: permute, per-position MLP, permute back, layer scale."""
+
+    def __init__(self, dim=8):
+        super().__init__()
+        self.norm = LayerNorm2d(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, 2 * dim)
+        self.fc2 = nn.Linear(2 * dim, dim)
+        self.layer_scale = nn.Parameter(torch.rand(dim, 1, 1) + 0.5)
+
+    def forward(self, x):
+        y = self.norm(x).permute(0, 2, 3, 1)
+        y = self.fc2(F.gelu(self.fc1(y))).permute(0, 3, 1, 2)
+        return x + self.layer_scale * y
+
+
+def test_channels_last_method_calls_and_a_layer_scale_round_trip():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    source = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), ChannelsLast()).eval()
+    text = from_torch(source, (3, 6, 5))
+    assert "layernorm: {over: channels, eps: 1.0e-06, name: norm}" in text
+    assert "- to_tokens\n" in text and "- to_map\n" in text and "scale: {name: layer_scale}" in text
+    round_trip(source, text, (3, 6, 5), reshaped=1)
+
+
+def _bad(forward, **modules):
+    Bad = type("Bad", (nn.Module,), {"forward": forward})
+    bad = Bad()
+    nn.Module.__init__(bad)
+    for name, module in modules.items():
+        setattr(bad, name, module)
+    return bad
+
+
+@pytest.mark.parametrize("forward,what", [
+    # a permute without its partner, another permutation, the partner of another rank
+    (lambda self, x: self.fc(self.conv(x).permute(0, 2, 3, 1)), "is followed by no permute back"),
+    (lambda self, x: self.conv(x).permute(0, 1, 3, 2), "`.permute(0, 1, 3, 2)`: nnspec has no permute"),
+    (lambda self, x: self.conv(x).permute(0, 3, 1, 2), "`.permute(0, 3, 1, 2)`: nnspec has no permute"),
+    # a pair around something that mixes positions
+    (lambda self, x: self.conv(self.conv(x).permute(0, 2, 3, 1).permute(0, 3, 1, 2).relu()), None),
+    (lambda self, x: self.conv(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+     "hold `conv2d` (conv), which does not act on each position alone"),
+    (lambda self, x: self.fc(torch.permute(self.conv(x), (0, 2, 3, 1))).softmax(1).permute(0, 3, 1, 2),
+     "hold `softmax`"),
+    # a parameter times the tensor, broadcast along another axis than the channels
+    (lambda self, x: self.conv(x) * self.row, "`row` (a parameter of shape [1, 4, 1]) times the tensor of rank 4"),
+])
+def test_a_permute_or_a_parameter_product_that_is_not_read_stays_an_import_problem(forward, what):
+    bad = _bad(forward, conv=nn.Conv2d(4, 4, 3, padding=1), fc=nn.Linear(4, 4), row=nn.Parameter(torch.ones(1, 4, 1)))
+    if what is None:  # an empty pair (nothing in between) is to_tokens, to_map: it imports
+        text = from_torch(bad, (4, 4, 4))
+        assert "- to_tokens\n  - to_map\n" in text
+        return
+    with pytest.raises(ImportProblem) as info:
+        from_torch(bad, (4, 4, 4))  # as many channels as rows: the conv between the permutes runs
+    assert info.value.where == "Bad" and what in info.value.message, str(info.value)
+
+
+def test_a_layernorm_subclass_of_another_forward_is_not_read_as_a_channel_layernorm():
+    class Odd(nn.LayerNorm):
+        def forward(self, x):
+            x = x.permute(0, 2, 3, 1)
+            x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps) * 2
+            return x.permute(0, 3, 1, 2)
+
+    with pytest.raises(ImportProblem) as info:
+        from_torch(nn.Sequential(nn.Conv2d(3, 4, 1), Odd(4)), (3, 4, 4))
+    assert info.value.where == "1" and "layer_norm" in info.value.message
+
+
+def test_a_layer_scale_of_one_factor_for_all_channels_is_named():
+    bad = _bad(lambda self, x: self.conv(x) * self.one, conv=nn.Conv2d(3, 4, 1), one=nn.Parameter(torch.ones(1, 1, 1)))
+    with pytest.raises(ImportProblem, match=r"`one` \(a parameter of shape \[1, 1, 1\]\) times the tensor with 4 "
+                                            "channels"):
+        from_torch(bad, (3, 4, 4))

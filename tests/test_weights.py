@@ -349,3 +349,49 @@ def test_a_rename_rule_comes_before_names_read_through_the_tree():
     assert report.ok and [t for t, how in hows.items() if how == "rename"] == [
         "layer2_0.residual_1.branch.fc.weight", "layer2_0.residual_1.branch.fc.bias"]
     assert {how for t, how in hows.items() if not t.startswith("layer2_0")} == {"name"}
+
+
+LAYER_SCALE = """nnspec: 1
+name: t
+input: [4, 3, 3]
+layers:
+  - residual:
+      - conv2d: {out: 4, kernel: 1, name: conv}
+      - scale: {name: layer_scale}
+"""
+
+
+def test_shapes_that_differ_by_axes_of_size_one_load_with_a_reshape_by_name_only(tmp_path):
+    """torchvision ConvNeXt's layer scale is a bare [C, 1, 1] parameter of the block; nnspec's `scale` layer
+    holds [C]: the parameter's name stands for the layer that holds one tensor, and the pair loads with a
+    reshape, listed with both keys and shapes. A real shape mismatch is still refused, and a reshape is never
+    made for a pair by structure."""
+    from nnspec.cli import main
+
+    model = nnspec.build(nnspec.loads(LAYER_SCALE))
+    gamma = torch.arange(4.0).reshape(4, 1, 1)
+    source = {"conv.weight": torch.ones(4, 4, 1, 1), "conv.bias": torch.zeros(4), "layer_scale": gamma}
+    report = nnspec.load_weights(model, source)
+    key = "residual_1.branch.layer_scale.weight"
+    assert report.ok and report.mapping()[key] == "layer_scale"
+    assert {how for _, _, how, _ in report.matches} == {"name"}
+    assert report.reshaped == [(key, (4,), "layer_scale", (4, 1, 1))]
+    assert "1 reshaped (axes of size 1 only)" in report.summary()
+    assert f"{key} [4] <- layer_scale [4, 1, 1]" in str(report)
+    assert torch.equal(model.state_dict()[key], torch.arange(4.0))
+    # the converted file holds the model's shapes
+    torch.save(source, tmp_path / "w.pt")
+    (tmp_path / "t.yaml").write_text(LAYER_SCALE)
+    assert main(["weights", str(tmp_path / "t.yaml"), "--from", str(tmp_path / "w.pt"),
+                 "--save", str(tmp_path / "out.pt")]) == 0
+    assert torch.load(tmp_path / "out.pt")[key].shape == (4,)
+    # other sizes: a mismatch, nothing loaded
+    for wrong in (torch.zeros(2, 2, 1), torch.zeros(4, 2), torch.zeros(1, 5)):
+        with pytest.raises(WeightsError) as info:
+            nnspec.load_weights(model, {**source, "layer_scale": wrong})
+        assert info.value.report.mismatched == [(key, (4,), "layer_scale", tuple(wrong.shape))]
+        assert info.value.report.reshaped == [] and info.value.report.loaded == 0
+    # by structure (the name pairs nothing): a mismatch too
+    other = source.pop("layer_scale")
+    report = match(model.state_dict(), {**source, "other": other}, model=model)
+    assert report.mismatched == [(key, (4,), "other", (4, 1, 1))] and report.reshaped == []

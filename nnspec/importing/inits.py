@@ -138,10 +138,20 @@ def _fitted(sample, values) -> list:
     return out
 
 
+def _short_float32(v: float) -> float:
+    """A float32 value as the shortest number that rounds to it (torch.ones(...) * 1e-6 holds
+    9.99999997e-07, written 1e-06: the same float32 when built); any other value as it is."""
+    single = np.float32(v)
+    if float(single) != v:
+        return v
+    short = float(str(single))
+    return short if np.float32(short) == single else v
+
+
 def _constant(values: np.ndarray, kind: str):
     flat = values.reshape(-1)
     if flat.size and np.all(flat == flat[0]):
-        v = float(flat[0])
+        v = _short_float32(float(flat[0]))
         return "zeros" if v == 0 else "ones" if v == 1 else {"constant": v}
     if values.ndim == 2 and values.size > 1:
         g = float(values[0, 0])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 
-from nnspec.importing import ImportProblem, shuffle
+from nnspec.importing import ImportProblem, convnext, shuffle
 from nnspec.importing.structure import Item
 
 
@@ -268,7 +268,7 @@ class _Converter:
     def module(self, m, where: str) -> list:
         from torch import nn
 
-        kind = self._leaf(m)
+        kind = self._leaf(m) or convnext.leaf(m)
         if kind is not None:
             item = kind(m, where)
             item.source = where
@@ -359,7 +359,7 @@ class _Converter:
         saved = (getattr(self, "meta", None), getattr(self, "order", None), getattr(self, "emitted", None),
                  getattr(self, "m", None), getattr(self, "label", None), getattr(self, "where", None))
         self.meta = set()
-        self.meta = {n for n in nodes if self._is_meta(n)}
+        self.meta = {n for n in nodes if self._is_meta(n)} | convnext.parameters(m, nodes)
         self.order = {n: i for i, n in enumerate(nodes)}
         self.emitted = set()
         self.m, self.label, self.where = m, label, where
@@ -554,6 +554,9 @@ class _Converter:
                                             "outside a layer has no nnspec construct")
         kind = self._function_kind(node)
         text = _describe(node)
+        found = convnext.node_items(self, node, cur, kind)  # permutes, layer scale
+        if found is not None:
+            return found
         if kind is None:
             raise ImportProblem(self.label, f"{text} has no nnspec kind",
                                 "the layer kinds are listed in the README's reference (`nnspec schema` has them all)")
@@ -671,7 +674,7 @@ def convert(module, input_shape) -> list:
                                                        f"{type(exc).__name__}: {exc}") from None
         converter = _Converter(module, inputs)
         converter.param_order = {id(p): i for i, p in enumerate(module.parameters())}
-        items = converter.module(module, "")
+        items = convnext.pair_permutes(converter.module(module, ""))
         if len(items) == 1 and items[0].kind == "instance":
             items = items[0].body  # the model's own class is the spec's top level
         return items, converter.class_names
