@@ -19,7 +19,7 @@ from typing import Any, Optional
 from nnspec.compiler.arithmetic import ExpressionError, evaluate, tokens_of
 from nnspec.compiler.backends.expr import Arg, Call, Const
 from nnspec.compiler.blocks import ARG_REF
-from nnspec.compiler.ir import Sequence
+from nnspec.compiler.ir import Graph, Sequence, iter_nodes
 
 IN_CH = "in_ch"  # the parameter of a block class that stands for its input's channels
 
@@ -360,3 +360,17 @@ def constructor_call(cls: BlockClass, call: Sequence) -> Call:
 
 def class_defaults(cls: BlockClass) -> dict:
     return {name: default for name, _, default in cls.params if default is not REQUIRED}
+
+
+def collapse_repeats(prefixes: list, graph: Graph) -> list:
+    """`encoder.0` ... `encoder.11` as `encoder` when they are every copy of the repeat `encoder`."""
+    repeats = {n.path: len(n.items) for n in iter_nodes(graph.root) if isinstance(n, Sequence) and n.kind == "repeat"}
+    out, seen = [], set(prefixes)
+    for p in prefixes:
+        parent = p.rpartition(".")[0]
+        if parent in repeats and all(f"{parent}.{i}" in seen for i in range(repeats[parent])):
+            if parent not in out:
+                out.append(parent)
+        else:
+            out.append(p)
+    return out

@@ -20,7 +20,7 @@ from nnspec.compiler.backends import keras_backend as kb
 from nnspec.compiler.backends import keras_table as kt
 from nnspec.compiler.backends.expr import LINE_LENGTH, Arg, Call, Const, Ref, flat, literal, render
 from nnspec.compiler.backends.structure import comment_for, runtime_source
-from nnspec.compiler.ir import Graph, Sequence, iter_nodes
+from nnspec.compiler.ir import Graph, Sequence
 
 RESERVED = frozenset({"keras", "math", "np", "os", "hashlib", "build", "tensor_seed", "keras_seed", "SEED",
                       "inputs", "x", "seed", "name", "i", "model", "ROLES", "spec_init", "initialize", "torch_default",
@@ -490,7 +490,7 @@ def _scope(kind, members: list, graph: Graph):
     if kind is None:
         return None
     if kind == "context":
-        return ("under", tuple(_collapse(sorted({t.tensor.origin.rsplit(" ", 1)[1] for t in members}), graph)))
+        return ("under", tuple(cl.collapse_repeats(sorted({t.tensor.origin.rsplit(" ", 1)[1] for t in members}), graph)))
     paths = tuple(dict.fromkeys(t.path for t in members))
     if len(paths) > 1 and all("." in p for p in paths):
         mine = set(paths)
@@ -506,20 +506,6 @@ def _scope(kind, members: list, graph: Graph):
             if all(p.endswith("." + suffix) for p in paths) and not any(p.endswith("." + suffix) for p in others):
                 return ("endswith", suffix)
     return ("is", paths)
-
-
-def _collapse(prefixes: list, graph: Graph) -> list:
-    """`encoder.0` ... `encoder.11` as `encoder` when they are every copy of the repeat `encoder`."""
-    repeats = {n.path: len(n.items) for n in iter_nodes(graph.root) if isinstance(n, Sequence) and n.kind == "repeat"}
-    out, seen = [], set(prefixes)
-    for p in prefixes:
-        parent = p.rpartition(".")[0]
-        if parent in repeats and all(f"{parent}.{i}" in seen for i in range(repeats[parent])):
-            if parent not in out:
-                out.append(parent)
-        else:
-            out.append(p)
-    return out
 
 
 def init_rules(tracked: list, graph: Graph) -> list:

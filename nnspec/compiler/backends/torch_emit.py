@@ -396,7 +396,7 @@ def _scope(kind, tensors: list, graph: Graph) -> list:
         return [(None, None)]
     layers = [layer.path for layer in graph.layers()]
     if kind == "context":
-        prefixes = tuple(p + "." for p in _collapse(sorted({t.origin.rsplit(" ", 1)[1] for t in tensors}), graph))
+        prefixes = tuple(p + "." for p in cl.collapse_repeats(sorted({t.origin.rsplit(" ", 1)[1] for t in tensors}), graph))
         inside = {p for p in layers if p.startswith(prefixes)}
         text = "(" + ", ".join(map(json.dumps, prefixes)) + ")"
         if len(prefixes) == 1 or len(f"        and path.startswith({text})") <= LINE_LENGTH:
@@ -425,20 +425,6 @@ def _pattern(paths: list, meant: set, layers: list):
         return None
     pattern = ".".join(column[0] if len(set(column)) == 1 else "*" for column in zip(*parts))
     return pattern if {p for p in layers if fnmatch.fnmatchcase(p, pattern)} == meant else None
-
-
-def _collapse(prefixes: list, graph: Graph) -> list:
-    """`encoder.0` ... `encoder.11` as `encoder` when they are every copy of the repeat `encoder`."""
-    repeats = {n.path: len(n.items) for n in iter_nodes(graph.root) if isinstance(n, Sequence) and n.kind == "repeat"}
-    out, seen = [], set(prefixes)
-    for p in prefixes:
-        parent = p.rpartition(".")[0]
-        if parent in repeats and all(f"{parent}.{i}" in seen for i in range(repeats[parent])):
-            if parent not in out:
-                out.append(parent)
-        else:
-            out.append(p)
-    return out
 
 
 def _init_rules(graph: Graph):
