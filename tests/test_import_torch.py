@@ -93,6 +93,26 @@ def test_torchvision_round_trip(name):
     round_trip(source, text, (3, 64, 64))
 
 
+# the rest of the families the vocabulary expresses: the same code as above at other sizes, or other code
+MORE_TORCHVISION = ["alexnet", "resnext50_32x4d", "wide_resnet50_2", "mobilenet_v3_small", "mobilenet_v3_large"]
+
+
+@pytest.mark.parametrize("name", MORE_TORCHVISION)
+def test_more_torchvision_round_trips(name):
+    torch.set_num_threads(1)
+    source, text = imported(name)
+    round_trip(source, text, (3, 64, 64), atol=1e-4)
+    found = inits_by_kind_role(text)
+    kaiming = "kaiming_normal(a=0.0, mode='fan_out', nonlinearity='relu')"
+    if name == "alexnet":  # no init loop: every module's own default
+        assert {found[k] == {"torch_default"} for k in found if k[0] in ("conv2d", "linear")} == {True}
+    else:  # ResNet.__init__'s, or MobileNetV3's: kaiming_normal_(fan_out) convs, normal(0, 0.01) classifier
+        assert found[("conv2d", "weight")] == {kaiming}
+    if name.startswith("mobilenet_v3"):
+        assert found[("linear", "weight")] == {"normal(mean=0.0, std=0.01)"} and found[("linear", "bias")] == {"zeros"}
+    assert "uncertain" not in text
+
+
 def test_the_emitted_model_loads_by_name_too():
     """The emitted file's model carries its own copies of the merge classes; the names read the same."""
     import types
