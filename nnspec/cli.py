@@ -511,7 +511,7 @@ def cmd_weights(args) -> int:
               "(--no-strict converts what matches)", file=sys.stderr)
         return EXIT_FOUND
     if args.save:
-        out = {t: tensors[s] for t, s, _, _ in report.matches}
+        out = {t: tensors[s].reshape(target[t].shape) for t, s, _, _ in report.matches}
         counters = []
         if keras_side(args.source):  # a whole PyTorch state dict: batchnorm step counters as a fresh model's
             import torch

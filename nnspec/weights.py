@@ -27,7 +27,12 @@ state_dict keys:
      counted (layers without tensors too) and a repeat counted as its copies
      (`layer1.1` for `layer1.blocks.0` of examples/resnet50.yaml, MobileNetV2's
      `features.0.0` for `features_0.conv2d_1`);
-   - the last segment is the tensor's own name (`weight`, `running_mean`).
+   - the last segment is the tensor's own name (`weight`, `running_mean`);
+   - a parameter a source module owns directly, outside any layer (torchvision
+     ViT's `class_token`, `encoder.pos_embedding`), is the one tensor of the
+     model module named after it and the segments before it joined by `_`
+     (`class_token.token`, `encoder_pos_embedding.weight`: the names `nnspec
+     import torch` writes): a derived step, two when segments are joined.
    A number is read only where both sides number the same modules: a position
    where the source's numbered children holding tensors are the positions of
    the sequence's items holding tensors (no layer added or left out); a name
@@ -47,7 +52,9 @@ state_dict keys:
 
 Tiers 1 and 3 are reported as "name", 2 as "rename", 4 as "structure"; a note
 counts the pairs of tier 3. A pair of different shapes is a mismatch, whichever
-tier made it: never loaded, reported with both keys and both shapes.
+tier made it: never loaded, reported with both keys and both shapes; shapes that
+differ only by axes of size 1 hold the same values in the same order (torchvision's
+class token [1, 1, D], nnspec's [D]): such a pair is loaded reshaped, with a note.
 
 The report lists every pair and how it was made, every key left unmatched on
 either side, and every pair whose shapes differ (both keys and both shapes).
@@ -453,18 +460,30 @@ def match(target: dict, source: dict, rename=None, source_name: str = "the sourc
         report.notes.append("a .safetensors file does not keep the order of its tensors, so pairing by structure "
                             "follows a guessed order (numbered modules in order, named ones by name); save the state "
                             "dict with torch.save, pass the module itself, or give --rename rules")
+    reshaped = []
     for t in target:
         if t not in pairs:
             continue
         s, how = pairs[t]
         tshape, sshape = tuple(target[t].shape), tuple(source[s].shape)
-        if tshape == sshape:
+        if same_values(tshape, sshape):
             report.matches.append((t, s, how, tshape))
+            if tshape != sshape:
+                reshaped.append(f"{s} {_shape(sshape)} -> {t} {_shape(tshape)}")
         else:
             report.mismatched.append((t, tshape, s, sshape))
+    if reshaped:
+        report.notes.append(f"{len(reshaped)} pair(s) differ in shape by axes of size 1 only, loaded reshaped: "
+                            + ", ".join(reshaped[:3]) + (", ..." if len(reshaped) > 3 else ""))
     report.missing = [(k, tuple(target[k].shape)) for k in rest_target]
     report.unexpected = [(k, tuple(source[k].shape)) for k in rest_source]
     return report
+
+
+def same_values(a: tuple, b: tuple) -> bool:
+    """Whether tensors of shapes `a` and `b` hold the same values in the same order: the shapes agree once
+    their axes of size 1 are left out (torchvision's class token [1, 1, D] and nnspec's [D])."""
+    return tuple(a) == tuple(b) or [n for n in a if n != 1] == [n for n in b if n != 1]
 
 
 # -- by name through nnspec's module tree --------------------------------------------------
@@ -612,6 +631,15 @@ def _walk(tree: _Tree, numbering: _Numbering, segments: list) -> dict:
         return numbering.names(path, _stem(name), tuple(segments[:i + k - 1]), _stem(end))
 
     def step(path: str, i: int, cost: int) -> None:
+        rest = "_".join(segments[i:])
+        for name, child in tree.visible_of(path):  # a parameter the source module owns: a one-tensor module
+            own = tree.tensors.get(child, {})
+            if name == rest and len(own) == 1 and not any(c in tree.tensors_below for _, c in tree.children.get(
+                    child, ())):
+                key = next(iter(own.values()))
+                extra = 1 + (i < last)
+                if cost + extra < found.get(key, cost + extra + 1):
+                    found[key] = cost + extra
         if i == last:
             key = tree.tensors.get(path, {}).get(segments[i])
             if key is not None and cost < found.get(key, cost + 1):
@@ -713,7 +741,7 @@ def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> 
                            report)
     with torch.no_grad():
         for t, s, _, _ in report.matches:
-            target[t].copy_(tensors[s])
+            target[t].copy_(tensors[s].reshape(target[t].shape))
     report.loaded = len(report.matches)
     return report
 
@@ -755,7 +783,7 @@ def _load_into_keras(keras_model, source, spec, rename, strict) -> WeightReport:
 
     with torch.no_grad():
         for t, s, _, _ in report.matches:
-            target[t].copy_(tensors[s])
+            target[t].copy_(tensors[s].reshape(target[t].shape))
     nnspec.transfer(torch_model, keras_model, spec)
     report.loaded = len(report.matches)
     return report

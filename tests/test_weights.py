@@ -349,3 +349,27 @@ def test_a_rename_rule_comes_before_names_read_through_the_tree():
     assert report.ok and [t for t, how in hows.items() if how == "rename"] == [
         "layer2_0.residual_1.branch.fc.weight", "layer2_0.residual_1.branch.fc.bias"]
     assert {how for t, how in hows.items() if not t.startswith("layer2_0")} == {"name"}
+
+
+def test_a_parameter_a_module_owns_pairs_by_name_and_loads_without_its_axes_of_size_1():
+    """torchvision ViT's `class_token` [1, 1, D] and `encoder.pos_embedding` [1, T, D] are parameters of the
+    modules themselves: the one tensor of the layer named after their path, [D] and [T, D] there."""
+    model = nnspec.build(nnspec.loads("nnspec: 1\nname: t\ninput: [4, 2, 2]\nlayers:\n  - to_tokens\n"
+                                      "  - class_token: {name: cls}\n"
+                                      "  - position_embedding: {length: 5, name: encoder_pos_embedding}\n"
+                                      "  - linear: {out: 3, name: head}\n"))
+    source = {"cls": torch.randn(1, 1, 4), "encoder.pos_embedding": torch.randn(1, 5, 4),
+              "head.weight": torch.randn(3, 4), "head.bias": torch.randn(3)}
+    report = nnspec.load_weights(model, source)
+    assert report.ok and {how for _, _, how, _ in report.matches} == {"name"}
+    assert report.mapping() == {"cls.token": "cls", "encoder_pos_embedding.weight": "encoder.pos_embedding",
+                                "head.weight": "head.weight", "head.bias": "head.bias"}
+    assert any("axes of size 1 only, loaded reshaped: cls [1, 1, 4] -> cls.token [4]" in n for n in report.notes)
+    state = model.state_dict()
+    assert torch.equal(state["cls.token"], source["cls"].reshape(4))
+    assert torch.equal(state["encoder_pos_embedding.weight"], source["encoder.pos_embedding"].reshape(5, 4))
+    # other shapes stay a mismatch, nothing loaded
+    source["cls"] = torch.randn(1, 2, 4)
+    with pytest.raises(WeightsError) as info:
+        nnspec.load_weights(model, source)
+    assert info.value.report.mismatched == [("cls.token", (4,), "cls", (1, 2, 4))]
