@@ -30,7 +30,12 @@ state_dict keys:
    - the last segment is the tensor's own name (`weight`, `running_mean`), or,
      a derived step, the name of a model layer that holds one tensor: a
      module's bare parameter (torchvision ConvNeXt's `features.1.0.layer_scale`
-     for the `scale` layer `features_1.0.residual_1.branch.layer_scale.weight`).
+     for the `scale` layer `features_1.0.residual_1.branch.layer_scale.weight`);
+   - a parameter a source module owns directly, outside any layer (torchvision
+     ViT's `class_token`, `encoder.pos_embedding`), is the one tensor of the
+     model module named after it and the segments before it joined by `_`
+     (`class_token.token`, `encoder_pos_embedding.weight`: the names `nnspec
+     import torch` writes): a derived step, two when segments are joined.
    A number is read only where both sides number the same modules: a position
    where the source's numbered children holding tensors are the positions of
    the sequence's items holding tensors (no layer added or left out); a name
@@ -53,7 +58,7 @@ counts the pairs of tier 3. A pair of different shapes is a mismatch, whichever
 tier made it: never loaded, reported with both keys and both shapes; but for
 one case: a pair by name or rename whose shapes hold the same sizes in the same
 order once the axes of size 1 are left out (torchvision ConvNeXt's layer scale,
-[C, 1, 1], against nnspec's `scale`, [C]) is loaded with a reshape (the values
+[C, 1, 1], against nnspec's `scale`, [C]; ViT's class token [1, 1, D], nnspec's [D]) is loaded with a reshape (the values
 in their order) and listed in `report.reshaped` with both keys and both shapes,
 a line of its own in the report; never by structure, whose pairs are guesses.
 
@@ -475,7 +480,7 @@ def match(target: dict, source: dict, rename=None, source_name: str = "the sourc
         tshape, sshape = tuple(target[t].shape), tuple(source[s].shape)
         if tshape == sshape:
             report.matches.append((t, s, how, tshape))
-        elif how != "structure" and _without_ones(tshape) == _without_ones(sshape):
+        elif how != "structure" and same_values(tshape, sshape):
             report.matches.append((t, s, how, tshape))
             report.reshaped.append((t, tshape, s, sshape))
         else:
@@ -485,8 +490,10 @@ def match(target: dict, source: dict, rename=None, source_name: str = "the sourc
     return report
 
 
-def _without_ones(shape: tuple) -> tuple:
-    return tuple(n for n in shape if n != 1)
+def same_values(a: tuple, b: tuple) -> bool:
+    """Whether tensors of shapes `a` and `b` hold the same values in the same order: the shapes agree once
+    their axes of size 1 are left out (torchvision's class token [1, 1, D] and nnspec's [D])."""
+    return tuple(a) == tuple(b) or [n for n in a if n != 1] == [n for n in b if n != 1]
 
 
 # -- by name through nnspec's module tree --------------------------------------------------
@@ -634,6 +641,15 @@ def _walk(tree: _Tree, numbering: _Numbering, segments: list) -> dict:
         return numbering.names(path, _stem(name), tuple(segments[:i + k - 1]), _stem(end))
 
     def step(path: str, i: int, cost: int) -> None:
+        rest = "_".join(segments[i:])
+        for name, child in tree.visible_of(path):  # a parameter the source module owns: a one-tensor module
+            own = tree.tensors.get(child, {})
+            if name == rest and len(own) == 1 and not any(c in tree.tensors_below for _, c in tree.children.get(
+                    child, ())):
+                key = next(iter(own.values()))
+                extra = 1 + (i < last)
+                if cost + extra < found.get(key, cost + extra + 1):
+                    found[key] = cost + extra
         if i == last:
             key = tree.tensors.get(path, {}).get(segments[i])
             if key is not None and cost < found.get(key, cost + 1):

@@ -55,10 +55,12 @@ def errors_of(text: str) -> list:
     return [d for d in diagnostics if d.is_error]
 
 
-def round_trip(source, text, shape, atol=1e-5, reshaped=0):
+def round_trip(source, text, shape, atol=1e-5, reshaped=0, batch=2):
     """`reshaped`: how many tensors are known to differ by axes of size 1 only (ConvNeXt's layer scale,
-    [C, 1, 1] in the source and [C] in the spec): they pair by name, load with a reshape the report lists,
-    and the other shapes are compared pair by pair instead of in state_dict order."""
+    [C, 1, 1] in the source and [C] in the spec; ViT's class token [1, 1, D] and position embedding
+    [1, T, D], parameters of the modules themselves listed first in its state dict): they pair by name,
+    load with a reshape the report lists, and the other shapes are compared pair by pair instead of in
+    state_dict order."""
     assert errors_of(text) == []
     built = nnspec.build(nnspec.loads(text)).eval()
     ours, theirs = built.state_dict(), source.state_dict()
@@ -76,7 +78,7 @@ def round_trip(source, text, shape, atol=1e-5, reshaped=0):
     for ours_key, their_key, how, _ in report.matches:
         by.setdefault(how, []).append(f"{their_key} -> {ours_key}")
     assert set(by) == {"name"}, {how: keys[:5] for how, keys in by.items()}  # every tensor by name
-    x = torch.randn(2, *shape)
+    x = torch.randn(batch, *shape)
     with torch.no_grad():
         assert torch.allclose(built(x), source(x), atol=atol)
     return built, report
@@ -643,3 +645,156 @@ def test_a_layer_scale_of_one_factor_for_all_channels_is_named():
     with pytest.raises(ImportProblem, match=r"`one` \(a parameter of shape \[1, 1, 1\]\) times the tensor with 4 "
                                             "channels"):
         from_torch(bad, (3, 4, 4))
+
+
+# -- vision transformers: tokens, class token, positions, attention --------------------------------------
+
+VIT_OWNED = ("class_token", "encoder.pos_embedding")
+
+
+def small_vit():
+    torch.manual_seed(0)
+    return models().VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+                                      mlp_dim=32, num_classes=10).eval()
+
+
+def _show_the_output(source):
+    """torchvision starts the class token and the head at zero (a constant output): random values instead."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name in ("class_token", "heads.head.weight", "heads.head.bias"):
+            tensor = source.state_dict()[name]
+            tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
+
+
+def test_vision_transformer_round_trip():
+    """torchvision's VisionTransformer (vit_b_16's code at a small size): the patches' conv, reshape and permute
+    -> to_tokens, the expanded class token's torch.cat -> class_token, `+ pos_embedding` -> position_embedding,
+    nn.MultiheadAttention(x, x, x)[0] -> attention, x[:, 0] -> slice and flatten; encoder blocks repeated."""
+    torch.set_num_threads(1)
+    source = small_vit()
+    text = from_torch(source, (3, 32, 32))
+    assert "  encoder_block:\n    layers:\n      - residual:\n          - layernorm: {eps: 1.0e-06, name: ln_1}\n" \
+           "          - attention: {heads: 2, name: self_attention}\n" in text
+    layers = text[text.index("\nlayers:"):]
+    assert layers == ("\nlayers:\n  - conv2d: {out: 16, kernel: 8, stride: 8, name: conv_proj}\n  - to_tokens\n"
+                      "  - class_token: {name: class_token}\n"
+                      "  - position_embedding: {length: 17, name: encoder_pos_embedding}\n  - dropout: {p: 0.0}\n"
+                      "  - encoder_block: {repeat: 2, name: encoder_layers_encoder_layer_0}\n"
+                      "  - layernorm: {eps: 1.0e-06, name: encoder_ln}\n  - slice: {stop: 1, axis: tokens}\n"
+                      "  - flatten\n  - linear: {out: 10, name: heads_head}\n")
+    _show_the_output(source)
+    _, report = round_trip(source, text, (3, 32, 32), reshaped=len(VIT_OWNED))
+    assert report.mapping()["class_token.token"] == "class_token"
+    assert report.mapping()["encoder_pos_embedding.weight"] == "encoder.pos_embedding"
+    assert report.mapping()["encoder_layers_encoder_layer_0.1.residual_1.branch.self_attention.out_proj.weight"] \
+        == "encoder.layers.encoder_layer_1.self_attention.out_proj.weight"
+
+
+@cache
+def vit_b_16():
+    """torchvision's vit_b_16 (86M parameters) and its import, once."""
+    torch.manual_seed(0)
+    source = models().vit_b_16().eval()
+    return source, from_torch(source, (3, 224, 224), "vit_b_16")
+
+
+def test_vit_b_16_round_trip():
+    """The full model at its fixed 224x224: eval, batch 1, one thread."""
+    torch.set_num_threads(1)
+    source, text = vit_b_16()
+    assert "encoder_block: {repeat: 12, name: encoder_layers_encoder_layer_0}" in text
+    assert "position_embedding: {length: 197, name: encoder_pos_embedding}" in text
+    assert len(text.splitlines()) < 70 and "uncertain" not in text
+    _show_the_output(source)
+    round_trip(source, text, (3, 224, 224), atol=1e-4, batch=1, reshaped=len(VIT_OWNED))
+
+
+@pytest.mark.parametrize("which", ["small", "vit_b_16"])
+def test_vision_transformer_inits_follow_torchvision_init_code(which):
+    """VisionTransformer.__init__: conv_proj trunc_normal_(std=sqrt(1 / fan_in)) (cut at +-2, dozens of stds
+    out: N(0, 1 / fan_in), which is kaiming_normal fan_in with the linear gain), zero bias; class token zeros;
+    positions normal(std=0.02); MLPBlock xavier_uniform_ weights, normal(std=1e-6) biases;
+    nn.MultiheadAttention's own init (xavier_uniform_ in_proj, nn.Linear's out_proj, zero biases); head zeros.
+    Every tensor agrees with it, none is an exception or uncertain but the zero head."""
+    text = from_torch(small_vit(), (3, 32, 32)) if which == "small" else vit_b_16()[1]
+    assert "uncertain" not in text
+    assert text[text.index("  paths:"):text.index("\nblocks:")].count("\n    ") == 2  # the head's weight and bias
+    found = {t.path: t.init.describe() for t in nnspec.loads(text).graph.tensors()}
+    assert found["conv_proj.weight"] == "kaiming_normal(a=0.0, mode='fan_in', nonlinearity='linear')"
+    assert found["conv_proj.bias"] == "zeros" and found["class_token.token"] == "zeros"
+    assert found["encoder_pos_embedding.weight"] == "normal(mean=0.0, std=0.02)"
+    assert found["heads_head.weight"] == found["heads_head.bias"] == "zeros"
+    seen = set()
+    for path, init in found.items():
+        for part, weight, other in ((".mlp.", "xavier_uniform(gain=1.0)", "normal(mean=0.0, std=1e-06)"),
+                                    (".self_attention.", "torch_default", "zeros"),
+                                    ("ln", "ones", "zeros")):
+            if part in path:
+                assert init == (weight if path.endswith(("weight", "gamma")) else other), path
+                seen.add(part)
+    assert len(seen) == 3
+
+
+class Tokens(nn.Module):
+    """A ViT-like model written otherwise: flatten(2).transpose(1, 2), positions as a [T, D] parameter added
+    first, need_weights left on, the last token read with x[:, -1, :]."""
+
+    def __init__(self, **attention):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 8, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.pos = nn.Parameter(torch.randn(17, 8))
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True, **attention)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat((self.cls.expand(x.shape[0], -1, -1), x), 1)
+        x = self.pos + x
+        x = self.attn(x, x, x)[0]
+        return self.head(x[:, -1, :])
+
+
+def test_token_patterns_written_otherwise():
+    torch.manual_seed(0)
+    source = Tokens().eval()
+    text = from_torch(source, (3, 16, 16))
+    assert "  - to_tokens\n  - class_token: {name: cls}\n  - position_embedding: {length: 17, name: pos}\n" in text
+    assert "  - slice: {start: 16, stop: 17, axis: tokens}\n  - flatten\n" in text
+    round_trip(source, text, (3, 16, 16), reshaped=2)
+
+
+def _tokens(body, **attention):
+    """Tokens whose forward puts `body` between the patches and the head (fx traces the class's forward)."""
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        return self.head(body(self, x).mean(1))
+    return type("Tokens", (Tokens,), {"forward": forward})(**attention)
+
+
+@pytest.mark.parametrize("body,attention,where,what", [
+    (lambda self, x: self.attn(x, x, x * 2)[0], {}, "attn", "different query, key and value"),
+    (lambda self, x: self.attn(x, x, x, attn_mask=torch.zeros(16, 16))[0], {}, "attn", "attn_mask=a tensor"),
+    (lambda self, x: self.attn(x, x, x)[0], {"add_bias_kv": True}, "attn", "add_bias_kv=True"),
+    (lambda self, x: self.attn(x, x, x)[1].sum() + x, {}, "attn", "attention weights"),
+    (lambda self, x: torch.cat((x, self.cls.expand(x.shape[0], -1, -1)), 1), {}, "Tokens",
+     "class_token prepends"),
+    (lambda self, x: x + self.pos[:16], {}, "Tokens", "computed from the module's own `pos`"),
+    (lambda self, x: x + self.table, {}, "Tokens", "not a parameter"),
+    (lambda self, x: x[:, 1:].mean(1, keepdim=True).expand(-1, 16, -1), {}, "Tokens", "index [:, 1:]"),
+])
+def test_token_constructs_without_a_kind_are_named(body, attention, where, what):
+    source = _tokens(body, **attention)
+    source.register_buffer("table", torch.zeros(16, 8))
+    with pytest.raises(ImportProblem) as info:
+        from_torch(source, (3, 16, 16))
+    assert info.value.where == where and what in str(info.value), str(info.value)
+
+
+def test_vit_attention_batch_first_false_is_named():
+    source = _tokens(lambda self, x: self.attn(x, x, x)[0])
+    source.attn.batch_first = False
+    with pytest.raises(ImportProblem, match="batch_first=False") as info:
+        from_torch(source, (3, 16, 16))
+    assert info.value.where == "attn"

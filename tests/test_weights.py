@@ -395,3 +395,28 @@ def test_shapes_that_differ_by_axes_of_size_one_load_with_a_reshape_by_name_only
     other = source.pop("layer_scale")
     report = match(model.state_dict(), {**source, "other": other}, model=model)
     assert report.mismatched == [(key, (4,), "other", (4, 1, 1))] and report.reshaped == []
+
+
+def test_a_parameter_a_module_owns_pairs_by_name_and_loads_without_its_axes_of_size_1():
+    """torchvision ViT's `class_token` [1, 1, D] and `encoder.pos_embedding` [1, T, D] are parameters of the
+    modules themselves: the one tensor of the layer named after their path, [D] and [T, D] there."""
+    model = nnspec.build(nnspec.loads("nnspec: 1\nname: t\ninput: [4, 2, 2]\nlayers:\n  - to_tokens\n"
+                                      "  - class_token: {name: cls}\n"
+                                      "  - position_embedding: {length: 5, name: encoder_pos_embedding}\n"
+                                      "  - linear: {out: 3, name: head}\n"))
+    source = {"cls": torch.randn(1, 1, 4), "encoder.pos_embedding": torch.randn(1, 5, 4),
+              "head.weight": torch.randn(3, 4), "head.bias": torch.randn(3)}
+    report = nnspec.load_weights(model, source)
+    assert report.ok and {how for _, _, how, _ in report.matches} == {"name"}
+    assert report.mapping() == {"cls.token": "cls", "encoder_pos_embedding.weight": "encoder.pos_embedding",
+                                "head.weight": "head.weight", "head.bias": "head.bias"}
+    assert report.reshaped == [("cls.token", (4,), "cls", (1, 1, 4)),
+                               ("encoder_pos_embedding.weight", (5, 4), "encoder.pos_embedding", (1, 5, 4))]
+    state = model.state_dict()
+    assert torch.equal(state["cls.token"], source["cls"].reshape(4))
+    assert torch.equal(state["encoder_pos_embedding.weight"], source["encoder.pos_embedding"].reshape(5, 4))
+    # other shapes stay a mismatch, nothing loaded
+    source["cls"] = torch.randn(1, 2, 4)
+    with pytest.raises(WeightsError) as info:
+        nnspec.load_weights(model, source)
+    assert info.value.report.mismatched == [("cls.token", (4,), "cls", (1, 2, 4))]

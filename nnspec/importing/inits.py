@@ -29,6 +29,8 @@ class Inference:
     best_value: object = None
     best_p: float = 0.0
     exact: bool = False
+    sample: object = None  # the sorted values tested (random tensors)
+    fitted: dict = field(default_factory=dict)  # key -> value of the fitted candidates (no fans: shared)
 
 
 def key_of(value) -> str:
@@ -48,8 +50,12 @@ def _named(keras: bool, fan_in: int, fan_out: int, kind: str, role: str, bias_fa
     elif kind in WEIGHTED and role == "bias" and bias_fan_in:
         bound = 1 / math.sqrt(bias_fan_in)
         out.append(("torch_default", stats.uniform(-bound, 2 * bound)))
-    elif kind == "embedding" and role == "weight":
+    elif kind in ("embedding", "position_embedding") and role == "weight":
         out.append(("torch_default", stats.norm(0, 1)))
+    elif kind == "attention" and role in ("in_weight", "out_weight"):
+        # nn.MultiheadAttention: xavier_uniform_ on in_proj_weight; out_proj keeps nn.Linear's own init
+        bound = math.sqrt(6 / (fan_in + fan_out)) if role == "in_weight" else 1 / math.sqrt(fan_in)
+        out.append(("torch_default", stats.uniform(-bound, 2 * bound)))
     if not (fan_in and fan_out) or role not in ("weight", "in_weight", "out_weight", "weight_ih", "weight_hh"):
         return out
     glorot = "glorot_uniform" if keras else "xavier_uniform"
@@ -104,9 +110,9 @@ def _pvalue(sample, dist) -> float:
     return float(stats.kstwobign.sf(d * math.sqrt(n)))
 
 
-def _fitted(sample, values) -> list:
+def _fitted(sample, values, extra=None) -> list:
     """(value, distribution) for a normal and a uniform fitted to the sample (bounds: to all the values),
-    with short numbers."""
+    with short numbers; `extra`, a list, receives the other short normals the test accepts."""
     from scipy import stats
 
     out = []
@@ -115,13 +121,22 @@ def _fitted(sample, values) -> list:
     if std <= 0:
         return out
     centred = abs(mean) < 4 * std / math.sqrt(n)
-    for s in _short(std):
+    m = 0.0 if centred else float(f"{mean:.4g}")
+    shorts = list(dict.fromkeys(_short(std)))
+    for s in shorts:
         if abs(s - std) <= 0.03 * std:
-            m = 0.0 if centred else float(f"{mean:.4g}")
             dist = stats.norm(m, s)
-            if _pvalue(sample, dist) >= ACCEPT or s == _short(std)[-1]:
+            if _pvalue(sample, dist) >= ACCEPT or s == shorts[-1]:
                 out.append(({"normal": ({"std": s} if m == 0 else {"mean": m, "std": s})}, dist))
                 break
+    if extra is not None:
+        # the other short stds near the sample's that the test accepts: a small tensor's sample std strays
+        # further from the one drawn with (torchvision's MLP biases, normal std 1e-6), and the model-wide
+        # choice settles on the one most tensors accept
+        for s in shorts:
+            value = {"normal": ({"std": s} if m == 0 else {"mean": m, "std": s})}
+            if abs(s - std) <= 0.1 * std and value != (out[0][0] if out else None) and _pvalue(sample, stats.norm(m, s)) >= ACCEPT:
+                extra.append((value, stats.norm(m, s)))
     low, high = float(np.min(values)), float(np.max(values))
     pad = (high - low) / max(values.size - 1, 1)
     if abs(low + high) < 0.05 * (high - low):
@@ -182,11 +197,22 @@ def infer(values, kind: str, role: str, fan_in: int, fan_out: int, bias_fan_in=N
     scored = []
     for value, dist in _named(keras, fan_in, fan_out, kind, role, bias_fan_in):
         scored.append((value, _pvalue(flat, dist), True))
-    for value, dist in _fitted(flat, values.reshape(-1)):
+    extra = []
+    for value, dist in _fitted(flat, values.reshape(-1), extra):
         scored.append((value, _pvalue(flat, dist), False))
+        result.fitted[key_of(value)] = value
+    result.sample = flat
     for value, p, _ in scored:
         if p >= ACCEPT:
             result.accepted[key_of(value)] = (value, p)
+    for value, dist in extra:  # accepted, for the model-wide choice; never a tensor's own best
+        result.accepted[key_of(value)] = (value, _pvalue(flat, dist))
+        result.fitted[key_of(value)] = value
+    # on a tie the model-wide choice takes the earlier candidate: the named ones first, then the fitted ones,
+    # the roundest number first (what a person writes: std 0.02 over the 0.019 of a small sample)
+    std = float(np.std(flat))
+    rank = {key: (_digits(value), abs(_std(value) - std)) for key, value in result.fitted.items()}
+    result.accepted = dict(sorted(result.accepted.items(), key=lambda kv: rank.get(kv[0], (-1, 0))))
     named_ok = [(v, p) for v, p, named in scored if named and p >= ACCEPT]
     pool = named_ok or [(v, p) for v, p, _ in scored]
     if pool:
@@ -204,6 +230,57 @@ class Choice:
     total: int = 0
 
 
+def _std(value) -> float:
+    (name, args), = value.items()
+    return args["std"] if name == "normal" else (args["high"] - args["low"]) / math.sqrt(12)
+
+
+def _digits(value) -> int:
+    """The significant digits of a fitted candidate's numbers ({normal: {std: 1.0e-06}}: 1)."""
+    (_, args), = value.items()
+    return sum(len(f"{float(x):.15g}".split("e")[0].replace("-", "").replace(".", "").strip("0")) for x in
+               args.values())
+
+
+def _share_fits(inferences: list) -> None:
+    """When no candidate fits every random tensor of a group, each is also tested against the numbers fitted to
+    the others: a small tensor's own fit strays (torchvision ViT's MLP biases: 768 values of normal std 1e-6
+    fit 1.04e-6), and the model-wide choice then finds the number most of them accept."""
+    from scipy import stats
+
+    random = [inf for inf in inferences if not inf.exact and inf.sample is not None]
+    if len(random) < 2 or set.intersection(*(set(inf.accepted) for inf in random)):
+        return
+    pooled = np.sort(np.concatenate([inf.sample for inf in random]))
+    if len(pooled) > SAMPLE:
+        pooled = np.sort(np.random.default_rng(0).choice(pooled, SAMPLE, replace=False))
+    extra = []
+    shared = {key_of(value): value for value, _ in _fitted(pooled, pooled, extra) + extra}  # fitted to all values
+    for inf in random:
+        shared.update(inf.fitted)
+
+    def dist(value):
+        (name, args), = value.items()
+        if name == "normal":
+            return stats.norm(args.get("mean", 0.0), args["std"])
+        return stats.uniform(args["low"], args["high"] - args["low"])
+
+    for inf in random:
+        for key, value in shared.items():
+            if key not in inf.accepted:
+                p = _pvalue(inf.sample, dist(value))
+                if p >= ACCEPT:
+                    inf.accepted[key] = (value, p)
+    # on a tie the model-wide choice takes the candidate earlier in the tensors' lists: the named ones first,
+    # as before, then the fitted ones, the shortest number first, then the one whose mean and std are nearest
+    # to those of all the values (a better estimate of the scale than a KS p-value)
+    mean, std = float(np.mean(pooled)), float(np.std(pooled))
+    off = {key: abs(dist(value).mean() - mean) + abs(dist(value).std() - std) for key, value in shared.items()}
+    rank = {key: n for n, key in enumerate(sorted(shared, key=lambda k: (_digits(shared[k]), off[k])))}
+    for inf in random:
+        inf.accepted = dict(sorted(inf.accepted.items(), key=lambda kv: rank.get(kv[0], -1)))
+
+
 def choose(tensors: list) -> Choice:
     """tensors: (spec tensor path, kind, role, Inference). The model-wide defaults and the exceptions."""
     groups: dict = {}
@@ -211,6 +288,7 @@ def choose(tensors: list) -> Choice:
         groups.setdefault((entry[1], entry[2]), []).append(entry)
     choice = Choice({}, {}, [], total=len(tensors))
     for (kind, role), members in groups.items():
+        _share_fits([inf for *_, inf in members])
         counts: dict = {}
         order: dict = {}
         for _, _, _, inf in members:

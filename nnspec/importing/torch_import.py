@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 
-from nnspec.importing import ImportProblem, convnext, shuffle
+from nnspec.importing import ImportProblem, convnext, shuffle, tokens
 from nnspec.importing.structure import Item
 
 
@@ -213,6 +213,7 @@ def leaf_table() -> dict:
         nn.Flatten: _flatten, nn.PReLU: _prelu, nn.Embedding: _embedding, nn.Upsample: _upsample,
         nn.ChannelShuffle: lambda m, where: Item("channel_shuffle", {"groups": m.groups}),
     }
+    table.update(tokens.leaves())
     return table
 
 
@@ -360,6 +361,7 @@ class _Converter:
                  getattr(self, "m", None), getattr(self, "label", None), getattr(self, "where", None))
         self.meta = set()
         self.meta = {n for n in nodes if self._is_meta(n)} | convnext.parameters(m, nodes)
+        self.meta |= tokens.shape_values(nodes, self.meta)
         self.order = {n: i for i, n in enumerate(nodes)}
         self.emitted = set()
         self.m, self.label, self.where = m, label, where
@@ -450,7 +452,11 @@ class _Converter:
             nexts = [u for u in self.users(cur) if u in region]
             if not nexts:
                 raise ImportProblem(self.label, "the output does not depend on the input through one chain of calls")
-            if len(nexts) == 1 and self.tensor_inputs(nexts[0]) == [cur]:
+            pattern = tokens.step(self, cur, nexts, region)
+            if pattern is not None:
+                node, found = pattern
+                items += found
+            elif len(nexts) == 1 and self.tensor_inputs(nexts[0]) == [cur]:
                 node = nexts[0]
                 items += self.node(node, cur)
             else:
