@@ -222,6 +222,7 @@ def _vocabulary() -> list[bytes]:
     keys += " heads causal length in_weight in_bias out_weight out_bias token"  # attention and the token kinds
     keys += (" hidden bidirectional sequence weight_ih weight_hh bias_ih bias_hh weight_ih_l0 weight_hh_l1_reverse"
              " lstm_1.weight_hh_l0")  # the recurrent kinds
+    keys += " offset [[0,1],[0,1]] [1,[2,3]]"  # pad and rescale
     words = list(KINDS) + list(REGISTRY) + list(ROLES) + list(CODES) + keys.split()
     return [w.encode() for w in words]
 
