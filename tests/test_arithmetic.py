@@ -89,3 +89,11 @@ layers:
     _, diags = analyse_text(text, "m.yaml")
     assert [(d.code, d.line) for d in diags] == [("NS105", 7)]
     assert "`unused`" in diags[0].message
+
+
+def test_a_number_of_thousands_of_digits_is_too_large_not_a_crash():
+    for text in ("$a * " + "9" * 5000, "$a * 1" + "0" * 19):
+        with pytest.raises(ExpressionError) as info:
+            evaluate(text, {"a": 1}, "b")
+        assert info.value.code == "NS004" and "beyond what any argument takes" in info.value.message
+    assert evaluate("$a + " + "0" * 5000 + "7", {"a": 1}, "b") == 8  # leading zeros are only zeros

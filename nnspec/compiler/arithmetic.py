@@ -108,7 +108,12 @@ class _Parser:
     def atom(self):
         kind, value = self.take()
         if kind == "num":
-            return float(value) if any(c in value for c in ".eE") else int(value)
+            if any(c in value for c in ".eE"):
+                return self.check(float(value))
+            digits = value.lstrip("0") or "0"
+            if len(digits) > 19:  # beyond 2**63 (and int() refuses thousands of digits)
+                raise self.too_large()
+            return int(digits)
         if kind == "name":
             return self.lookup(value)
         if value == "(":
