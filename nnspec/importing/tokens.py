@@ -34,31 +34,16 @@ def shape_values(nodes: list, meta: set) -> set:
     """The nodes computed from shapes only (arithmetic, comparisons and `torch._assert` on sizes)."""
     import torch
 
+    from nnspec.importing.torch_import import node_args
+
     found = set(meta)
     for node in nodes:  # in graph order: a node's inputs come first
         if node.op != "call_function" or node.target not in ARITHMETIC + (torch._assert,):
             continue
-        inputs = _node_args(node)
+        inputs = node_args(node)
         if inputs and all(n in found for n in inputs):
             found.add(node)
     return found - set(meta)
-
-
-def _node_args(node) -> list:
-    out = []
-
-    def visit(value):
-        if hasattr(value, "op"):
-            out.append(value)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v)
-        elif isinstance(value, dict):
-            for v in value.values():
-                visit(v)
-    visit(node.args)
-    visit(node.kwargs)
-    return out
 
 
 # -- nn.MultiheadAttention ---------------------------------------------------------------

@@ -256,6 +256,24 @@ def _describe(node) -> str:
     return f"the call `{module + '.' if module and module != '_operator' else ''}{name}(...)`"
 
 
+def node_args(node) -> list:
+    """The nodes among a node's arguments, keyword arguments too, in order (repeats kept)."""
+    out = []
+
+    def visit(value):
+        if hasattr(value, "op"):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+    visit(node.args)
+    visit(node.kwargs)
+    return out
+
+
 class _Converter:
     def __init__(self, root, inputs: dict):
         self.root, self.inputs = root, inputs
@@ -417,21 +435,7 @@ class _Converter:
         return False
 
     def tensor_inputs(self, node) -> list:
-        found = []
-
-        def visit(value):
-            if hasattr(value, "op"):
-                if value not in self.meta:
-                    found.append(value)
-            elif isinstance(value, (list, tuple)):
-                for v in value:
-                    visit(v)
-            elif isinstance(value, dict):
-                for v in value.values():
-                    visit(v)
-        visit(node.args)
-        visit(node.kwargs)
-        return found
+        return [n for n in node_args(node) if n not in self.meta]
 
     def users(self, node) -> list:
         return [u for u in node.users if u not in self.meta]

@@ -295,6 +295,8 @@ class GRU(nn.GRU):
             return out
         dirs = 2 if self.bidirectional else 1
         return torch.cat(list(h[-dirs:]), dim=1)
+
+
 class SkipDefaultInit(TorchFunctionMode):
     """While active, modules' constructors draw no random numbers for their default
     initialisation, which the spec's initializers then overwrite: torch.nn.init's
