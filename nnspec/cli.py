@@ -490,7 +490,7 @@ def cmd_build(args) -> int:
 
 def cmd_weights(args) -> int:
     import nnspec
-    from nnspec.weights import keras_side, match, parse_rename, read_source, save_weights, without_step_counters
+    from nnspec.weights import keras_side, match_model, parse_rename, read_source, save_weights
 
     spec, code = _load_or_report(args.spec)
     if spec is None:
@@ -501,10 +501,7 @@ def cmd_weights(args) -> int:
     except (ValueError, OSError, ImportError) as exc:
         return _usage_error(str(exc))
     skeleton = nnspec.build(spec, device="meta")  # keys, shapes and the module tree only
-    target = skeleton.state_dict()
-    if keras_side(args.source):  # Keras keeps no num_batches_tracked
-        target = without_step_counters(target)
-    report = match(target, tensors, rules, name, model=skeleton)
+    report = match_model(skeleton, tensors, rules, name, keras_side(args.source))
     print(report)
     if args.strict and not report.ok:
         print(f"nnspec: error: the weights of {name} do not fit the spec `{spec.name}`; nothing was saved "
@@ -516,7 +513,7 @@ def cmd_weights(args) -> int:
         if keras_side(args.source):  # a whole PyTorch state dict: batchnorm step counters as a fresh model's
             import torch
 
-            counters = [k for k in nnspec.build(spec, device="meta").state_dict() if k.endswith("num_batches_tracked")]
+            counters = [k for k in skeleton.state_dict() if k.endswith("num_batches_tracked")]
             out.update({k: torch.zeros((), dtype=torch.long) for k in counters})
         try:
             save_weights(out, args.save)
@@ -533,7 +530,7 @@ def cmd_transfer(args) -> int:
     import tempfile
 
     import nnspec
-    from nnspec.weights import keras_side, match, parse_rename, read_source, without_step_counters
+    from nnspec.weights import keras_side, match_model, parse_rename, read_source
 
     spec, code = _load_or_report(args.spec)
     if spec is None:
@@ -550,9 +547,7 @@ def cmd_transfer(args) -> int:
     except (ValueError, OSError, ImportError) as exc:
         return _usage_error(str(exc))
     torch_model = nnspec.build(spec, "torch")
-    target = torch_model.state_dict()
-    target = without_step_counters(target) if keras_side(args.source) else target
-    report = match(target, tensors, rules, name, model=torch_model)
+    report = match_model(torch_model, tensors, rules, name, keras_side(args.source))
     print(report)
     if args.strict and not report.ok:
         print(f"nnspec: error: the weights of {name} do not fit the spec `{spec.name}`; nothing was written "

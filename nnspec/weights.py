@@ -744,13 +744,8 @@ def load_weights(model, source, spec=None, rename=None, strict: bool = True) -> 
     if spec is not None:
         _check_against_spec(model, spec)
     tensors, name = read_source(source, spec)
+    report = match_model(model, tensors, rename, name, keras_side(source))
     target = model.state_dict()
-    keras_source = keras_side(source)
-    if keras_source:
-        target = without_step_counters(target)
-    report = match(target, tensors, rename, name, model=model)
-    if keras_source:
-        report.notes.append(NO_STEP_COUNTER)
     report.model = model
     if strict and not report.ok:
         report.loaded = 0
@@ -771,6 +766,18 @@ def without_step_counters(state: dict) -> dict:
     return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
 
 
+def match_model(model, tensors: dict, rename, name: str, keras_source: bool = False) -> WeightReport:
+    """`match` against a PyTorch model (its state dict and module tree). With a Keras side, which keeps no
+    batchnorm step counters, those are left out of both sides, and a note says so."""
+    target = model.state_dict()
+    if keras_source:
+        target, tensors = without_step_counters(target), without_step_counters(tensors)
+    report = match(target, tensors, rename, name, model=model)
+    if keras_source:
+        report.notes.append(NO_STEP_COUNTER)
+    return report
+
+
 def _load_into_keras(keras_model, source, spec, rename, strict) -> WeightReport:
     """Through the spec's PyTorch model: given the Keras model's own values, `source` loaded into it, then
     transferred into the Keras model (nothing, when strict refuses)."""
@@ -787,10 +794,8 @@ def _load_into_keras(keras_model, source, spec, rename, strict) -> WeightReport:
     torch_model = nnspec.build(spec)
     torch_model.load_state_dict(keras_state_dict(keras_model, spec), strict=False)  # the Keras model's values
     tensors, name = read_source(source, spec)
-    tensors = without_step_counters(tensors)
-    target = without_step_counters(torch_model.state_dict())
-    report = match(target, tensors, rename, name)
-    report.notes.append(NO_STEP_COUNTER)
+    report = match_model(torch_model, tensors, rename, name, keras_source=True)
+    target = torch_model.state_dict()
     report.model = keras_model
     if strict and not report.ok:
         report.loaded = 0

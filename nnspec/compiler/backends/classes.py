@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from nnspec.compiler.arithmetic import ExpressionError, evaluate, tokens_of
-from nnspec.compiler.backends.expr import Arg, Call, Const
+from nnspec.compiler.backends.expr import Arg, Call, Const, flat
 from nnspec.compiler.blocks import ARG_REF
 from nnspec.compiler.ir import Graph, Sequence, iter_nodes
 
@@ -373,4 +373,15 @@ def collapse_repeats(prefixes: list, graph: Graph) -> list:
                 out.append(parent)
         else:
             out.append(p)
+    return out
+
+
+def parameter_texts(cls) -> list:
+    """A block class's parameters as written in its signature: `name: annotation = default`."""
+    out = []
+    for name, annotation, default in cls.params:
+        text = f"{name}: {annotation}" if annotation else name
+        if default is not REQUIRED:
+            text += f" = {flat(default, {})}" if annotation else f"={flat(default, {})}"
+        out.append(text)
     return out

@@ -186,14 +186,7 @@ def _bare_step_lines(label: str, tree, indent: int) -> list:
 def _function_lines(cls, graph: Graph) -> list:
     file = json.dumps(os.path.basename(graph.file), ensure_ascii=True)[1:-1]
     params = ["x", "name: str"] + (["seed: int"] if needs_seed(cls) else [])
-    keyword = []
-    for pname, annotation, default in cls.params:
-        text = f"{pname}: {annotation}" if annotation else pname
-        if default is not cl.REQUIRED:
-            from nnspec.compiler.backends.expr import flat
-
-            text += f" = {flat(default, {})}" if annotation else f"={flat(default, {})}"
-        keyword.append(text)
+    keyword = cl.parameter_texts(cls)
     if keyword:
         params += ["*"] + keyword
     from nnspec.compiler.backends.torch_emit import _def_lines

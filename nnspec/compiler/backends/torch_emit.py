@@ -180,12 +180,7 @@ FULL_INIT = ("stream_block", "stream_range", "shard_indices", "strided_offsets",
 def _class_lines(cls: cl.BlockClass, graph: Graph) -> list:
     file = json.dumps(os.path.basename(graph.file), ensure_ascii=True)[1:-1]
     lines = _class_head(cls.name) + [f'    """Block `{cls.block}` ({file}:{cls.line})."""', ""]
-    params = []
-    for name, annotation, default in cls.params:
-        text = f"{name}: {annotation}" if annotation else name
-        if default is not cl.REQUIRED:
-            text += f" = {flat(default, {})}" if annotation else f"={flat(default, {})}"
-        params.append(text)
+    params = cl.parameter_texts(cls)
     lines += _def_lines("__init__", ["self"] + (["*"] + params if params else []), "None", 4)
     lines.append("        super().__init__()")
     for name, comment, tree in cls.body:
