@@ -4,7 +4,6 @@ torchvision's init code, functional calls and merges, and the diagnostics for wh
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import operator
 import os
@@ -27,20 +26,7 @@ from nnspec.importing import ImportProblem, from_torch  # noqa: E402
 from nnspec.importing.inits import infer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tv import import_torchvision  # noqa: E402
-
-
-@cache
-def _models():
-    if importlib.util.find_spec("torchvision") is None:
-        return None
-    return import_torchvision().models
-
-
-def models():
-    if _models() is None:
-        pytest.skip("torchvision is not installed")
-    return _models()
+from tv import torchvision_models as models  # noqa: E402
 
 
 @cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -10,33 +9,13 @@ import pytest
 torch = pytest.importorskip("torch")
 stats = pytest.importorskip("scipy.stats")
 
+from tv import torchvision_models  # noqa: E402
+
 import nnspec  # noqa: E402
 
 SPEC = Path(__file__).resolve().parent.parent / "examples" / "vit_b_16.yaml"
 PARAMS = 86_567_656
 KS_P = 1e-3
-
-
-@contextlib.contextmanager
-def _no_register_fake():
-    """torchvision registers fake kernels of its C++ ops on import; with a torch whose library differs that
-    may fail. The models here use none of those ops."""
-    original = torch.library.register_fake
-
-    def register_fake(*args, **kwargs):
-        return args[1] if len(args) > 1 else (lambda func: func)
-
-    torch.library.register_fake = register_fake
-    try:
-        yield
-    finally:
-        torch.library.register_fake = original
-
-
-def torchvision_models():
-    with _no_register_fake():
-        models = pytest.importorskip("torchvision.models")
-    return models
 
 
 def _squeezed(shape) -> tuple:

@@ -11,7 +11,6 @@ ways with a plain-PyTorch U-Net written below.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,7 +26,7 @@ pytest.importorskip("keras")
 stats = pytest.importorskip("scipy.stats")
 
 from torch import nn
-from tv import import_torchvision
+from tv import torchvision_models as models
 
 import nnspec
 from nnspec.parity import run_parity
@@ -96,21 +95,6 @@ ZOO = {
     "unet": Zoo(lambda models: UNet(), 482_754, 64, 8),  # the reference: the plain U-Net above
 }
 NAMES = list(ZOO)
-
-
-@cache
-def _models():
-    if importlib.util.find_spec("torchvision") is None:
-        return None
-    return import_torchvision().models
-
-
-def models():
-    """torchvision.models; the tests that need it skip where torchvision is not installed (the `dev` extra
-    installs it)."""
-    if _models() is None:
-        pytest.skip("torchvision is not installed")
-    return _models()
 
 
 @cache

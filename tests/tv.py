@@ -9,6 +9,8 @@ is imported, and restored after.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from functools import cache
 
 import torch.library
 
@@ -26,3 +28,14 @@ def import_torchvision():
         return importlib.import_module("torchvision")
     finally:
         torch.library.register_fake = original
+
+
+@cache
+def torchvision_models():
+    """torchvision.models; the calling test is skipped where torchvision is not installed (the `dev` extra
+    installs it)."""
+    if importlib.util.find_spec("torchvision") is None:
+        import pytest
+
+        pytest.skip("torchvision is not installed")
+    return import_torchvision().models
